@@ -1,0 +1,16 @@
+//! Types and traits shared by every novaml crate, and nothing else.
+//!
+//! Data flows one way: a [`Source`] collects [`Series`], a [`MetricStore`] keeps them, feature
+//! engineering and models read them back with a [`Selector`]. See `ARCHITECTURE.md`.
+
+mod error;
+mod selector;
+mod series;
+mod source;
+mod store;
+
+pub use error::{BoxError, CoreError};
+pub use selector::{LabelMatcher, MatchOp, Selector};
+pub use series::{Batch, Point, Series, SeriesKey, Timestamp, is_valid_label_name, is_valid_metric_name};
+pub use source::{BoxFuture, CollectContext, Collected, Source, SourceError};
+pub use store::{Aggregation, MetricStore, StepSpec, TimeRange};

@@ -1,0 +1,61 @@
+//! Errors of the stores.
+
+use std::path::PathBuf;
+
+/// Errors of the metric stores.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database file could not be opened or created.
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        /// The database path.
+        path: PathBuf,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// A statement failed (including `SQLITE_FULL` on a full disk: the batch is not written and
+    /// may be retried).
+    #[error("sqlite error while {context}: {source}")]
+    Sqlite {
+        /// What the store was doing.
+        context: &'static str,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// A row in the series table holds labels that are not a JSON object of strings.
+    #[error("series {id} has corrupt labels {labels:?}: {source}")]
+    CorruptLabels {
+        /// Series id.
+        id: i64,
+        /// The stored text.
+        labels: String,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+    /// The database was written by a newer novaml with an unknown schema.
+    #[error("database schema version {found} is newer than this build supports ({supported})")]
+    SchemaTooNew {
+        /// Version in the file.
+        found: i64,
+        /// Highest version this build knows.
+        supported: i64,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn sqlite(context: &'static str) -> impl FnOnce(rusqlite::Error) -> Self {
+        move |source| Self::Sqlite { context, source }
+    }
+
+    /// Whether the error is worth retrying later (busy, locked, full disk, I/O).
+    pub fn is_transient(&self) -> bool {
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull, SystemIoFailure};
+        match self {
+            Self::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. } => {
+                matches!(e.code, DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure)
+            }
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! [`MetricStore`](novaml_core::MetricStore) implementations.
+//!
+//! - [`SqliteStore`]: the embedded default, one SQLite file in WAL mode.
+
+mod error;
+mod sqlite;
+
+pub use error::StoreError;
+pub use sqlite::{SeriesInfo, SqliteStore};
