@@ -50,12 +50,12 @@ impl CollectMetrics {
         );
         registry.register(
             "novaml_collect_errors",
-            "Collection and write failures, by source and kind (timeout, transient, fatal, store).",
+            "Collection and write failures, by source and kind (timeout, transient, fatal, store)",
             m.errors.clone(),
         );
         registry.register(
             "novaml_collect_skipped",
-            "Lines or points skipped as invalid, by source and reason.",
+            "Lines or points skipped as invalid, by source and reason",
             m.skipped.clone(),
         );
         registry.register(
@@ -65,7 +65,7 @@ impl CollectMetrics {
         );
         registry.register(
             "novaml_collect_buffer_utilization_ratio",
-            "Share of the bounded buffer between sources and the store in use (0 to 1).",
+            "Share of the bounded buffer between sources and the store in use (0 to 1)",
             m.buffer.clone(),
         );
         registry.register(

@@ -1,1 +1,44 @@
-//! placeholder
+//! The HTTP front of novaml: `fn app(state) -> Router` with Prometheus `/metrics`, a JSON pipeline
+//! status and the status page. Later resources (predictions, incidents, plans, tuning) each add a
+//! module with its own `router()`.
+
+mod error;
+mod metrics;
+mod status;
+
+use std::sync::Arc;
+
+use axum::Router;
+use prometheus_client::registry::Registry;
+
+pub use error::ApiError;
+pub use status::{PipelineStatus, SourceStatus, StatusProvider};
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// Every Prometheus metric novaml exports.
+    pub registry: Arc<Registry>,
+    /// Produces the current pipeline status on demand.
+    pub status: Arc<dyn StatusProvider>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// The application router.
+pub fn app(state: AppState) -> Router {
+    Router::new().merge(metrics::router()).merge(status::router()).with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+}

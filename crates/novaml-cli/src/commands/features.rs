@@ -1,0 +1,70 @@
+//! `novaml features`: a file in, a feature table out.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow, bail};
+use novaml_collect::sources::file::{FileConfig, import};
+use novaml_features::{FeatureConfig, build};
+
+/// Reads one series from a CSV or JSON-lines file and writes its features as CSV: `timestamp`
+/// then one column per feature (calendar, rolling mean/std/min/max/quantiles, z-score, EWMA,
+/// differences, lags, FFT spectra, rows since the last spike). Every feature of a row uses only
+/// that row and earlier ones. Cells without enough history are empty.
+///
+/// Example:
+///   novaml features --in ../shared/data/vm-traces/bitbrains/vm_194.csv --column cpu_pct --out f.csv
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct Args {
+    /// Input file (CSV or JSON lines; see `novaml collect --file`).
+    #[arg(long = "in", value_name = "FILE")]
+    input: PathBuf,
+    /// The value column (metric name after import); required when the file has several.
+    #[arg(long)]
+    column: Option<String>,
+    /// Output CSV (stdout when unset).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Feature settings as TOML (keys of FeatureConfig: windows, quantiles, zscore_window,
+    /// ewma_alphas, lags, fft_window, spike_z, calendar). Defaults suit 5-minute data.
+    #[arg(long, value_name = "FILE")]
+    features: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: Args) -> Result<()> {
+    let cfg: FeatureConfig = match &args.features {
+        Some(p) => toml::from_str(&std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?)
+            .with_context(|| format!("invalid feature settings in {}", p.display()))?,
+        None => FeatureConfig::default(),
+    };
+    let columns = args.column.iter().cloned().collect();
+    let imported = import(&FileConfig { path: args.input.clone(), columns, ..FileConfig::default() })?;
+    let series = match imported.series.len() {
+        0 => bail!("{} has no series{}", args.input.display(), args.column.as_ref().map(|c| format!(" named {c:?}")).unwrap_or_default()),
+        1 => &imported.series[0],
+        _ => {
+            let names: Vec<&str> = imported.series.iter().map(|s| s.key.name.as_str()).collect();
+            bail!("{} has several columns ({}); pick one with --column", args.input.display(), names.join(", "))
+        }
+    };
+    let frame = build(&series.timestamps(), &series.values(), &cfg).map_err(|e| anyhow!("{}: {e}", args.input.display()))?;
+    let out: Box<dyn Write> = match &args.out {
+        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut w = csv::Writer::from_writer(out);
+    let mut header = vec!["timestamp".to_owned()];
+    header.extend(frame.names.iter().cloned());
+    w.write_record(&header)?;
+    let mut record: Vec<String> = Vec::with_capacity(header.len());
+    for i in 0..frame.rows() {
+        record.clear();
+        record.push(chrono::DateTime::from_timestamp_millis(frame.timestamps[i]).map_or_else(|| frame.timestamps[i].to_string(), |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string()));
+        record.extend(frame.columns.iter().map(|c| if c[i].is_finite() { format!("{}", c[i]) } else { String::new() }));
+        w.write_record(&record)?;
+    }
+    w.flush()?;
+    eprintln!("{} rows × {} features from {} ({} rows skipped on import)", frame.rows(), frame.names.len(), args.input.display(), imported.skipped.values().sum::<u64>());
+    Ok(())
+}

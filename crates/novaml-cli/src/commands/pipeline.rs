@@ -1,0 +1,162 @@
+//! The long-running pipeline shared by `demo` and `collect --follow`: sources → runner → SQLite,
+//! with /metrics and the status page served alongside, retention applied hourly, and a graceful
+//! shutdown that flushes the buffer.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use novaml_collect::{CollectMetrics, Runner};
+use novaml_core::MetricStore;
+use novaml_server::{AppState, PipelineStatus, SourceStatus, StatusProvider};
+use novaml_store::SqliteStore;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::Resolved;
+
+/// What to run.
+pub(crate) struct Pipeline {
+    pub(crate) store_path: PathBuf,
+    pub(crate) sources: Vec<Resolved>,
+    pub(crate) buffer: usize,
+    pub(crate) seed: u64,
+    pub(crate) retention: Option<Duration>,
+    pub(crate) listen: Option<SocketAddr>,
+    /// Stop on its own after this long (for scripted runs); otherwise on Ctrl-C / SIGTERM.
+    pub(crate) stop_after: Option<Duration>,
+    /// Printed once the server listens (`{url}` is replaced).
+    pub(crate) banner: Option<String>,
+}
+
+struct Status {
+    started: Instant,
+    store_path: PathBuf,
+    reader: Mutex<Option<SqliteStore>>,
+    metrics: CollectMetrics,
+    sources: Vec<(String, &'static str, f64, bool)>,
+}
+
+impl StatusProvider for Status {
+    fn status(&self) -> Result<PipelineStatus, String> {
+        let mut guard = self.reader.lock().map_err(|_| "status reader lock poisoned".to_owned())?;
+        if guard.is_none() {
+            *guard = Some(SqliteStore::open(&self.store_path).map_err(|e| e.to_string())?);
+        }
+        let store = guard.as_ref().ok_or("store not open")?;
+        let series = store.series(&novaml_core::Selector::all()).map_err(|e| e.to_string())?.len() as u64;
+        let points = store.count_points().map_err(|e| e.to_string())?;
+        let sources = self
+            .sources
+            .iter()
+            .map(|(name, kind, interval, simulated)| SourceStatus {
+                name: name.clone(),
+                kind: (*kind).to_owned(),
+                interval_seconds: *interval,
+                samples_total: self.metrics.samples(name),
+                errors_total: ["transient", "timeout", "fatal", "store"].iter().map(|k| self.metrics.errors(name, k)).sum(),
+                simulated: *simulated,
+            })
+            .collect();
+        Ok(PipelineStatus {
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            store: self.store_path.display().to_string(),
+            series,
+            points,
+            buffer_utilization: self.metrics.buffer_utilization(),
+            sources,
+        })
+    }
+}
+
+fn open_store(path: &Path) -> Result<SqliteStore> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    SqliteStore::open(path).with_context(|| format!("cannot open the store {}", path.display()))
+}
+
+impl Pipeline {
+    pub(crate) async fn run(self) -> Result<()> {
+        let store = open_store(&self.store_path)?;
+        let mut registry = Registry::default();
+        let metrics = CollectMetrics::register(&mut registry);
+        let mut runner = Runner::new(self.buffer, metrics.clone()).with_seed(self.seed);
+        let mut described = Vec::new();
+        for r in self.sources {
+            described.push((r.source.name().to_owned(), r.kind, r.schedule.interval.as_secs_f64(), r.simulated));
+            runner.add(r.source, r.schedule);
+        }
+        let (stop_tx, stop_rx) = watch::channel(false);
+
+        let server = match self.listen {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+                let local = listener.local_addr()?;
+                let status = Status { started: Instant::now(), store_path: self.store_path.clone(), reader: Mutex::new(None), metrics, sources: described };
+                let state = AppState { registry: Arc::new(registry), status: Arc::new(status) };
+                let mut rx = stop_rx.clone();
+                let handle = tokio::spawn(novaml_server::serve(listener, state, async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                }));
+                let url = format!("http://{local}/");
+                if let Some(b) = &self.banner {
+                    println!("{}", b.replace("{url}", &url));
+                }
+                info!(%url, "Serving /metrics and the status page.");
+                Some(handle)
+            }
+            None => None,
+        };
+
+        if let Some(retention) = self.retention {
+            let path = self.store_path.clone();
+            let mut rx = stop_rx.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(3600));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = rx.wait_for(|s| *s) => break,
+                    }
+                    let path = path.clone();
+                    let cutoff = novaml_collect::now_ms() - retention.as_millis() as i64;
+                    let result = tokio::task::spawn_blocking(move || SqliteStore::open(&path).and_then(|mut s| s.delete_before(cutoff))).await;
+                    match result {
+                        Ok(Ok(n)) if n > 0 => info!(deleted = n, "Applied retention."),
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => warn!(error = %e, "Retention failed; will retry in an hour."),
+                        Err(e) => warn!(error = %e, "Retention task failed."),
+                    }
+                }
+            });
+        }
+
+        let stop_after = self.stop_after;
+        tokio::spawn(async move {
+            match stop_after {
+                Some(d) => tokio::select! {
+                    () = tokio::time::sleep(d) => {}
+                    () = super::termination() => {}
+                },
+                None => super::termination().await,
+            }
+            info!("Shutting down: stopping sources and flushing the buffer.");
+            let _ = stop_tx.send(true);
+        });
+
+        let (_store, report) = runner.run(store, stop_rx).await.context("the collector failed")?;
+        if let Some(h) = server {
+            h.await.context("server task failed")?.context("server failed")?;
+        }
+        info!(written = report.written, lost_batches = report.lost_batches, "Stopped.");
+        if report.lost_batches > 0 {
+            anyhow::bail!("{} batches could not be written before shutdown (they will be collected again on restart)", report.lost_batches);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,429 @@
+//! The configuration file (`novaml.toml`): documented serde structs, resolved into sources in one
+//! step. Precedence: defaults < file < environment (`NOVAML__SECTION__KEY=value`) < flags.
+//! Every error names the field, as written in the file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use novaml_collect::sources::file::{FileConfig, FileFormat, FileSource};
+use novaml_collect::sources::host::Host;
+use novaml_collect::sources::prometheus_api::{ApiConfig, PrometheusApi, QueryConfig};
+use novaml_collect::sources::prometheus_scrape::{PrometheusScrape, ScrapeConfig};
+use novaml_collect::sources::simulator::{SimConfig, Simulator};
+use novaml_collect::time::parse_duration;
+use novaml_collect::{RetryPolicy, Schedule};
+use novaml_core::Source;
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Config {
+    pub(crate) store: StoreConfig,
+    pub(crate) collect: CollectConfig,
+    pub(crate) server: ServerConfig,
+    pub(crate) sources: SourcesConfig,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct StoreConfig {
+    /// SQLite file.
+    pub(crate) path: PathBuf,
+    /// Points older than this are deleted (checked hourly); empty keeps everything.
+    pub(crate) retention: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::from("novaml-data/novaml.db"), retention: "30d".into() }
+    }
+}
+
+/// `[collect]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct CollectConfig {
+    /// Batches held between sources and the store before sources wait.
+    pub(crate) buffer: usize,
+    /// Seed of the retry jitter.
+    pub(crate) seed: u64,
+}
+
+impl Default for CollectConfig {
+    fn default() -> Self {
+        Self { buffer: 64, seed: 1 }
+    }
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ServerConfig {
+    /// Address to listen on.
+    pub(crate) listen: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8600".into() }
+    }
+}
+
+/// `[sources]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SourcesConfig {
+    pub(crate) prometheus_api: Vec<PromApiEntry>,
+    pub(crate) scrape: Vec<ScrapeEntry>,
+    pub(crate) host: Option<HostEntry>,
+    pub(crate) simulator: Option<SimEntry>,
+    pub(crate) file: Vec<FileEntry>,
+}
+
+/// Scheduling fields shared by every source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ScheduleEntry {
+    pub(crate) interval: String,
+    pub(crate) timeout: String,
+    pub(crate) retries: u32,
+    pub(crate) backoff: String,
+    pub(crate) max_backoff: String,
+}
+
+impl Default for ScheduleEntry {
+    fn default() -> Self {
+        Self { interval: "15s".into(), timeout: "10s".into(), retries: 3, backoff: "500ms".into(), max_backoff: "30s".into() }
+    }
+}
+
+/// `[[sources.prometheus_api]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PromApiEntry {
+    pub(crate) name: String,
+    pub(crate) url: String,
+    pub(crate) queries: Vec<QueryConfig>,
+    #[serde(default = "d_step")]
+    pub(crate) step: String,
+    #[serde(default = "d_backfill")]
+    pub(crate) backfill: String,
+    #[serde(default = "d_delay")]
+    pub(crate) delay: String,
+    #[serde(default = "d_chunk")]
+    pub(crate) chunk_points: i64,
+    #[serde(flatten)]
+    pub(crate) schedule: ScheduleEntry,
+}
+
+fn d_step() -> String {
+    "15s".into()
+}
+fn d_backfill() -> String {
+    "1h".into()
+}
+fn d_delay() -> String {
+    "30s".into()
+}
+const fn d_chunk() -> i64 {
+    2_000
+}
+
+/// `[[sources.scrape]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScrapeEntry {
+    pub(crate) name: String,
+    pub(crate) url: String,
+    #[serde(default)]
+    pub(crate) job: Option<String>,
+    #[serde(default = "d_labels")]
+    pub(crate) max_labels: usize,
+    #[serde(flatten)]
+    pub(crate) schedule: ScheduleEntry,
+}
+
+const fn d_labels() -> usize {
+    64
+}
+
+/// `[sources.host]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HostEntry {
+    #[serde(default = "d_true")]
+    pub(crate) enabled: bool,
+    #[serde(flatten)]
+    pub(crate) schedule: ScheduleEntry,
+}
+
+const fn d_true() -> bool {
+    true
+}
+
+/// `[sources.simulator]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SimEntry {
+    #[serde(default = "d_true")]
+    pub(crate) enabled: bool,
+    #[serde(default = "d_seed")]
+    pub(crate) seed: u64,
+    #[serde(default = "d_hosts")]
+    pub(crate) hosts: usize,
+    #[serde(default = "d_vms")]
+    pub(crate) vms_per_host: usize,
+    #[serde(default = "d_sim_step")]
+    pub(crate) step: String,
+    #[serde(default = "d_history")]
+    pub(crate) history: String,
+    #[serde(default = "d_rate")]
+    pub(crate) incident_rate: f64,
+    #[serde(flatten)]
+    pub(crate) schedule: ScheduleEntry,
+}
+
+const fn d_seed() -> u64 {
+    42
+}
+const fn d_hosts() -> usize {
+    3
+}
+const fn d_vms() -> usize {
+    4
+}
+fn d_sim_step() -> String {
+    "60s".into()
+}
+fn d_history() -> String {
+    "3d".into()
+}
+const fn d_rate() -> f64 {
+    0.35
+}
+
+/// `[[sources.file]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileEntry {
+    pub(crate) name: String,
+    pub(crate) path: PathBuf,
+    #[serde(default)]
+    pub(crate) format: FileFormat,
+    #[serde(default)]
+    pub(crate) prefix: String,
+    #[serde(default)]
+    pub(crate) labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(crate) timestamp_column: Option<String>,
+    #[serde(default)]
+    pub(crate) columns: Vec<String>,
+    #[serde(default)]
+    pub(crate) row_interval: Option<String>,
+    #[serde(flatten)]
+    pub(crate) schedule: ScheduleEntry,
+}
+
+/// Parses a duration field, naming it on error.
+pub(crate) fn duration(field: &str, value: &str) -> Result<Duration> {
+    parse_duration(value).ok_or_else(|| anyhow!("invalid configuration `{field}`: {value:?} is not a duration like 15s, 5m, 2h, 7d"))
+}
+
+impl ScheduleEntry {
+    fn resolve(&self, field: &str) -> Result<Schedule> {
+        let interval = duration(&format!("{field}.interval"), &self.interval)?;
+        if interval.is_zero() {
+            bail!("invalid configuration `{field}.interval`: must be positive");
+        }
+        let timeout = duration(&format!("{field}.timeout"), &self.timeout)?;
+        if timeout.is_zero() {
+            bail!("invalid configuration `{field}.timeout`: must be positive");
+        }
+        Ok(Schedule {
+            interval,
+            timeout,
+            retry: RetryPolicy {
+                max_retries: self.retries,
+                initial_backoff: duration(&format!("{field}.backoff"), &self.backoff)?,
+                max_backoff: duration(&format!("{field}.max_backoff"), &self.max_backoff)?,
+                ..RetryPolicy::default()
+            },
+        })
+    }
+}
+
+/// A source ready to run, with how the status page describes it.
+pub(crate) struct Resolved {
+    pub(crate) source: Box<dyn Source>,
+    pub(crate) schedule: Schedule,
+    pub(crate) kind: &'static str,
+    pub(crate) simulated: bool,
+}
+
+impl Config {
+    /// Reads `path` (if given) over the defaults, then applies `NOVAML__…` environment overrides.
+    pub(crate) fn load(path: Option<&Path>) -> Result<Self> {
+        let mut value = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?;
+                text.parse::<toml::Table>().with_context(|| format!("{} is not valid TOML", p.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut value, std::env::vars())?;
+        let cfg: Self = Self::deserialize(toml::Value::Table(value))
+            .map_err(|e| anyhow!("invalid configuration{}: {e}", path.map(|p| format!(" in {}", p.display())).unwrap_or_default()))?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// Checks what serde cannot: durations, names, uniqueness.
+    pub(crate) fn check(&self) -> Result<()> {
+        if !self.store.retention.is_empty() {
+            duration("store.retention", &self.store.retention)?;
+        }
+        if self.collect.buffer == 0 {
+            bail!("invalid configuration `collect.buffer`: must be at least 1");
+        }
+        self.server.listen.parse::<std::net::SocketAddr>().map_err(|e| anyhow!("invalid configuration `server.listen`: {e}"))?;
+        let mut names = std::collections::HashSet::new();
+        for name in self.sources.prometheus_api.iter().map(|s| &s.name).chain(self.sources.scrape.iter().map(|s| &s.name)).chain(self.sources.file.iter().map(|s| &s.name)) {
+            if name.is_empty() || !names.insert(name.clone()) {
+                bail!("invalid configuration `sources`: source names must be unique and non-empty ({name:?})");
+            }
+        }
+        // Resolving builds every source, which validates the rest.
+        self.resolve_sources().map(|_| ())
+    }
+
+    /// Builds every configured source.
+    pub(crate) fn resolve_sources(&self) -> Result<Vec<Resolved>> {
+        let mut out = Vec::new();
+        for (i, s) in self.sources.prometheus_api.iter().enumerate() {
+            let field = format!("sources.prometheus_api[{i}]");
+            let schedule = s.schedule.resolve(&field)?;
+            let cfg = ApiConfig {
+                name: s.name.clone(),
+                url: s.url.clone(),
+                queries: s.queries.clone(),
+                step: duration(&format!("{field}.step"), &s.step)?,
+                backfill: duration(&format!("{field}.backfill"), &s.backfill)?,
+                delay: duration(&format!("{field}.delay"), &s.delay)?,
+                chunk_points: s.chunk_points,
+            };
+            out.push(Resolved { source: Box::new(PrometheusApi::new(cfg, schedule.timeout)?), schedule, kind: "prometheus_api", simulated: false });
+        }
+        for (i, s) in self.sources.scrape.iter().enumerate() {
+            let schedule = s.schedule.resolve(&format!("sources.scrape[{i}]"))?;
+            let cfg = ScrapeConfig { name: s.name.clone(), url: s.url.clone(), job: s.job.clone(), max_labels: s.max_labels };
+            out.push(Resolved { source: Box::new(PrometheusScrape::new(cfg, schedule.timeout)?), schedule, kind: "prometheus_scrape", simulated: false });
+        }
+        if let Some(h) = self.sources.host.as_ref().filter(|h| h.enabled) {
+            let schedule = h.schedule.resolve("sources.host")?;
+            out.push(Resolved { source: Box::new(Host::new("host")), schedule, kind: "host", simulated: false });
+        }
+        if let Some(s) = self.sources.simulator.as_ref().filter(|s| s.enabled) {
+            let schedule = s.schedule.resolve("sources.simulator")?;
+            let cfg = SimConfig {
+                name: "simulator".into(),
+                seed: s.seed,
+                hosts: s.hosts,
+                vms_per_host: s.vms_per_host,
+                step: duration("sources.simulator.step", &s.step)?,
+                history: duration("sources.simulator.history", &s.history)?,
+                incident_rate: s.incident_rate,
+            };
+            out.push(Resolved { source: Box::new(Simulator::new(cfg)?), schedule, kind: "simulator", simulated: true });
+        }
+        for (i, f) in self.sources.file.iter().enumerate() {
+            let field = format!("sources.file[{i}]");
+            let schedule = f.schedule.resolve(&field)?;
+            let row_interval = f.row_interval.as_deref().map(|r| duration(&format!("{field}.row_interval"), r)).transpose()?;
+            let cfg = FileConfig {
+                path: f.path.clone(),
+                format: f.format,
+                prefix: f.prefix.clone(),
+                labels: f.labels.clone(),
+                timestamp_column: f.timestamp_column.clone(),
+                columns: f.columns.clone(),
+                row_interval,
+                start: 0,
+            };
+            out.push(Resolved { source: Box::new(FileSource::new(f.name.clone(), cfg)), schedule, kind: "file", simulated: false });
+        }
+        Ok(out)
+    }
+}
+
+/// Applies `NOVAML__A__B=value` as `a.b = value` (lower-cased path; the value is read as a TOML
+/// scalar when it parses as one, else as a string).
+pub(crate) fn apply_env(table: &mut toml::Table, vars: impl Iterator<Item = (String, String)>) -> Result<()> {
+    for (k, v) in vars {
+        let Some(path) = k.strip_prefix("NOVAML__") else { continue };
+        let parts: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+        if parts.iter().any(String::is_empty) {
+            bail!("environment variable {k}: empty path segment");
+        }
+        let value = format!("x = {v}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("x")).unwrap_or(toml::Value::String(v));
+        let mut cur = &mut *table;
+        for p in &parts[..parts.len() - 1] {
+            let entry = cur.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            cur = entry.as_table_mut().ok_or_else(|| anyhow!("environment variable {k}: `{p}` is not a section"))?;
+        }
+        cur.insert(parts[parts.len() - 1].clone(), value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_resolves() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/novaml.example.toml");
+        let text = std::fs::read_to_string(&path).expect("example config exists");
+        let table: toml::Table = text.parse().expect("valid TOML");
+        let cfg = Config::deserialize(toml::Value::Table(table)).expect("matches the schema");
+        cfg.check().expect("valid");
+        let kinds: Vec<&str> = cfg.resolve_sources().expect("sources").iter().map(|r| r.kind).collect();
+        // The simulator is present but disabled in the example.
+        assert_eq!(kinds, vec!["prometheus_api", "prometheus_scrape", "host", "file"]);
+        assert!(cfg.sources.simulator.as_ref().is_some_and(|s| !s.enabled));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            ("[store]\nretention = \"forever\"", "store.retention"),
+            ("[server]\nlisten = \"nowhere\"", "server.listen"),
+            ("[collect]\nbufer = 3", "bufer"),
+            ("[[sources.prometheus_api]]\nname = \"p\"\nurl = \"http://x\"\nqueries = [{ name = \"up\", expr = \"up\" }]\nstep = \"soon\"", "sources.prometheus_api[0].step"),
+            ("[[sources.prometheus_api]]\nname = \"p\"\nurl = \"not a url\"\nqueries = [{ name = \"up\", expr = \"up\" }]", "sources.prometheus_api[p].url"),
+            ("[sources.simulator]\nhosts = 0", "sources.simulator.hosts"),
+            ("[sources.host]\ninterval = \"0s\"", "sources.host.interval"),
+            ("[sources.host]\nbogus = 1", "bogus"),
+            ("[[sources.scrape]]\nname = \"n\"\nurl = \"http://x/metrics\"\nintervall = \"1s\"", "intervall"),
+        ];
+        for (text, field) in cases {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let p = dir.path().join("c.toml");
+            std::fs::write(&p, text).expect("write");
+            let err = format!("{:#}", Config::load(Some(&p)).expect_err(text));
+            assert!(err.contains(field), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut t: toml::Table = "[server]\nlisten = \"127.0.0.1:1\"\n[collect]\nbuffer = 2".parse().expect("toml");
+        let vars = [("NOVAML__SERVER__LISTEN".to_owned(), "127.0.0.1:9".to_owned()), ("NOVAML__COLLECT__BUFFER".to_owned(), "7".to_owned()), ("OTHER".to_owned(), "x".to_owned())];
+        apply_env(&mut t, vars.into_iter()).expect("apply");
+        let cfg = Config::deserialize(toml::Value::Table(t)).expect("config");
+        assert_eq!((cfg.server.listen.as_str(), cfg.collect.buffer), ("127.0.0.1:9", 7));
+    }
+}
