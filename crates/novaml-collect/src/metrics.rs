@@ -45,7 +45,7 @@ impl CollectMetrics {
         let m = Self::default();
         registry.register(
             "novaml_collect_samples",
-            "Samples written to the store, by source.",
+            "Samples written to the store, by source",
             m.samples.clone(),
         );
         registry.register(
@@ -60,7 +60,7 @@ impl CollectMetrics {
         );
         registry.register(
             "novaml_collect_duration_seconds",
-            "Time of one collection attempt, by source.",
+            "Time of one collection attempt, by source",
             m.duration.clone(),
         );
         registry.register(
@@ -70,7 +70,7 @@ impl CollectMetrics {
         );
         registry.register(
             "novaml_collect_last_success_timestamp_seconds",
-            "Unix time of the last successful collection, by source.",
+            "Unix time of the last successful collection, by source",
             m.last_success.clone(),
         );
         m

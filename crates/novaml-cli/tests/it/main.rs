@@ -1,0 +1,6 @@
+//! End-to-end tests of the `novaml` binary against real services: a real Prometheus and a real
+//! node_exporter (Debian packages, started here on free loopback ports).
+
+mod cli;
+mod env;
+mod prometheus;
