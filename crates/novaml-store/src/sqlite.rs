@@ -196,6 +196,12 @@ impl SqliteStore {
             .map_err(StoreError::sqlite("reading last timestamp"))
     }
 
+    /// Caps the database at `pages` pages (of 4 KiB by default) for this connection: writes past
+    /// it fail with `SQLITE_FULL`, as on a full disk. For quotas, and to test that path.
+    pub fn set_max_page_count(&self, pages: u32) -> Result<(), StoreError> {
+        self.conn.pragma_update(None, "max_page_count", pages).map_err(StoreError::sqlite("setting max_page_count"))
+    }
+
     /// Total number of points in the store.
     pub fn count_points(&self) -> Result<u64, StoreError> {
         self.conn

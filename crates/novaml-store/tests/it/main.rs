@@ -42,3 +42,20 @@ fn series_created_by_another_connection_are_found() {
         .expect("write");
     assert_eq!(reader.query(&Selector::exact(&key), TimeRange::all(), None).expect("query").len(), 1);
 }
+
+#[test]
+fn a_full_database_fails_the_whole_batch_and_keeps_the_old_cursor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = SqliteStore::open(dir.path().join("m.db")).expect("open");
+    let key = SeriesKey::new("x").expect("key");
+    s.write(&Batch { source: "p".into(), series: vec![Series::new(key.clone(), vec![Point::new(0, 0.0)])], cursor: Some(0) })
+        .expect("first write");
+    s.set_max_page_count(8).expect("cap");
+    let big: Vec<Point> = (1..200_000).map(|i| Point::new(i, i as f64)).collect();
+    let err = s.write(&Batch { source: "p".into(), series: vec![Series::new(key.clone(), big)], cursor: Some(200_000) }).expect_err("full");
+    assert!(err.is_transient(), "a full disk is worth retrying: {err}");
+    assert_eq!(s.cursor("p").expect("cursor"), Some(0), "cursor not advanced");
+    assert_eq!(s.count_points().expect("count"), 1, "nothing of the failed batch was kept");
+    s.set_max_page_count(1 << 30).expect("uncap");
+    s.write(&Batch { source: "p".into(), series: vec![Series::new(key, vec![Point::new(1, 1.0)])], cursor: Some(1) }).expect("writes again");
+}
