@@ -33,7 +33,10 @@ pub(crate) async fn termination() {
 
 /// A multi-threaded runtime sized for this small machine.
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
 }
 
 /// Runs `fut` to completion on a fresh runtime.

@@ -39,7 +39,10 @@ pub(crate) struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("novaml-data/novaml.db"), retention: "30d".into() }
+        Self {
+            path: PathBuf::from("novaml-data/novaml.db"),
+            retention: "30d".into(),
+        }
     }
 }
 
@@ -55,7 +58,10 @@ pub(crate) struct CollectConfig {
 
 impl Default for CollectConfig {
     fn default() -> Self {
-        Self { buffer: 64, seed: 1 }
+        Self {
+            buffer: 64,
+            seed: 1,
+        }
     }
 }
 
@@ -69,7 +75,9 @@ pub(crate) struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8600".into() }
+        Self {
+            listen: "127.0.0.1:8600".into(),
+        }
     }
 }
 
@@ -97,7 +105,13 @@ pub(crate) struct ScheduleEntry {
 
 impl Default for ScheduleEntry {
     fn default() -> Self {
-        Self { interval: "15s".into(), timeout: "10s".into(), retries: 3, backoff: "500ms".into(), max_backoff: "30s".into() }
+        Self {
+            interval: "15s".into(),
+            timeout: "10s".into(),
+            retries: 3,
+            backoff: "500ms".into(),
+            max_backoff: "30s".into(),
+        }
     }
 }
 
@@ -230,7 +244,9 @@ pub(crate) struct FileEntry {
 
 /// Parses a duration field, naming it on error.
 pub(crate) fn duration(field: &str, value: &str) -> Result<Duration> {
-    parse_duration(value).ok_or_else(|| anyhow!("invalid configuration `{field}`: {value:?} is not a duration like 15s, 5m, 2h, 7d"))
+    parse_duration(value).ok_or_else(|| {
+        anyhow!("invalid configuration `{field}`: {value:?} is not a duration like 15s, 5m, 2h, 7d")
+    })
 }
 
 impl ScheduleEntry {
@@ -269,14 +285,21 @@ impl Config {
     pub(crate) fn load(path: Option<&Path>) -> Result<Self> {
         let mut value = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?;
-                text.parse::<toml::Table>().with_context(|| format!("{} is not valid TOML", p.display()))?
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read config file {}", p.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("{} is not valid TOML", p.display()))?
             }
             None => toml::Table::new(),
         };
         apply_env(&mut value, std::env::vars())?;
-        let cfg: Self = Self::deserialize(toml::Value::Table(value))
-            .map_err(|e| anyhow!("invalid configuration{}: {e}", path.map(|p| format!(" in {}", p.display())).unwrap_or_default()))?;
+        let cfg: Self = Self::deserialize(toml::Value::Table(value)).map_err(|e| {
+            anyhow!(
+                "invalid configuration{}: {e}",
+                path.map(|p| format!(" in {}", p.display()))
+                    .unwrap_or_default()
+            )
+        })?;
         cfg.check()?;
         Ok(cfg)
     }
@@ -289,11 +312,23 @@ impl Config {
         if self.collect.buffer == 0 {
             bail!("invalid configuration `collect.buffer`: must be at least 1");
         }
-        self.server.listen.parse::<std::net::SocketAddr>().map_err(|e| anyhow!("invalid configuration `server.listen`: {e}"))?;
+        self.server
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| anyhow!("invalid configuration `server.listen`: {e}"))?;
         let mut names = std::collections::HashSet::new();
-        for name in self.sources.prometheus_api.iter().map(|s| &s.name).chain(self.sources.scrape.iter().map(|s| &s.name)).chain(self.sources.file.iter().map(|s| &s.name)) {
+        for name in self
+            .sources
+            .prometheus_api
+            .iter()
+            .map(|s| &s.name)
+            .chain(self.sources.scrape.iter().map(|s| &s.name))
+            .chain(self.sources.file.iter().map(|s| &s.name))
+        {
             if name.is_empty() || !names.insert(name.clone()) {
-                bail!("invalid configuration `sources`: source names must be unique and non-empty ({name:?})");
+                bail!(
+                    "invalid configuration `sources`: source names must be unique and non-empty ({name:?})"
+                );
             }
         }
         // Resolving builds every source, which validates the rest.
@@ -315,16 +350,36 @@ impl Config {
                 delay: duration(&format!("{field}.delay"), &s.delay)?,
                 chunk_points: s.chunk_points,
             };
-            out.push(Resolved { source: Box::new(PrometheusApi::new(cfg, schedule.timeout)?), schedule, kind: "prometheus_api", simulated: false });
+            out.push(Resolved {
+                source: Box::new(PrometheusApi::new(cfg, schedule.timeout)?),
+                schedule,
+                kind: "prometheus_api",
+                simulated: false,
+            });
         }
         for (i, s) in self.sources.scrape.iter().enumerate() {
             let schedule = s.schedule.resolve(&format!("sources.scrape[{i}]"))?;
-            let cfg = ScrapeConfig { name: s.name.clone(), url: s.url.clone(), job: s.job.clone(), max_labels: s.max_labels };
-            out.push(Resolved { source: Box::new(PrometheusScrape::new(cfg, schedule.timeout)?), schedule, kind: "prometheus_scrape", simulated: false });
+            let cfg = ScrapeConfig {
+                name: s.name.clone(),
+                url: s.url.clone(),
+                job: s.job.clone(),
+                max_labels: s.max_labels,
+            };
+            out.push(Resolved {
+                source: Box::new(PrometheusScrape::new(cfg, schedule.timeout)?),
+                schedule,
+                kind: "prometheus_scrape",
+                simulated: false,
+            });
         }
         if let Some(h) = self.sources.host.as_ref().filter(|h| h.enabled) {
             let schedule = h.schedule.resolve("sources.host")?;
-            out.push(Resolved { source: Box::new(Host::new("host")), schedule, kind: "host", simulated: false });
+            out.push(Resolved {
+                source: Box::new(Host::new("host")),
+                schedule,
+                kind: "host",
+                simulated: false,
+            });
         }
         if let Some(s) = self.sources.simulator.as_ref().filter(|s| s.enabled) {
             let schedule = s.schedule.resolve("sources.simulator")?;
@@ -337,12 +392,21 @@ impl Config {
                 history: duration("sources.simulator.history", &s.history)?,
                 incident_rate: s.incident_rate,
             };
-            out.push(Resolved { source: Box::new(Simulator::new(cfg)?), schedule, kind: "simulator", simulated: true });
+            out.push(Resolved {
+                source: Box::new(Simulator::new(cfg)?),
+                schedule,
+                kind: "simulator",
+                simulated: true,
+            });
         }
         for (i, f) in self.sources.file.iter().enumerate() {
             let field = format!("sources.file[{i}]");
             let schedule = f.schedule.resolve(&field)?;
-            let row_interval = f.row_interval.as_deref().map(|r| duration(&format!("{field}.row_interval"), r)).transpose()?;
+            let row_interval = f
+                .row_interval
+                .as_deref()
+                .map(|r| duration(&format!("{field}.row_interval"), r))
+                .transpose()?;
             let cfg = FileConfig {
                 path: f.path.clone(),
                 format: f.format,
@@ -353,7 +417,12 @@ impl Config {
                 row_interval,
                 start: 0,
             };
-            out.push(Resolved { source: Box::new(FileSource::new(f.name.clone(), cfg)), schedule, kind: "file", simulated: false });
+            out.push(Resolved {
+                source: Box::new(FileSource::new(f.name.clone(), cfg)),
+                schedule,
+                kind: "file",
+                simulated: false,
+            });
         }
         Ok(out)
     }
@@ -361,18 +430,31 @@ impl Config {
 
 /// Applies `NOVAML__A__B=value` as `a.b = value` (lower-cased path; the value is read as a TOML
 /// scalar when it parses as one, else as a string).
-pub(crate) fn apply_env(table: &mut toml::Table, vars: impl Iterator<Item = (String, String)>) -> Result<()> {
+pub(crate) fn apply_env(
+    table: &mut toml::Table,
+    vars: impl Iterator<Item = (String, String)>,
+) -> Result<()> {
     for (k, v) in vars {
-        let Some(path) = k.strip_prefix("NOVAML__") else { continue };
+        let Some(path) = k.strip_prefix("NOVAML__") else {
+            continue;
+        };
         let parts: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
         if parts.iter().any(String::is_empty) {
             bail!("environment variable {k}: empty path segment");
         }
-        let value = format!("x = {v}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("x")).unwrap_or(toml::Value::String(v));
+        let value = format!("x = {v}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("x"))
+            .unwrap_or(toml::Value::String(v));
         let mut cur = &mut *table;
         for p in &parts[..parts.len() - 1] {
-            let entry = cur.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            cur = entry.as_table_mut().ok_or_else(|| anyhow!("environment variable {k}: `{p}` is not a section"))?;
+            let entry = cur
+                .entry(p.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            cur = entry
+                .as_table_mut()
+                .ok_or_else(|| anyhow!("environment variable {k}: `{p}` is not a section"))?;
         }
         cur.insert(parts[parts.len() - 1].clone(), value);
     }
@@ -390,9 +472,17 @@ mod tests {
         let table: toml::Table = text.parse().expect("valid TOML");
         let cfg = Config::deserialize(toml::Value::Table(table)).expect("matches the schema");
         cfg.check().expect("valid");
-        let kinds: Vec<&str> = cfg.resolve_sources().expect("sources").iter().map(|r| r.kind).collect();
+        let kinds: Vec<&str> = cfg
+            .resolve_sources()
+            .expect("sources")
+            .iter()
+            .map(|r| r.kind)
+            .collect();
         // The simulator is present but disabled in the example.
-        assert_eq!(kinds, vec!["prometheus_api", "prometheus_scrape", "host", "file"]);
+        assert_eq!(
+            kinds,
+            vec!["prometheus_api", "prometheus_scrape", "host", "file"]
+        );
         assert!(cfg.sources.simulator.as_ref().is_some_and(|s| !s.enabled));
     }
 
@@ -402,12 +492,21 @@ mod tests {
             ("[store]\nretention = \"forever\"", "store.retention"),
             ("[server]\nlisten = \"nowhere\"", "server.listen"),
             ("[collect]\nbufer = 3", "bufer"),
-            ("[[sources.prometheus_api]]\nname = \"p\"\nurl = \"http://x\"\nqueries = [{ name = \"up\", expr = \"up\" }]\nstep = \"soon\"", "sources.prometheus_api[0].step"),
-            ("[[sources.prometheus_api]]\nname = \"p\"\nurl = \"not a url\"\nqueries = [{ name = \"up\", expr = \"up\" }]", "sources.prometheus_api[p].url"),
+            (
+                "[[sources.prometheus_api]]\nname = \"p\"\nurl = \"http://x\"\nqueries = [{ name = \"up\", expr = \"up\" }]\nstep = \"soon\"",
+                "sources.prometheus_api[0].step",
+            ),
+            (
+                "[[sources.prometheus_api]]\nname = \"p\"\nurl = \"not a url\"\nqueries = [{ name = \"up\", expr = \"up\" }]",
+                "sources.prometheus_api[p].url",
+            ),
             ("[sources.simulator]\nhosts = 0", "sources.simulator.hosts"),
             ("[sources.host]\ninterval = \"0s\"", "sources.host.interval"),
             ("[sources.host]\nbogus = 1", "bogus"),
-            ("[[sources.scrape]]\nname = \"n\"\nurl = \"http://x/metrics\"\nintervall = \"1s\"", "intervall"),
+            (
+                "[[sources.scrape]]\nname = \"n\"\nurl = \"http://x/metrics\"\nintervall = \"1s\"",
+                "intervall",
+            ),
         ];
         for (text, field) in cases {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -420,10 +519,22 @@ mod tests {
 
     #[test]
     fn environment_overrides_the_file() {
-        let mut t: toml::Table = "[server]\nlisten = \"127.0.0.1:1\"\n[collect]\nbuffer = 2".parse().expect("toml");
-        let vars = [("NOVAML__SERVER__LISTEN".to_owned(), "127.0.0.1:9".to_owned()), ("NOVAML__COLLECT__BUFFER".to_owned(), "7".to_owned()), ("OTHER".to_owned(), "x".to_owned())];
+        let mut t: toml::Table = "[server]\nlisten = \"127.0.0.1:1\"\n[collect]\nbuffer = 2"
+            .parse()
+            .expect("toml");
+        let vars = [
+            (
+                "NOVAML__SERVER__LISTEN".to_owned(),
+                "127.0.0.1:9".to_owned(),
+            ),
+            ("NOVAML__COLLECT__BUFFER".to_owned(), "7".to_owned()),
+            ("OTHER".to_owned(), "x".to_owned()),
+        ];
         apply_env(&mut t, vars.into_iter()).expect("apply");
         let cfg = Config::deserialize(toml::Value::Table(t)).expect("config");
-        assert_eq!((cfg.server.listen.as_str(), cfg.collect.buffer), ("127.0.0.1:9", 7));
+        assert_eq!(
+            (cfg.server.listen.as_str(), cfg.collect.buffer),
+            ("127.0.0.1:9", 7)
+        );
     }
 }

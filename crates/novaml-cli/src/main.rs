@@ -11,7 +11,12 @@ use clap::{Parser, Subcommand};
 /// Machine-learning operations for a private cloud of VMs: collect metrics, engineer features,
 /// and (in later commands) predict, detect anomalies, forecast capacity and tune safely.
 #[derive(Debug, Parser)]
-#[command(name = "novaml", version, propagate_version = true, arg_required_else_help = true)]
+#[command(
+    name = "novaml",
+    version,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
 struct Cli {
     /// Log filter, as in RUST_LOG (e.g. `info`, `novaml_collect=debug`).
     #[arg(long, global = true, env = "NOVAML_LOG", default_value = "info")]
@@ -34,8 +39,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_target(false).init();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(args),
         Command::Collect(args) => commands::collect::run(args),

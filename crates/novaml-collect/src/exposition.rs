@@ -48,7 +48,10 @@ impl Default for Limits {
     fn default() -> Self {
         // Prometheus' own defaults are unlimited; these are far above anything sane exporters
         // emit (node_exporter's widest series has 9 labels) and stop runaway cardinality.
-        Self { max_labels: 64, max_label_value_len: 4096 }
+        Self {
+            max_labels: 64,
+            max_label_value_len: 4096,
+        }
     }
 }
 
@@ -109,7 +112,10 @@ pub fn parse(body: &[u8], dialect: Dialect, default_ts: i64, limits: Limits) -> 
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         let line_no = n + 1;
         let Ok(line) = std::str::from_utf8(raw) else {
-            out.skipped.push(Skipped { line: line_no, reason: SkipReason::NonUtf8 });
+            out.skipped.push(Skipped {
+                line: line_no,
+                reason: SkipReason::NonUtf8,
+            });
             continue;
         };
         let line = line.trim_start_matches([' ', '\t']);
@@ -137,7 +143,10 @@ pub fn parse(body: &[u8], dialect: Dialect, default_ts: i64, limits: Limits) -> 
                 }
             }
             Ok(None) => {}
-            Err(reason) => out.skipped.push(Skipped { line: line_no, reason }),
+            Err(reason) => out.skipped.push(Skipped {
+                line: line_no,
+                reason,
+            }),
         }
     }
     out.types = types;
@@ -151,14 +160,20 @@ fn parse_sample(
     limits: Limits,
     types: &HashMap<String, String>,
 ) -> Result<Option<(SeriesKey, Point)>, SkipReason> {
-    let name_len = line.bytes().take_while(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b':').count();
+    let name_len = line
+        .bytes()
+        .take_while(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+        .count();
     let name = &line[..name_len];
     if !is_valid_metric_name(name) {
         return Err(SkipReason::Syntax);
     }
     if dialect == Dialect::OpenMetrics
         && let Some(family) = name.strip_suffix("_created")
-        && matches!(types.get(family).map(String::as_str), Some("counter" | "histogram" | "summary" | "gaugehistogram"))
+        && matches!(
+            types.get(family).map(String::as_str),
+            Some("counter" | "histogram" | "summary" | "gaugehistogram")
+        )
     {
         return Ok(None);
     }
@@ -187,23 +202,39 @@ fn parse_sample(
     if !value.is_finite() {
         return Err(SkipReason::NonFinite);
     }
-    Ok(Some((SeriesKey { name: name.to_owned(), labels }, Point::new(ts, value))))
+    Ok(Some((
+        SeriesKey {
+            name: name.to_owned(),
+            labels,
+        },
+        Point::new(ts, value),
+    )))
 }
 
 /// Parses `a="x",b="y"}` (after the opening brace) and returns the text after `}`.
-fn parse_labels<'a>(mut s: &'a str, labels: &mut BTreeMap<String, String>, limits: Limits) -> Result<&'a str, SkipReason> {
+fn parse_labels<'a>(
+    mut s: &'a str,
+    labels: &mut BTreeMap<String, String>,
+    limits: Limits,
+) -> Result<&'a str, SkipReason> {
     loop {
         s = s.trim_start_matches([' ', '\t']);
         if let Some(after) = s.strip_prefix('}') {
             return Ok(after);
         }
-        let n = s.bytes().take_while(|&b| b.is_ascii_alphanumeric() || b == b'_').count();
+        let n = s
+            .bytes()
+            .take_while(|&b| b.is_ascii_alphanumeric() || b == b'_')
+            .count();
         let label = &s[..n];
         if !is_valid_label_name(label) || label == "__name__" {
             return Err(SkipReason::Syntax);
         }
         s = s[n..].trim_start_matches([' ', '\t']);
-        s = s.strip_prefix('=').ok_or(SkipReason::Syntax)?.trim_start_matches([' ', '\t']);
+        s = s
+            .strip_prefix('=')
+            .ok_or(SkipReason::Syntax)?
+            .trim_start_matches([' ', '\t']);
         s = s.strip_prefix('"').ok_or(SkipReason::Syntax)?;
         let mut value = String::new();
         let mut chars = s.char_indices();
@@ -250,7 +281,12 @@ fn parse_value(s: &str) -> Result<f64, SkipReason> {
         "+Inf" | "Inf" => Ok(f64::INFINITY),
         "-Inf" => Ok(f64::NEG_INFINITY),
         // Rust's parser accepts "inf"/"nan"/"infinity" in any case, which the format does not.
-        s if s.bytes().any(|b| b.is_ascii_alphabetic() && !matches!(b, b'e' | b'E')) => Err(SkipReason::Syntax),
+        s if s
+            .bytes()
+            .any(|b| b.is_ascii_alphabetic() && !matches!(b, b'e' | b'E')) =>
+        {
+            Err(SkipReason::Syntax)
+        }
         s => s.parse().map_err(|_| SkipReason::Syntax),
     }
 }
@@ -273,7 +309,13 @@ mod tests {
     use super::*;
 
     fn one(line: &str) -> Result<Option<(SeriesKey, Point)>, SkipReason> {
-        parse_sample(line, Dialect::Prometheus, 7, Limits::default(), &HashMap::new())
+        parse_sample(
+            line,
+            Dialect::Prometheus,
+            7,
+            Limits::default(),
+            &HashMap::new(),
+        )
     }
 
     #[test]
@@ -282,9 +324,19 @@ mod tests {
             ("up 1", "up", 1.0, 7),
             ("up 1 1700000000000", "up", 1.0, 1_700_000_000_000),
             (r#"a{b="c"} 2.5e3"#, r#"a{b="c"}"#, 2500.0, 7),
-            (r#"a{b="x\"y\\z\n",c="d",} -3"#, r#"a{b="x\"y\\z\n",c="d"}"#, -3.0, 7),
+            (
+                r#"a{b="x\"y\\z\n",c="d",} -3"#,
+                r#"a{b="x\"y\\z\n",c="d"}"#,
+                -3.0,
+                7,
+            ),
             ("a { b = \"c\" }\t4", r#"a{b="c"}"#, 4.0, 7),
-            (r#"h_bucket{le="+Inf"} 10"#, r#"h_bucket{le="+Inf"}"#, 10.0, 7),
+            (
+                r#"h_bucket{le="+Inf"} 10"#,
+                r#"h_bucket{le="+Inf"}"#,
+                10.0,
+                7,
+            ),
             ("ns:rule 0x10", "", 0.0, 0),
         ];
         for (line, key, v, ts) in ok {
@@ -293,8 +345,14 @@ mod tests {
                 assert!(got.is_err(), "{line} should be rejected");
                 continue;
             }
-            let (k, p) = got.unwrap_or_else(|e| panic!("{line}: {e:?}")).expect("a sample");
-            assert_eq!((k.to_string().as_str(), p.value, p.ts), (key, v, ts), "{line}");
+            let (k, p) = got
+                .unwrap_or_else(|e| panic!("{line}: {e:?}"))
+                .expect("a sample");
+            assert_eq!(
+                (k.to_string().as_str(), p.value, p.ts),
+                (key, v, ts),
+                "{line}"
+            );
         }
         for line in [
             "1up 1",
@@ -322,10 +380,26 @@ mod tests {
         body.extend_from_slice(b"x{a=\"\xff\xfe\"} 1\n");
         body.extend_from_slice(b"down 0\r\nup 2\nq NaN\n");
         let p = parse(&body, Dialect::Prometheus, 5, Limits::default());
-        let got: Vec<(String, f64)> = p.series.iter().map(|s| (s.key.to_string(), s.points[0].value)).collect();
-        assert_eq!(got, vec![("up".into(), 2.0), ("down".into(), 0.0)], "duplicate keeps the last value");
-        let reasons: Vec<(usize, SkipReason)> = p.skipped.iter().map(|s| (s.line, s.reason)).collect();
-        assert_eq!(reasons, vec![(4, SkipReason::Syntax), (5, SkipReason::NonUtf8), (8, SkipReason::NonFinite)]);
+        let got: Vec<(String, f64)> = p
+            .series
+            .iter()
+            .map(|s| (s.key.to_string(), s.points[0].value))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("up".into(), 2.0), ("down".into(), 0.0)],
+            "duplicate keeps the last value"
+        );
+        let reasons: Vec<(usize, SkipReason)> =
+            p.skipped.iter().map(|s| (s.line, s.reason)).collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (4, SkipReason::Syntax),
+                (5, SkipReason::NonUtf8),
+                (8, SkipReason::NonFinite)
+            ]
+        );
         assert_eq!(p.types.get("up").map(String::as_str), Some("gauge"));
     }
 
@@ -333,18 +407,51 @@ mod tests {
     fn openmetrics_timestamps_exemplars_and_created() {
         let body = b"# TYPE c counter\nc_total 3 1700000000.5 # {trace_id=\"x\"} 1 1700000000\nc_created 1700000000\n# TYPE g gauge\ng 1 # {a=\"b\"} 2\n# EOF\n";
         let p = parse(body, Dialect::OpenMetrics, 9, Limits::default());
-        let got: Vec<(String, f64, i64)> =
-            p.series.iter().map(|s| (s.key.to_string(), s.points[0].value, s.points[0].ts)).collect();
-        assert_eq!(got, vec![("c_total".into(), 3.0, 1_700_000_000_500), ("g".into(), 1.0, 9)]);
+        let got: Vec<(String, f64, i64)> = p
+            .series
+            .iter()
+            .map(|s| (s.key.to_string(), s.points[0].value, s.points[0].ts))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("c_total".into(), 3.0, 1_700_000_000_500),
+                ("g".into(), 1.0, 9)
+            ]
+        );
         assert!(p.skipped.is_empty(), "{:?}", p.skipped);
     }
 
     #[test]
     fn label_limits_are_enforced() {
-        let limits = Limits { max_labels: 2, max_label_value_len: 3 };
+        let limits = Limits {
+            max_labels: 2,
+            max_label_value_len: 3,
+        };
         let types = HashMap::new();
-        assert!(parse_sample(r#"a{x="1",y="2"} 1"#, Dialect::Prometheus, 0, limits, &types).is_ok());
-        assert_eq!(parse_sample(r#"a{x="1",y="2",z="3"} 1"#, Dialect::Prometheus, 0, limits, &types), Err(SkipReason::Limit));
-        assert_eq!(parse_sample(r#"a{x="long"} 1"#, Dialect::Prometheus, 0, limits, &types), Err(SkipReason::Limit));
+        assert!(
+            parse_sample(
+                r#"a{x="1",y="2"} 1"#,
+                Dialect::Prometheus,
+                0,
+                limits,
+                &types
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            parse_sample(
+                r#"a{x="1",y="2",z="3"} 1"#,
+                Dialect::Prometheus,
+                0,
+                limits,
+                &types
+            ),
+            Err(SkipReason::Limit)
+        );
+        assert_eq!(
+            parse_sample(r#"a{x="long"} 1"#, Dialect::Prometheus, 0, limits, &types),
+            Err(SkipReason::Limit)
+        );
     }
 }

@@ -85,11 +85,21 @@ impl CollectMetrics {
     }
 
     pub(crate) fn add_error(&self, source: &str, kind: &'static str) {
-        self.errors.get_or_create(&vec![("source", source.to_owned()), ("kind", kind.to_owned())]).inc();
+        self.errors
+            .get_or_create(&vec![
+                ("source", source.to_owned()),
+                ("kind", kind.to_owned()),
+            ])
+            .inc();
     }
 
     pub(crate) fn add_skipped(&self, source: &str, reason: &str, n: u64) {
-        self.skipped.get_or_create(&vec![("source", source.to_owned()), ("reason", reason.to_owned())]).inc_by(n);
+        self.skipped
+            .get_or_create(&vec![
+                ("source", source.to_owned()),
+                ("reason", reason.to_owned()),
+            ])
+            .inc_by(n);
     }
 
     pub(crate) fn observe_duration(&self, source: &str, secs: f64) {
@@ -101,7 +111,9 @@ impl CollectMetrics {
     }
 
     pub(crate) fn set_last_success(&self, source: &str, unix_secs: f64) {
-        self.last_success.get_or_create(&Self::l(source)).set(unix_secs);
+        self.last_success
+            .get_or_create(&Self::l(source))
+            .set(unix_secs);
     }
 
     /// Samples written so far for `source`.
@@ -111,7 +123,12 @@ impl CollectMetrics {
 
     /// Errors so far for `source` of `kind`.
     pub fn errors(&self, source: &str, kind: &'static str) -> u64 {
-        self.errors.get_or_create(&vec![("source", source.to_owned()), ("kind", kind.to_owned())]).get()
+        self.errors
+            .get_or_create(&vec![
+                ("source", source.to_owned()),
+                ("kind", kind.to_owned()),
+            ])
+            .get()
     }
 
     /// Current buffer utilisation (0 to 1).

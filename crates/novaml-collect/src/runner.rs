@@ -20,7 +20,9 @@ use crate::CollectMetrics;
 
 /// The wall clock in ms since the Unix epoch.
 pub fn now_ms() -> Timestamp {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as Timestamp)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Timestamp)
 }
 
 /// Exponential backoff with jitter.
@@ -51,7 +53,8 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The wait before retry number `attempt` (1-based).
     pub fn backoff(&self, attempt: u32, rng: &mut impl Rng) -> Duration {
-        let base = self.initial_backoff.as_secs_f64() * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
+        let base = self.initial_backoff.as_secs_f64()
+            * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
         let base = base.min(self.max_backoff.as_secs_f64());
         let u: f64 = rng.random();
         Duration::from_secs_f64(base * (1.0 - self.jitter.clamp(0.0, 1.0) * u))
@@ -71,7 +74,11 @@ pub struct Schedule {
 
 impl Default for Schedule {
     fn default() -> Self {
-        Self { interval: Duration::from_secs(15), timeout: Duration::from_secs(10), retry: RetryPolicy::default() }
+        Self {
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+        }
     }
 }
 
@@ -95,14 +102,22 @@ pub struct Runner {
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.sources.iter().map(|(s, _)| s.name()).collect();
-        f.debug_struct("Runner").field("sources", &names).field("buffer", &self.buffer).finish_non_exhaustive()
+        f.debug_struct("Runner")
+            .field("sources", &names)
+            .field("buffer", &self.buffer)
+            .finish_non_exhaustive()
     }
 }
 
 impl Runner {
     /// A runner with a buffer of `buffer` batches (at least 1), reporting into `metrics`.
     pub fn new(buffer: usize, metrics: CollectMetrics) -> Self {
-        Self { sources: Vec::new(), buffer: buffer.max(1), metrics, seed: 0 }
+        Self {
+            sources: Vec::new(),
+            buffer: buffer.max(1),
+            metrics,
+            seed: 0,
+        }
     }
 
     /// Seeds the jitter of retry backoff (each source derives its own stream from it).
@@ -118,7 +133,11 @@ impl Runner {
 
     /// Runs until `shutdown` turns true, then stops the sources, flushes the buffer and returns
     /// the store with a report.
-    pub async fn run<S>(self, mut store: S, shutdown: watch::Receiver<bool>) -> Result<(S, RunReport), S::Error>
+    pub async fn run<S>(
+        self,
+        mut store: S,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(S, RunReport), S::Error>
     where
         S: MetricStore + 'static,
     {
@@ -126,11 +145,25 @@ impl Runner {
         let mut tasks = Vec::new();
         for (i, (mut source, schedule)) in self.sources.into_iter().enumerate() {
             if let Some(cursor) = store.cursor(source.name())? {
-                info!(source = source.name(), cursor, "Resuming from the stored cursor.");
+                info!(
+                    source = source.name(),
+                    cursor, "Resuming from the stored cursor."
+                );
                 source.restore(cursor);
             }
-            let rng = ChaCha8Rng::seed_from_u64(self.seed.wrapping_add(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let task = SourceTask { source, schedule, tx: tx.clone(), metrics: self.metrics.clone(), rng, capacity: self.buffer };
+            let rng = ChaCha8Rng::seed_from_u64(
+                self.seed
+                    .wrapping_add(i as u64)
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
+            let task = SourceTask {
+                source,
+                schedule,
+                tx: tx.clone(),
+                metrics: self.metrics.clone(),
+                rng,
+                capacity: self.buffer,
+            };
             tasks.push(tokio::spawn(task.run(shutdown.clone())));
         }
         drop(tx);
@@ -161,7 +194,8 @@ impl Runner {
                                 report.lost_batches += 1;
                                 break;
                             }
-                            let wait = Duration::from_millis(100 * 2u64.pow(attempt.min(8))).min(Duration::from_secs(30));
+                            let wait = Duration::from_millis(100 * 2u64.pow(attempt.min(8)))
+                                .min(Duration::from_secs(30));
                             warn!(source = %batch.source, points = batch.len(), attempt, error = %e, "Store write failed; retrying.");
                             std::thread::sleep(wait);
                         }
@@ -218,12 +252,18 @@ impl SourceTask {
                 next = started + self.schedule.interval;
                 continue;
             };
-            self.metrics.observe_duration(&name, started.elapsed().as_secs_f64());
-            self.metrics.set_last_success(&name, now_ms() as f64 / 1000.0);
+            self.metrics
+                .observe_duration(&name, started.elapsed().as_secs_f64());
+            self.metrics
+                .set_last_success(&name, now_ms() as f64 / 1000.0);
             for (reason, n) in &collected.skipped {
                 self.metrics.add_skipped(&name, reason, *n);
             }
-            let batch = Batch { source: name.clone(), series: collected.series, cursor: self.source.cursor() };
+            let batch = Batch {
+                source: name.clone(),
+                series: collected.series,
+                cursor: self.source.cursor(),
+            };
             if !batch.is_empty() || batch.cursor.is_some() {
                 debug!(source = %name, points = batch.len(), "Collected.");
                 if self.tx.send(batch).await.is_err() {
@@ -233,7 +273,11 @@ impl SourceTask {
                 self.metrics.set_buffer(used as f64 / self.capacity as f64);
             }
             // Catching up: go again at once. Otherwise keep the cadence, skipping missed ticks.
-            next = if collected.more { Instant::now() } else { (started + self.schedule.interval).max(Instant::now()) };
+            next = if collected.more {
+                Instant::now()
+            } else {
+                (started + self.schedule.interval).max(Instant::now())
+            };
         }
         debug!(source = %name, "Source stopped.");
     }
@@ -249,7 +293,8 @@ impl SourceTask {
         loop {
             let ctx = CollectContext { now: now_ms() };
             let t0 = Instant::now();
-            let result = tokio::time::timeout(self.schedule.timeout, self.source.collect(ctx)).await;
+            let result =
+                tokio::time::timeout(self.schedule.timeout, self.source.collect(ctx)).await;
             let (kind, err): (&'static str, String) = match result {
                 Ok(Ok(c)) => return Some(Some(c)),
                 Ok(Err(SourceError::Fatal(e))) => {
@@ -258,9 +303,13 @@ impl SourceTask {
                     return None;
                 }
                 Ok(Err(e)) => ("transient", e.to_string()),
-                Err(_) => ("timeout", format!("no answer within {:?}", self.schedule.timeout)),
+                Err(_) => (
+                    "timeout",
+                    format!("no answer within {:?}", self.schedule.timeout),
+                ),
             };
-            self.metrics.observe_duration(name, t0.elapsed().as_secs_f64());
+            self.metrics
+                .observe_duration(name, t0.elapsed().as_secs_f64());
             self.metrics.add_error(name, kind);
             attempt += 1;
             if attempt > self.schedule.retry.max_retries {
@@ -283,12 +332,21 @@ mod tests {
 
     #[test]
     fn backoff_grows_exponentially_is_capped_and_jittered_down_only() {
-        let p = RetryPolicy { max_retries: 10, initial_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(1), jitter: 0.5 };
+        let p = RetryPolicy {
+            max_retries: 10,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            jitter: 0.5,
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         for (attempt, base) in [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.8), (5, 1.0), (20, 1.0)] {
             for _ in 0..50 {
                 let w = p.backoff(attempt, &mut rng).as_secs_f64();
-                assert!(w <= base + 1e-9 && w >= base * 0.5 - 1e-9, "attempt {attempt}: {w} not in [{}, {base}]", base * 0.5);
+                assert!(
+                    w <= base + 1e-9 && w >= base * 0.5 - 1e-9,
+                    "attempt {attempt}: {w} not in [{}, {base}]",
+                    base * 0.5
+                );
             }
         }
         let none = RetryPolicy { jitter: 0.0, ..p };

@@ -18,14 +18,19 @@ pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, CollectE
         .timeout(timeout)
         .user_agent(concat!("novaml/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|source| CollectError::Http { url: String::new(), source })
+        .map_err(|source| CollectError::Http {
+            url: String::new(),
+            source,
+        })
 }
 
 /// Transport failures, 5xx and 429 are worth retrying; other 4xx mean the request itself is
 /// wrong (bad query, bad path) and retrying will not help.
 pub(crate) fn classify_http(e: CollectError) -> SourceError {
     match &e {
-        CollectError::Status { status, .. } if *status < 500 && *status != 429 && *status != 408 => {
+        CollectError::Status { status, .. }
+            if *status < 500 && *status != 429 && *status != 408 =>
+        {
             SourceError::Fatal(Box::new(e))
         }
         _ => SourceError::Transient(Box::new(e)),

@@ -17,31 +17,46 @@ pub fn parse_timestamp(s: &str) -> Option<Timestamp> {
     if s.is_empty() {
         return None;
     }
-    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'+' || b == b'e' || b == b'E')
-        && !s[1..].contains('-')
+    if s.bytes().all(|b| {
+        b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'+' || b == b'e' || b == b'E'
+    }) && !s[1..].contains('-')
         && let Ok(v) = s.parse::<f64>()
     {
         if !v.is_finite() {
             return None;
         }
-        let ms = if v.abs() < SECONDS_LIMIT { v * 1000.0 } else { v };
+        let ms = if v.abs() < SECONDS_LIMIT {
+            v * 1000.0
+        } else {
+            v
+        };
         return Some(ms.round() as Timestamp);
     }
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Some(dt.timestamp_millis());
     }
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y/%m/%d %H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y/%m/%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(dt) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some(dt.and_utc().timestamp_millis());
         }
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|dt| dt.and_utc().timestamp_millis())
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|dt| dt.and_utc().timestamp_millis())
 }
 
 /// Parses a duration like `300ms`, `15s`, `5m`, `2h`, `7d`, `1w` (a bare number is seconds).
 pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num.parse().ok()?;
     let secs = match unit.trim() {
@@ -85,8 +100,20 @@ mod tests {
 
     #[test]
     fn durations() {
-        for (s, secs) in [("15s", 15.0), ("5m", 300.0), ("2h", 7200.0), ("7d", 604_800.0), ("250ms", 0.25), ("10", 10.0), ("1w", 604_800.0)] {
-            assert_eq!(parse_duration(s), Some(std::time::Duration::from_secs_f64(secs)), "{s}");
+        for (s, secs) in [
+            ("15s", 15.0),
+            ("5m", 300.0),
+            ("2h", 7200.0),
+            ("7d", 604_800.0),
+            ("250ms", 0.25),
+            ("10", 10.0),
+            ("1w", 604_800.0),
+        ] {
+            assert_eq!(
+                parse_duration(s),
+                Some(std::time::Duration::from_secs_f64(secs)),
+                "{s}"
+            );
         }
         for bad in ["", "s", "5x", "-1s", "1.2.3s"] {
             assert_eq!(parse_duration(bad), None, "{bad}");

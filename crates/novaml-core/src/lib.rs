@@ -11,6 +11,8 @@ mod store;
 
 pub use error::{BoxError, CoreError};
 pub use selector::{LabelMatcher, MatchOp, Selector};
-pub use series::{Batch, Point, Series, SeriesKey, Timestamp, is_valid_label_name, is_valid_metric_name};
+pub use series::{
+    Batch, Point, Series, SeriesKey, Timestamp, is_valid_label_name, is_valid_metric_name,
+};
 pub use source::{BoxFuture, CollectContext, Collected, Source, SourceError};
 pub use store::{Aggregation, MetricStore, StepSpec, TimeRange};

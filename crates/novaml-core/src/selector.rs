@@ -52,16 +52,31 @@ impl PartialEq for LabelMatcher {
 
 impl LabelMatcher {
     /// A matcher; compiles the regex for `=~` and `!~`.
-    pub fn new(label: impl Into<String>, op: MatchOp, value: impl Into<String>) -> Result<Self, CoreError> {
+    pub fn new(
+        label: impl Into<String>,
+        op: MatchOp,
+        value: impl Into<String>,
+    ) -> Result<Self, CoreError> {
         let label = label.into();
         let value = value.into();
         let regex = match op {
-            MatchOp::Re | MatchOp::Nre => Some(Regex::new(&format!("^(?:{value})$")).map_err(|source| {
-                CoreError::InvalidRegex { label: label.clone(), pattern: value.clone(), source }
-            })?),
+            MatchOp::Re | MatchOp::Nre => {
+                Some(Regex::new(&format!("^(?:{value})$")).map_err(|source| {
+                    CoreError::InvalidRegex {
+                        label: label.clone(),
+                        pattern: value.clone(),
+                        source,
+                    }
+                })?)
+            }
             MatchOp::Eq | MatchOp::Ne => None,
         };
-        Ok(Self { label, op, value, regex })
+        Ok(Self {
+            label,
+            op,
+            value,
+            regex,
+        })
     }
 
     /// Whether a label value (`""` when absent) satisfies the matcher.
@@ -165,7 +180,11 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn err(&self, reason: &'static str) -> CoreError {
-        CoreError::SelectorSyntax { input: self.input.to_owned(), position: self.pos, reason }
+        CoreError::SelectorSyntax {
+            input: self.input.to_owned(),
+            position: self.pos,
+            reason,
+        }
     }
 
     fn rest(&self) -> &str {
@@ -196,7 +215,8 @@ impl Parser<'_> {
             if !crate::is_valid_metric_name(&name) {
                 return Err(CoreError::InvalidMetricName { name });
             }
-            sel.matchers.push(LabelMatcher::new("__name__", MatchOp::Eq, name.as_str())?);
+            sel.matchers
+                .push(LabelMatcher::new("__name__", MatchOp::Eq, name.as_str())?);
         }
         self.skip_ws();
         if self.rest().starts_with('{') {
@@ -212,7 +232,10 @@ impl Parser<'_> {
                     return Err(self.err("expected a label name"));
                 }
                 self.skip_ws();
-                let op = if let Some(op) = ["=~", "!~", "!=", "="].iter().find(|op| self.rest().starts_with(**op)) {
+                let op = if let Some(op) = ["=~", "!~", "!=", "="]
+                    .iter()
+                    .find(|op| self.rest().starts_with(**op))
+                {
                     self.pos += op.len();
                     match *op {
                         "=~" => MatchOp::Re,
@@ -277,7 +300,9 @@ mod tests {
     fn key(name: &str, labels: &[(&str, &str)]) -> SeriesKey {
         labels
             .iter()
-            .try_fold(SeriesKey::new(name).expect("name"), |k, (a, b)| k.with_label(*a, *b))
+            .try_fold(SeriesKey::new(name).expect("name"), |k, (a, b)| {
+                k.with_label(*a, *b)
+            })
             .expect("labels")
     }
 
@@ -305,7 +330,14 @@ mod tests {
 
     #[test]
     fn bad_selectors_are_rejected_with_position() {
-        for text in ["node{", "node{a}", r#"node{a="x"} junk"#, r#"{a=~"("}"#, r#"{a="x}"#, "1bad"] {
+        for text in [
+            "node{",
+            "node{a}",
+            r#"node{a="x"} junk"#,
+            r#"{a=~"("}"#,
+            r#"{a="x}"#,
+            "1bad",
+        ] {
             assert!(text.parse::<Selector>().is_err(), "{text} should not parse");
         }
     }

@@ -42,7 +42,10 @@ impl SeriesKey {
         if !is_valid_metric_name(&name) {
             return Err(CoreError::InvalidMetricName { name });
         }
-        Ok(Self { name, labels: BTreeMap::new() })
+        Ok(Self {
+            name,
+            labels: BTreeMap::new(),
+        })
     }
 
     /// Adds or replaces a label. Fails if the label name is invalid.
@@ -186,13 +189,30 @@ mod tests {
 
     #[test]
     fn metric_and_label_names_follow_prometheus_rules() {
-        for (name, ok) in [("up", true), ("a:b_c1", true), ("_x", true), ("1a", false), ("", false), ("a-b", false)] {
+        for (name, ok) in [
+            ("up", true),
+            ("a:b_c1", true),
+            ("_x", true),
+            ("1a", false),
+            ("", false),
+            ("a-b", false),
+        ] {
             assert_eq!(is_valid_metric_name(name), ok, "{name}");
         }
-        for (name, ok) in [("job", true), ("_x", true), ("a:b", false), ("9", false), ("", false)] {
+        for (name, ok) in [
+            ("job", true),
+            ("_x", true),
+            ("a:b", false),
+            ("9", false),
+            ("", false),
+        ] {
             assert_eq!(is_valid_label_name(name), ok, "{name}");
         }
-        assert!(SeriesKey::new("up").and_then(|k| k.with_label("__name__", "x")).is_err());
+        assert!(
+            SeriesKey::new("up")
+                .and_then(|k| k.with_label("__name__", "x"))
+                .is_err()
+        );
     }
 
     #[test]
@@ -210,7 +230,12 @@ mod tests {
         let key = SeriesKey::new("m").expect("valid");
         let mut s = Series::new(
             key,
-            vec![Point::new(3, 3.0), Point::new(1, 1.0), Point::new(3, 30.0), Point::new(2, 2.0)],
+            vec![
+                Point::new(3, 3.0),
+                Point::new(1, 1.0),
+                Point::new(3, 30.0),
+                Point::new(2, 2.0),
+            ],
         );
         s.normalize();
         assert_eq!(s.timestamps(), vec![1, 2, 3]);

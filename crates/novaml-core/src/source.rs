@@ -43,7 +43,10 @@ pub trait Source: Send {
 
     /// Collects what is new. Points with non-finite values are dropped by the source and counted
     /// in `skipped`, never silently.
-    fn collect<'a>(&'a mut self, ctx: CollectContext) -> BoxFuture<'a, Result<Collected, SourceError>>;
+    fn collect<'a>(
+        &'a mut self,
+        ctx: CollectContext,
+    ) -> BoxFuture<'a, Result<Collected, SourceError>>;
 
     /// Progress after the last successful collection, if this source can resume.
     fn cursor(&self) -> Option<Timestamp> {
@@ -73,4 +76,3 @@ pub struct Collected {
     /// collects again at once instead of waiting for the next interval.
     pub more: bool,
 }
-

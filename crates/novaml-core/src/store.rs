@@ -24,7 +24,10 @@ impl TimeRange {
 
     /// Every timestamp.
     pub const fn all() -> Self {
-        Self { start: Timestamp::MIN, end: Timestamp::MAX }
+        Self {
+            start: Timestamp::MIN,
+            end: Timestamp::MAX,
+        }
     }
 
     /// Whether `ts` lies in the range.

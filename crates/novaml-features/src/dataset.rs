@@ -36,24 +36,48 @@ pub fn windowed(
     horizons: &[usize],
 ) -> Result<Dataset, FeatureError> {
     if target.len() != frame.rows() {
-        return Err(FeatureError::LengthMismatch { timestamps: frame.rows(), values: target.len() });
+        return Err(FeatureError::LengthMismatch {
+            timestamps: frame.rows(),
+            values: target.len(),
+        });
     }
     if lookback == 0 {
-        return Err(FeatureError::Config { field: "lookback", reason: "must be at least 1".into() });
+        return Err(FeatureError::Config {
+            field: "lookback",
+            reason: "must be at least 1".into(),
+        });
     }
     if horizons.is_empty() || horizons.contains(&0) {
-        return Err(FeatureError::Config { field: "horizons", reason: "give at least one horizon, each ≥ 1".into() });
+        return Err(FeatureError::Config {
+            field: "horizons",
+            reason: "give at least one horizon, each ≥ 1".into(),
+        });
     }
     if step_ms <= 0 {
-        return Err(FeatureError::Config { field: "step", reason: "must be positive".into() });
+        return Err(FeatureError::Config {
+            field: "step",
+            reason: "must be positive".into(),
+        });
     }
     let max_h = horizons.iter().copied().max().unwrap_or(1);
     if frame.rows() < lookback + max_h {
-        return Err(FeatureError::TooShort { rows: frame.rows(), needed: lookback + max_h });
+        return Err(FeatureError::TooShort {
+            rows: frame.rows(),
+            needed: lookback + max_h,
+        });
     }
-    let index: HashMap<i64, usize> = frame.timestamps.iter().enumerate().map(|(i, &t)| (t, i)).collect();
+    let index: HashMap<i64, usize> = frame
+        .timestamps
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| (t, i))
+        .collect();
     let rows: Vec<Vec<f64>> = (0..frame.rows()).map(|i| frame.row(i)).collect();
-    let mut ds = Dataset { features: frame.names.clone(), horizons: horizons.to_vec(), ..Dataset::default() };
+    let mut ds = Dataset {
+        features: frame.names.clone(),
+        horizons: horizons.to_vec(),
+        ..Dataset::default()
+    };
     'origin: for i in (lookback - 1)..frame.rows() {
         let t = frame.timestamps[i];
         // The window must be contiguous in time.
@@ -96,17 +120,38 @@ pub struct Split {
 /// `embargo` rows before each boundary: a training row's labels reach `max horizon` steps ahead,
 /// into the validation period, so without the gap training would see validation targets.
 pub fn split(n: usize, validation: f64, test: f64, embargo: usize) -> Result<Split, FeatureError> {
-    if !(0.0..1.0).contains(&validation) || !(0.0..1.0).contains(&test) || validation + test >= 1.0 {
-        return Err(FeatureError::Config { field: "split", reason: format!("validation {validation} + test {test} must be fractions summing below 1") });
+    if !(0.0..1.0).contains(&validation) || !(0.0..1.0).contains(&test) || validation + test >= 1.0
+    {
+        return Err(FeatureError::Config {
+            field: "split",
+            reason: format!(
+                "validation {validation} + test {test} must be fractions summing below 1"
+            ),
+        });
     }
     let test_start = n - (n as f64 * test).round() as usize;
     let val_start = test_start.saturating_sub((n as f64 * validation).round() as usize);
-    let train_end = val_start.saturating_sub(if validation > 0.0 { embargo } else { embargo.min(val_start) });
-    let val_end = if test > 0.0 { test_start.saturating_sub(embargo).max(val_start) } else { test_start };
+    let train_end = val_start.saturating_sub(if validation > 0.0 {
+        embargo
+    } else {
+        embargo.min(val_start)
+    });
+    let val_end = if test > 0.0 {
+        test_start.saturating_sub(embargo).max(val_start)
+    } else {
+        test_start
+    };
     if train_end == 0 {
-        return Err(FeatureError::TooShort { rows: n, needed: n + 1 });
+        return Err(FeatureError::TooShort {
+            rows: n,
+            needed: n + 1,
+        });
     }
-    Ok(Split { train: 0..train_end, validation: val_start..val_end, test: test_start..n })
+    Ok(Split {
+        train: 0..train_end,
+        validation: val_start..val_end,
+        test: test_start..n,
+    })
 }
 
 /// Per-column standardisation `(x − mean) / std`, fit on training rows only.
@@ -138,7 +183,10 @@ impl StandardScaler {
                 *s += (v - m).powi(2) / n;
             }
         }
-        let std = var.into_iter().map(|v: f64| if v.sqrt() > 1e-12 { v.sqrt() } else { 1.0 }).collect();
+        let std = var
+            .into_iter()
+            .map(|v: f64| if v.sqrt() > 1e-12 { v.sqrt() } else { 1.0 })
+            .collect();
         Ok(Self { mean, std })
     }
 
@@ -163,7 +211,16 @@ mod tests {
     use crate::{FeatureConfig, build};
 
     fn frame(ts: &[i64], v: &[f64]) -> FeatureFrame {
-        let cfg = FeatureConfig { calendar: false, windows: vec![], quantiles: vec![], zscore_window: 0, ewma_alphas: vec![], lags: vec![], fft_window: 0, spike_z: 3.0 };
+        let cfg = FeatureConfig {
+            calendar: false,
+            windows: vec![],
+            quantiles: vec![],
+            zscore_window: 0,
+            ewma_alphas: vec![],
+            lags: vec![],
+            fft_window: 0,
+            spike_z: 3.0,
+        };
         build(ts, v, &cfg).expect("frame")
     }
 
@@ -173,28 +230,49 @@ mod tests {
         let ts = [0, 10, 20, 30, 50, 60, 70];
         let v = [1.0, 2.0, 3.0, 4.0, 6.0, 7.0, 8.0];
         let f = frame(&ts, &v);
-        let cases: [(usize, &[usize], Vec<i64>, Vec<Vec<f64>>); 3] = [
+        // (lookback, horizons, expected origins, expected labels)
+        type Case = (usize, &'static [usize], Vec<i64>, Vec<Vec<f64>>);
+        let cases: [Case; 3] = [
             // origin 20: y(30) = 4, y(40) missing; origin 50: y(60), y(70) present.
-            (1, &[1, 2], vec![10, 50], vec![vec![3.0, 4.0], vec![7.0, 8.0]]),
+            (
+                1,
+                &[1, 2],
+                vec![10, 50],
+                vec![vec![3.0, 4.0], vec![7.0, 8.0]],
+            ),
             // lookback 2: the window ending at 50 spans the gap, the one at 10 holds row 0's NaN.
             (2, &[1], vec![20, 60], vec![vec![4.0], vec![8.0]]),
             (2, &[1, 2], vec![], vec![]),
         ];
         for (lookback, horizons, origins, y) in cases {
             let ds = windowed(&f, &v, 10, lookback, horizons).expect("dataset");
-            assert_eq!((&ds.origins, &ds.y), (&origins, &y), "lookback {lookback} horizons {horizons:?}");
+            assert_eq!(
+                (&ds.origins, &ds.y),
+                (&origins, &y),
+                "lookback {lookback} horizons {horizons:?}"
+            );
             assert!(ds.x.iter().all(|x| x.len() == lookback * 3));
         }
         // x of origin 60 with lookback 2 is rows 50 and 60, oldest first.
         let ds = windowed(&f, &v, 10, 2, &[1]).expect("dataset");
         assert_eq!(ds.x[1], vec![6.0, 2.0, 0.5, 7.0, 1.0, 7.0 / 6.0 - 1.0]);
-        assert_eq!(windowed(&f, &v, 10, 7, &[1]), Err(FeatureError::TooShort { rows: 7, needed: 8 }));
+        assert_eq!(
+            windowed(&f, &v, 10, 7, &[1]),
+            Err(FeatureError::TooShort { rows: 7, needed: 8 })
+        );
     }
 
     #[test]
     fn split_is_chronological_with_embargo() {
         let s = split(100, 0.1, 0.2, 3).expect("split");
-        assert_eq!(s, Split { train: 0..67, validation: 70..77, test: 80..100 });
+        assert_eq!(
+            s,
+            Split {
+                train: 0..67,
+                validation: 70..77,
+                test: 80..100
+            }
+        );
         assert!(split(10, 0.6, 0.5, 0).is_err());
     }
 
@@ -206,7 +284,11 @@ mod tests {
         assert_eq!(s.std, vec![1.0, 1.0], "constant column gets std 1");
         let mut later = vec![10.0, 6.0];
         s.transform(&mut later);
-        assert_eq!(later, vec![8.0, 1.0], "test data scaled with train statistics");
+        assert_eq!(
+            later,
+            vec![8.0, 1.0],
+            "test data scaled with train statistics"
+        );
         s.inverse(&mut later);
         assert_eq!(later, vec![10.0, 6.0]);
     }

@@ -5,9 +5,9 @@ use std::collections::VecDeque;
 use chrono::{Datelike, TimeZone, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::FeatureError;
 use crate::spectral::Spectrum;
 use crate::stats::{mean_std, quantile_sorted};
-use crate::FeatureError;
 
 /// Which features to compute. Windows and lags count rows.
 ///
@@ -55,7 +55,10 @@ impl FeatureConfig {
     pub fn check(&self) -> Result<(), FeatureError> {
         let bad = |field, reason: String| Err(FeatureError::Config { field, reason });
         if let Some(w) = self.windows.iter().find(|&&w| w < 2) {
-            return bad("windows", format!("each window must be at least 2 rows, got {w}"));
+            return bad(
+                "windows",
+                format!("each window must be at least 2 rows, got {w}"),
+            );
         }
         if let Some(q) = self.quantiles.iter().find(|q| !(0.0..=1.0).contains(*q)) {
             return bad("quantiles", format!("{q} is outside [0, 1]"));
@@ -72,7 +75,7 @@ impl FeatureConfig {
         if self.fft_window != 0 && self.fft_window < 8 {
             return bad("fft_window", "must be 0 (off) or at least 8".into());
         }
-        if !(self.spike_z > 0.0) {
+        if self.spike_z.is_nan() || self.spike_z <= 0.0 {
             return bad("spike_z", "must be positive".into());
         }
         Ok(())
@@ -98,7 +101,10 @@ impl FeatureFrame {
 
     /// The column named `name`.
     pub fn column(&self, name: &str) -> Option<&[f64]> {
-        self.names.iter().position(|n| n == name).map(|i| self.columns[i].as_slice())
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| self.columns[i].as_slice())
     }
 
     /// Row `i` as a vector over columns.
@@ -113,16 +119,26 @@ impl FeatureFrame {
 }
 
 /// Computes the features of one series. `timestamps` must be strictly increasing (ms).
-pub fn build(timestamps: &[i64], values: &[f64], cfg: &FeatureConfig) -> Result<FeatureFrame, FeatureError> {
+pub fn build(
+    timestamps: &[i64],
+    values: &[f64],
+    cfg: &FeatureConfig,
+) -> Result<FeatureFrame, FeatureError> {
     cfg.check()?;
     if timestamps.len() != values.len() {
-        return Err(FeatureError::LengthMismatch { timestamps: timestamps.len(), values: values.len() });
+        return Err(FeatureError::LengthMismatch {
+            timestamps: timestamps.len(),
+            values: values.len(),
+        });
     }
     if let Some(row) = (1..timestamps.len()).find(|&i| timestamps[i] <= timestamps[i - 1]) {
         return Err(FeatureError::NotIncreasing { row });
     }
     let n = values.len();
-    let mut f = FeatureFrame { timestamps: timestamps.to_vec(), ..FeatureFrame::default() };
+    let mut f = FeatureFrame {
+        timestamps: timestamps.to_vec(),
+        ..FeatureFrame::default()
+    };
     f.push("value".into(), values.to_vec());
 
     if cfg.calendar {
@@ -147,13 +163,37 @@ pub fn build(timestamps: &[i64], values: &[f64], cfg: &FeatureConfig) -> Result<
         }
         f.push(format!("ewma_{a}"), col);
     }
-    f.push("diff_1".into(), (0..n).map(|i| if i == 0 { f64::NAN } else { values[i] - values[i - 1] }).collect());
+    f.push(
+        "diff_1".into(),
+        (0..n)
+            .map(|i| {
+                if i == 0 {
+                    f64::NAN
+                } else {
+                    values[i] - values[i - 1]
+                }
+            })
+            .collect(),
+    );
     f.push(
         "pct_change_1".into(),
-        (0..n).map(|i| if i == 0 || values[i - 1] == 0.0 { f64::NAN } else { values[i] / values[i - 1] - 1.0 }).collect(),
+        (0..n)
+            .map(|i| {
+                if i == 0 || values[i - 1] == 0.0 {
+                    f64::NAN
+                } else {
+                    values[i] / values[i - 1] - 1.0
+                }
+            })
+            .collect(),
     );
     for &l in &cfg.lags {
-        f.push(format!("lag_{l}"), (0..n).map(|i| if i >= l { values[i - l] } else { f64::NAN }).collect());
+        f.push(
+            format!("lag_{l}"),
+            (0..n)
+                .map(|i| if i >= l { values[i - l] } else { f64::NAN })
+                .collect(),
+        );
     }
     if cfg.fft_window > 0 {
         spectral(&mut f, values, cfg.fft_window);
@@ -176,16 +216,26 @@ pub fn build(timestamps: &[i64], values: &[f64], cfg: &FeatureConfig) -> Result<
 }
 
 fn calendar(f: &mut FeatureFrame, ts: &[i64]) {
-    let (mut hour, mut dow, mut weekend, mut hs, mut hc, mut ds, mut dc) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut hour, mut dow, mut weekend, mut hs, mut hc, mut ds, mut dc) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for &t in ts {
         let Some(dt) = Utc.timestamp_millis_opt(t).single() else {
-            for c in [&mut hour, &mut dow, &mut weekend, &mut hs, &mut hc, &mut ds, &mut dc] {
+            for c in [
+                &mut hour,
+                &mut dow,
+                &mut weekend,
+                &mut hs,
+                &mut hc,
+                &mut ds,
+                &mut dc,
+            ] {
                 c.push(f64::NAN);
             }
             continue;
         };
         // Fractional hour, so sub-hourly data gets a smooth daily phase.
-        let h = f64::from(dt.hour()) + f64::from(dt.minute()) / 60.0 + f64::from(dt.second()) / 3600.0;
+        let h =
+            f64::from(dt.hour()) + f64::from(dt.minute()) / 60.0 + f64::from(dt.second()) / 3600.0;
         let d = f64::from(dt.weekday().num_days_from_monday());
         hour.push(f64::from(dt.hour()));
         dow.push(d);
@@ -197,7 +247,15 @@ fn calendar(f: &mut FeatureFrame, ts: &[i64]) {
         ds.push(pd.sin());
         dc.push(pd.cos());
     }
-    for (name, col) in [("hour", hour), ("day_of_week", dow), ("is_weekend", weekend), ("hour_sin", hs), ("hour_cos", hc), ("dow_sin", ds), ("dow_cos", dc)] {
+    for (name, col) in [
+        ("hour", hour),
+        ("day_of_week", dow),
+        ("is_weekend", weekend),
+        ("hour_sin", hs),
+        ("hour_cos", hc),
+        ("dow_sin", ds),
+        ("dow_cos", dc),
+    ] {
         f.push(name.into(), col);
     }
 }
@@ -267,11 +325,26 @@ fn spectral(f: &mut FeatureFrame, values: &[f64], w: usize) {
     let mut cols = vec![vec![f64::NAN; n]; 5];
     for i in (w - 1)..n {
         let s = spectrum.features(&values[i + 1 - w..=i]);
-        for (c, v) in cols.iter_mut().zip([s.dominant_period, s.entropy, s.band_low, s.band_mid, s.band_high]) {
+        for (c, v) in cols.iter_mut().zip([
+            s.dominant_period,
+            s.entropy,
+            s.band_low,
+            s.band_mid,
+            s.band_high,
+        ]) {
             c[i] = v;
         }
     }
-    for (name, col) in ["fft_dominant_period", "fft_entropy", "fft_band_low", "fft_band_mid", "fft_band_high"].into_iter().zip(cols) {
+    for (name, col) in [
+        "fft_dominant_period",
+        "fft_entropy",
+        "fft_band_low",
+        "fft_band_mid",
+        "fft_band_high",
+    ]
+    .into_iter()
+    .zip(cols)
+    {
         f.push(format!("{name}_{w}"), col);
     }
 }
@@ -301,9 +374,16 @@ mod tests {
         let v = [1.0, 2.0, 4.0, 8.0, 100.0];
         let f = build(&ts, &v, &small()).expect("features");
         let col = |n: &str| f.column(n).unwrap_or_else(|| panic!("column {n}")).to_vec();
-        let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x.is_nan() && y.is_nan()) || (x - y).abs() < 1e-9);
+        let close = |a: &[f64], b: &[f64]| {
+            a.iter()
+                .zip(b)
+                .all(|(x, y)| (x.is_nan() && y.is_nan()) || (x - y).abs() < 1e-9)
+        };
         let nan = f64::NAN;
-        assert!(close(&col("mean_3"), &[nan, nan, 7.0 / 3.0, 14.0 / 3.0, 112.0 / 3.0]));
+        assert!(close(
+            &col("mean_3"),
+            &[nan, nan, 7.0 / 3.0, 14.0 / 3.0, 112.0 / 3.0]
+        ));
         // sample std of [1,2,4] = sqrt(((4/3)^2 + (1/3)^2 + (5/3)^2)/2) = sqrt(7/3)
         assert!(close(&col("std_3")[2..3], &[(7.0f64 / 3.0).sqrt()]));
         assert!(close(&col("min_3"), &[nan, nan, 1.0, 2.0, 4.0]));
@@ -314,7 +394,10 @@ mod tests {
         assert!(close(&col("pct_change_1"), &[nan, 1.0, 1.0, 1.0, 11.5]));
         assert!(close(&col("lag_2"), &[nan, nan, 1.0, 2.0, 4.0]));
         // z of 8 against [1,2,4]: (8 − 7/3)/sqrt(7/3)
-        assert!(close(&col("zscore_3")[3..4], &[(8.0 - 7.0 / 3.0) / (7.0f64 / 3.0).sqrt()]));
+        assert!(close(
+            &col("zscore_3")[3..4],
+            &[(8.0 - 7.0 / 3.0) / (7.0f64 / 3.0).sqrt()]
+        ));
         assert!(close(&col("hour"), &[0.0, 6.0, 12.0, 18.0, 0.0]));
         assert!(close(&col("day_of_week"), &[5.0, 5.0, 5.0, 5.0, 6.0]));
         assert!(close(&col("is_weekend"), &[1.0; 5]));
@@ -325,14 +408,27 @@ mod tests {
 
     #[test]
     fn bad_input_is_rejected() {
-        assert_eq!(build(&[1, 2], &[1.0], &small()), Err(FeatureError::LengthMismatch { timestamps: 2, values: 1 }));
-        assert_eq!(build(&[1, 3, 2], &[1.0; 3], &small()), Err(FeatureError::NotIncreasing { row: 2 }));
-        assert_eq!(build(&[1, 1], &[1.0; 2], &small()), Err(FeatureError::NotIncreasing { row: 1 }));
+        assert_eq!(
+            build(&[1, 2], &[1.0], &small()),
+            Err(FeatureError::LengthMismatch {
+                timestamps: 2,
+                values: 1
+            })
+        );
+        assert_eq!(
+            build(&[1, 3, 2], &[1.0; 3], &small()),
+            Err(FeatureError::NotIncreasing { row: 2 })
+        );
+        assert_eq!(
+            build(&[1, 1], &[1.0; 2], &small()),
+            Err(FeatureError::NotIncreasing { row: 1 })
+        );
     }
 
     #[test]
     fn each_invariant_of_the_config_is_checked() {
-        let cases: [(&str, fn(&mut FeatureConfig)); 7] = [
+        type Mutation = fn(&mut FeatureConfig);
+        let cases: [(&str, Mutation); 7] = [
             ("windows", |c| c.windows = vec![1]),
             ("quantiles", |c| c.quantiles = vec![1.5]),
             ("zscore_window", |c| c.zscore_window = 1),
@@ -356,6 +452,10 @@ mod tests {
     fn constant_series_gives_finite_zscores() {
         let ts: Vec<i64> = (0..20).collect();
         let f = build(&ts, &[5.0; 20], &small()).expect("features");
-        assert!(f.column("zscore_3").expect("z")[3..].iter().all(|z| *z == 0.0));
+        assert!(
+            f.column("zscore_3").expect("z")[3..]
+                .iter()
+                .all(|z| *z == 0.0)
+        );
     }
 }

@@ -36,8 +36,16 @@ pub(crate) struct Spectrum {
 impl Spectrum {
     pub(crate) fn new(n: usize) -> Self {
         let fft = RealFftPlanner::<f64>::new().plan_fft_forward(n);
-        let hann = (0..n).map(|i| 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / n as f64).cos()).collect();
-        Self { input: fft.make_input_vec(), output: fft.make_output_vec(), scratch: fft.make_scratch_vec(), fft, hann }
+        let hann = (0..n)
+            .map(|i| 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / n as f64).cos())
+            .collect();
+        Self {
+            input: fft.make_input_vec(),
+            output: fft.make_output_vec(),
+            scratch: fft.make_scratch_vec(),
+            fft,
+            hann,
+        }
     }
 
     pub(crate) fn features(&mut self, window: &[f64]) -> SpectralFeatures {
@@ -48,23 +56,51 @@ impl Spectrum {
         }
         // Lengths always match the plan (the caller passes windows of the planned length), so
         // this cannot fail; a failure would only mean NaN features, never a panic.
-        if self.fft.process_with_scratch(&mut self.input, &mut self.output, &mut self.scratch).is_err() {
-            return SpectralFeatures { dominant_period: f64::NAN, entropy: f64::NAN, band_low: f64::NAN, band_mid: f64::NAN, band_high: f64::NAN };
+        if self
+            .fft
+            .process_with_scratch(&mut self.input, &mut self.output, &mut self.scratch)
+            .is_err()
+        {
+            return SpectralFeatures {
+                dominant_period: f64::NAN,
+                entropy: f64::NAN,
+                band_low: f64::NAN,
+                band_mid: f64::NAN,
+                band_high: f64::NAN,
+            };
         }
         let power: Vec<f64> = self.output[1..].iter().map(|c| c.norm_sqr()).collect();
         let total: f64 = power.iter().sum();
         let k = power.len();
         if total <= f64::EPSILON * n as f64 || k == 0 {
-            return SpectralFeatures { dominant_period: f64::NAN, entropy: f64::NAN, band_low: 0.0, band_mid: 0.0, band_high: 0.0 };
+            return SpectralFeatures {
+                dominant_period: f64::NAN,
+                entropy: f64::NAN,
+                band_low: 0.0,
+                band_mid: 0.0,
+                band_high: 0.0,
+            };
         }
-        let (kmax, _) = power.iter().enumerate().fold((0, f64::MIN), |best, (i, &p)| if p > best.1 { (i, p) } else { best });
+        let (kmax, _) =
+            power.iter().enumerate().fold(
+                (0, f64::MIN),
+                |best, (i, &p)| if p > best.1 { (i, p) } else { best },
+            );
         let entropy = if k > 1 {
-            -power.iter().map(|p| p / total).filter(|&p| p > 0.0).map(|p| p * p.ln()).sum::<f64>() / (k as f64).ln()
+            -power
+                .iter()
+                .map(|p| p / total)
+                .filter(|&p| p > 0.0)
+                .map(|p| p * p.ln())
+                .sum::<f64>()
+                / (k as f64).ln()
         } else {
             0.0
         };
         let third = k.div_ceil(3);
-        let band = |r: std::ops::Range<usize>| power[r.start.min(k)..r.end.min(k)].iter().sum::<f64>() / total;
+        let band = |r: std::ops::Range<usize>| {
+            power[r.start.min(k)..r.end.min(k)].iter().sum::<f64>() / total
+        };
         SpectralFeatures {
             dominant_period: n as f64 / (kmax + 1) as f64,
             entropy,
@@ -86,11 +122,16 @@ mod tests {
 
     #[test]
     fn pure_tone_has_its_period_and_low_entropy() {
-        let w: Vec<f64> = (0..128).map(|i| 3.0 + (std::f64::consts::TAU * i as f64 / 16.0).sin()).collect();
+        let w: Vec<f64> = (0..128)
+            .map(|i| 3.0 + (std::f64::consts::TAU * i as f64 / 16.0).sin())
+            .collect();
         let f = spectral_features(&w);
         assert!((f.dominant_period - 16.0).abs() < 1e-9, "{f:?}");
         assert!(f.entropy < 0.3, "{f:?}");
-        assert!(f.band_low > 0.9, "period 16 of 128 is bin 8 of 64: the low band {f:?}");
+        assert!(
+            f.band_low > 0.9,
+            "period 16 of 128 is bin 8 of 64: the low band {f:?}"
+        );
         assert!((f.band_low + f.band_mid + f.band_high - 1.0).abs() < 1e-9);
     }
 
@@ -99,7 +140,9 @@ mod tests {
         let mut x = 1u64;
         let w: Vec<f64> = (0..256)
             .map(|_| {
-                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
                 (x >> 11) as f64 / (1u64 << 53) as f64
             })
             .collect();

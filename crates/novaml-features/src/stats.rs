@@ -36,8 +36,19 @@ mod tests {
     fn quantiles_match_numpy_linear() {
         // numpy.quantile([1, 2, 3, 4, 10], q) with the default method.
         let s = [1.0, 2.0, 3.0, 4.0, 10.0];
-        for (q, want) in [(0.0, 1.0), (0.25, 2.0), (0.5, 3.0), (0.9, 7.6), (0.95, 8.8), (1.0, 10.0)] {
-            assert!((quantile_sorted(&s, q) - want).abs() < 1e-12, "q={q}: {}", quantile_sorted(&s, q));
+        for (q, want) in [
+            (0.0, 1.0),
+            (0.25, 2.0),
+            (0.5, 3.0),
+            (0.9, 7.6),
+            (0.95, 8.8),
+            (1.0, 10.0),
+        ] {
+            assert!(
+                (quantile_sorted(&s, q) - want).abs() < 1e-12,
+                "q={q}: {}",
+                quantile_sorted(&s, q)
+            );
         }
         assert_eq!(quantile_sorted(&[5.0], 0.3), 5.0);
         assert!(quantile_sorted(&[], 0.5).is_nan());

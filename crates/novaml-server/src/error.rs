@@ -28,7 +28,11 @@ impl IntoResponse for ApiError {
         let (status, kind, message) = match self {
             Self::Internal(detail) => {
                 tracing::error!(%detail, "Request failed.");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log".to_owned())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the server log".to_owned(),
+                )
             }
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
         };

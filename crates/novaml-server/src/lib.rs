@@ -31,7 +31,10 @@ impl std::fmt::Debug for AppState {
 
 /// The application router.
 pub fn app(state: AppState) -> Router {
-    Router::new().merge(metrics::router()).merge(status::router()).with_state(state)
+    Router::new()
+        .merge(metrics::router())
+        .merge(status::router())
+        .with_state(state)
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves.
@@ -40,5 +43,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

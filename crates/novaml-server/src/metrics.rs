@@ -14,6 +14,13 @@ pub(crate) fn router() -> Router<AppState> {
 
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let mut body = String::with_capacity(16 * 1024);
-    prometheus_client::encoding::text::encode(&mut body, &state.registry).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body))
+    prometheus_client::encoding::text::encode(&mut body, &state.registry)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    ))
 }

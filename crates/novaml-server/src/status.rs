@@ -52,7 +52,10 @@ pub trait StatusProvider: Send + Sync + 'static {
 }
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/", get(page)).route("/api/status", get(status)).route("/healthz", get(|| async { "ok" }))
+    Router::new()
+        .route("/", get(page))
+        .route("/api/status", get(status))
+        .route("/healthz", get(|| async { "ok" }))
 }
 
 async fn status(State(state): State<AppState>) -> Result<Json<PipelineStatus>, ApiError> {
@@ -66,7 +69,10 @@ async fn status(State(state): State<AppState>) -> Result<Json<PipelineStatus>, A
 }
 
 async fn page() -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "no-cache")], Html(include_str!("assets/status.html")))
+    (
+        [(header::CACHE_CONTROL, "no-cache")],
+        Html(include_str!("assets/status.html")),
+    )
 }
 
 #[cfg(test)]
@@ -94,13 +100,21 @@ mod tests {
         let c: Counter = Counter::default();
         c.inc_by(3);
         registry.register("novaml_collect_samples", "Samples.", c);
-        AppState { registry: Arc::new(registry), status: Arc::new(Fixed(status)) }
+        AppState {
+            registry: Arc::new(registry),
+            status: Arc::new(Fixed(status)),
+        }
     }
 
     async fn get(app: axum::Router, uri: &str) -> (StatusCode, String) {
-        let resp = app.oneshot(Request::get(uri).body(Body::empty()).expect("request")).await.expect("response");
+        let resp = app
+            .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
         let status = resp.status();
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
@@ -112,7 +126,14 @@ mod tests {
             series: 2,
             points: 10,
             buffer_utilization: 0.0,
-            sources: vec![SourceStatus { name: "sim".into(), kind: "simulator".into(), interval_seconds: 10.0, samples_total: 10, errors_total: 0, simulated: true }],
+            sources: vec![SourceStatus {
+                name: "sim".into(),
+                kind: "simulator".into(),
+                interval_seconds: 10.0,
+                samples_total: 10,
+                errors_total: 0,
+                simulated: true,
+            }],
         }
     }
 

@@ -1,1 +1,72 @@
-fn main(){}
+//! Benchmarks of the SQLite store.
+//!
+//! Shapes: a batch of 10,000 points is what one scrape of a large exporter (10k series × 1 point)
+//! or one catch-up chunk of a range query (10 series × 1,000 points) hands the writer; the issue's
+//! target is ≥ 1M samples/s for such batches. The query reads one series of 1M points (about 35
+//! days at 3 s resolution), the largest single read a model does; target < 200 ms.
+
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use novaml_core::{Batch, MetricStore, Point, Selector, Series, SeriesKey, TimeRange};
+use novaml_store::SqliteStore;
+
+fn key(i: usize) -> SeriesKey {
+    SeriesKey::new("bench_metric").and_then(|k| k.with_label("id", i.to_string())).expect("valid key")
+}
+
+fn batch(series: usize, points: usize, t0: i64) -> Batch {
+    Batch {
+        source: "bench".into(),
+        series: (0..series)
+            .map(|s| Series::new(key(s), (0..points).map(|p| Point::new(t0 + p as i64 * 1000, (s * p) as f64 * 0.5)).collect()))
+            .collect(),
+        cursor: Some(t0),
+    }
+}
+
+fn ingest(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sqlite_ingest");
+    g.throughput(Throughput::Elements(10_000));
+    for (name, series, points) in [("10k_series_x1", 10_000, 1), ("10_series_x1000", 10, 1_000)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = SqliteStore::open(dir.path().join("b.db")).expect("store");
+        // Create the series first, as in steady state.
+        store.write(&batch(series, 1, 0)).expect("warm-up");
+        let mut t0 = 1_000_000i64;
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    t0 += points as i64 * 1000;
+                    batch(series, points, t0)
+                },
+                |batch| black_box(store.write(&batch).expect("write")),
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+fn query(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = SqliteStore::open(dir.path().join("q.db")).expect("store");
+    for chunk in 0..100 {
+        store.write(&batch(1, 10_000, chunk * 10_000_000)).expect("fill");
+    }
+    let sel = Selector::exact(&key(0));
+    let mut g = c.benchmark_group("sqlite_query");
+    g.throughput(Throughput::Elements(1_000_000));
+    g.sample_size(10);
+    g.bench_function("one_series_1M_points", |b| {
+        b.iter(|| {
+            let s = store.query(&sel, TimeRange::all(), None).expect("query");
+            assert_eq!(s[0].points.len(), 1_000_000);
+            black_box(s)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, ingest, query);
+criterion_main!(benches);

@@ -52,8 +52,14 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull, SystemIoFailure};
         match self {
-            Self::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. } => {
-                matches!(e.code, DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure)
+            Self::Sqlite {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } => {
+                matches!(
+                    e.code,
+                    DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure
+                )
             }
             _ => false,
         }

@@ -5,7 +5,9 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use novaml_core::{Batch, MetricStore, Point, Selector, Series, SeriesKey, StepSpec, TimeRange, Timestamp};
+use novaml_core::{
+    Batch, MetricStore, Point, Selector, Series, SeriesKey, StepSpec, TimeRange, Timestamp,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 use tracing::warn;
 
@@ -69,7 +71,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.conn.path()).finish_non_exhaustive()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.conn.path())
+            .finish_non_exhaustive()
     }
 }
 
@@ -77,32 +81,51 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
-        let conn = Connection::open(path).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::init(conn)
     }
 
     /// An in-memory database, for tests and one-shot pipelines.
     pub fn in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory().map_err(StoreError::sqlite("opening in-memory database"))?)
+        Self::init(
+            Connection::open_in_memory()
+                .map_err(StoreError::sqlite("opening in-memory database"))?,
+        )
     }
 
     fn init(conn: Connection) -> Result<Self, StoreError> {
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(StoreError::sqlite("setting busy timeout"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(StoreError::sqlite("setting busy timeout"))?;
         // WAL: readers do not block the writer. NORMAL: fsync at checkpoints only, which is
         // durable against a killed process (the failure we promise to survive).
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(StoreError::sqlite("enabling WAL"))?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(StoreError::sqlite("setting synchronous"))?;
-        conn.pragma_update(None, "temp_store", "MEMORY").map_err(StoreError::sqlite("setting temp_store"))?;
-        conn.pragma_update(None, "cache_size", -65_536).map_err(StoreError::sqlite("setting cache_size"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(StoreError::sqlite("enabling WAL"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(StoreError::sqlite("setting synchronous"))?;
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(StoreError::sqlite("setting temp_store"))?;
+        conn.pragma_update(None, "cache_size", -65_536)
+            .map_err(StoreError::sqlite("setting cache_size"))?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(StoreError::sqlite("reading schema version"))?;
         if version > SCHEMA_VERSION {
-            return Err(StoreError::SchemaTooNew { found: version, supported: SCHEMA_VERSION });
+            return Err(StoreError::SchemaTooNew {
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
         }
-        conn.execute_batch(SCHEMA).map_err(StoreError::sqlite("creating schema"))?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(StoreError::sqlite("writing schema version"))?;
-        let store = Self { conn, cache: RefCell::new(SeriesCache::default()) };
+        conn.execute_batch(SCHEMA)
+            .map_err(StoreError::sqlite("creating schema"))?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(StoreError::sqlite("writing schema version"))?;
+        let store = Self {
+            conn,
+            cache: RefCell::new(SeriesCache::default()),
+        };
         store.refresh_cache()?;
         Ok(store)
     }
@@ -115,12 +138,22 @@ impl SqliteStore {
             .prepare_cached("SELECT id, name, labels FROM series WHERE id > ?1 ORDER BY id")
             .map_err(StoreError::sqlite("loading series"))?;
         let rows = stmt
-            .query_map([cache.max_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .query_map([cache.max_id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
             .map_err(StoreError::sqlite("loading series"))?;
         for row in rows {
             let (id, name, labels) = row.map_err(StoreError::sqlite("loading series"))?;
-            let labels: BTreeMap<String, String> = serde_json::from_str(&labels)
-                .map_err(|source| StoreError::CorruptLabels { id, labels: labels.clone(), source })?;
+            let labels: BTreeMap<String, String> =
+                serde_json::from_str(&labels).map_err(|source| StoreError::CorruptLabels {
+                    id,
+                    labels: labels.clone(),
+                    source,
+                })?;
             let key = SeriesKey { name, labels };
             cache.ids.insert(key.clone(), id);
             cache.keys.push((id, key));
@@ -136,7 +169,9 @@ impl SqliteStore {
         // serde_json writes a BTreeMap with sorted keys: a canonical form, so UNIQUE works.
         let labels = serde_json::to_string(&key.labels).unwrap_or_else(|_| "{}".into());
         self.conn
-            .prepare_cached("INSERT INTO series (name, labels) VALUES (?1, ?2) ON CONFLICT DO NOTHING")
+            .prepare_cached(
+                "INSERT INTO series (name, labels) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            )
             .and_then(|mut s| s.execute(params![key.name, labels]))
             .map_err(StoreError::sqlite("creating series"))?;
         let id: i64 = self
@@ -154,15 +189,22 @@ impl SqliteStore {
     fn insert_rows(&self, rows: &[(i64, i64, f64)]) -> Result<(), StoreError> {
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let sql = insert_sql(chunk.len());
-            let mut stmt = self.conn.prepare_cached(&sql).map_err(StoreError::sqlite("preparing insert"))?;
+            let mut stmt = self
+                .conn
+                .prepare_cached(&sql)
+                .map_err(StoreError::sqlite("preparing insert"))?;
             let mut i = 1;
             for (id, ts, v) in chunk {
-                stmt.raw_bind_parameter(i, id).map_err(StoreError::sqlite("binding insert"))?;
-                stmt.raw_bind_parameter(i + 1, ts).map_err(StoreError::sqlite("binding insert"))?;
-                stmt.raw_bind_parameter(i + 2, v).map_err(StoreError::sqlite("binding insert"))?;
+                stmt.raw_bind_parameter(i, id)
+                    .map_err(StoreError::sqlite("binding insert"))?;
+                stmt.raw_bind_parameter(i + 1, ts)
+                    .map_err(StoreError::sqlite("binding insert"))?;
+                stmt.raw_bind_parameter(i + 2, v)
+                    .map_err(StoreError::sqlite("binding insert"))?;
                 i += 3;
             }
-            stmt.raw_execute().map_err(StoreError::sqlite("inserting samples"))?;
+            stmt.raw_execute()
+                .map_err(StoreError::sqlite("inserting samples"))?;
         }
         Ok(())
     }
@@ -170,8 +212,14 @@ impl SqliteStore {
     /// Every series matching `selector`, with point counts and time bounds.
     pub fn series(&self, selector: &Selector) -> Result<Vec<SeriesInfo>, StoreError> {
         self.refresh_cache()?;
-        let ids: Vec<(i64, SeriesKey)> =
-            self.cache.borrow().keys.iter().filter(|(_, k)| selector.matches(k)).cloned().collect();
+        let ids: Vec<(i64, SeriesKey)> = self
+            .cache
+            .borrow()
+            .keys
+            .iter()
+            .filter(|(_, k)| selector.matches(k))
+            .cloned()
+            .collect();
         let mut stmt = self
             .conn
             .prepare_cached("SELECT count(*), min(ts), max(ts) FROM sample WHERE series_id = ?1")
@@ -181,7 +229,12 @@ impl SqliteStore {
                 let (points, first, last) = stmt
                     .query_row([id], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?)))
                     .map_err(StoreError::sqlite("summarising series"))?;
-                Ok(SeriesInfo { key, points: points.max(0) as u64, first, last })
+                Ok(SeriesInfo {
+                    key,
+                    points: points.max(0) as u64,
+                    first,
+                    last,
+                })
             })
             .collect()
     }
@@ -189,7 +242,9 @@ impl SqliteStore {
     /// The latest timestamp of one series, if it has points.
     pub fn last_timestamp(&self, key: &SeriesKey) -> Result<Option<Timestamp>, StoreError> {
         self.refresh_cache()?;
-        let Some(&id) = self.cache.borrow().ids.get(key) else { return Ok(None) };
+        let Some(&id) = self.cache.borrow().ids.get(key) else {
+            return Ok(None);
+        };
         self.conn
             .prepare_cached("SELECT max(ts) FROM sample WHERE series_id = ?1")
             .and_then(|mut s| s.query_row([id], |r| r.get(0)))
@@ -199,7 +254,9 @@ impl SqliteStore {
     /// Caps the database at `pages` pages (of 4 KiB by default) for this connection: writes past
     /// it fail with `SQLITE_FULL`, as on a full disk. For quotas, and to test that path.
     pub fn set_max_page_count(&self, pages: u32) -> Result<(), StoreError> {
-        self.conn.pragma_update(None, "max_page_count", pages).map_err(StoreError::sqlite("setting max_page_count"))
+        self.conn
+            .pragma_update(None, "max_page_count", pages)
+            .map_err(StoreError::sqlite("setting max_page_count"))
     }
 
     /// Total number of points in the store.
@@ -228,7 +285,10 @@ impl MetricStore for SqliteStore {
     type Error = StoreError;
 
     fn write(&mut self, batch: &Batch) -> Result<usize, StoreError> {
-        let tx = self.conn.unchecked_transaction().map_err(StoreError::sqlite("beginning write"))?;
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(StoreError::sqlite("beginning write"))?;
         let mut rows = Vec::with_capacity(batch.len());
         let mut non_finite = 0usize;
         for series in &batch.series {
@@ -259,21 +319,35 @@ impl MetricStore for SqliteStore {
             )
             .map_err(StoreError::sqlite("saving cursor"))?;
         }
-        tx.commit().map_err(StoreError::sqlite("committing write"))?;
+        tx.commit()
+            .map_err(StoreError::sqlite("committing write"))?;
         Ok(rows.len())
     }
 
-    fn query(&self, selector: &Selector, range: TimeRange, step: Option<StepSpec>) -> Result<Vec<Series>, StoreError> {
+    fn query(
+        &self,
+        selector: &Selector,
+        range: TimeRange,
+        step: Option<StepSpec>,
+    ) -> Result<Vec<Series>, StoreError> {
         self.refresh_cache()?;
-        let matching: Vec<(i64, SeriesKey)> =
-            self.cache.borrow().keys.iter().filter(|(_, k)| selector.matches(k)).cloned().collect();
+        let matching: Vec<(i64, SeriesKey)> = self
+            .cache
+            .borrow()
+            .keys
+            .iter()
+            .filter(|(_, k)| selector.matches(k))
+            .cloned()
+            .collect();
         let mut stmt = self
             .conn
             .prepare_cached("SELECT ts, value FROM sample WHERE series_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts")
             .map_err(StoreError::sqlite("preparing query"))?;
         let mut out = Vec::with_capacity(matching.len());
         for (id, key) in matching {
-            let mut rows = stmt.query(params![id, range.start, range.end]).map_err(StoreError::sqlite("querying"))?;
+            let mut rows = stmt
+                .query(params![id, range.start, range.end])
+                .map_err(StoreError::sqlite("querying"))?;
             let mut points = Vec::new();
             while let Some(row) = rows.next().map_err(StoreError::sqlite("reading rows"))? {
                 let ts: i64 = row.get(0).map_err(StoreError::sqlite("reading ts"))?;
@@ -284,7 +358,11 @@ impl MetricStore for SqliteStore {
                 continue;
             }
             if let Some(step) = step {
-                let origin = if range.start == Timestamp::MIN { points[0].ts } else { range.start };
+                let origin = if range.start == Timestamp::MIN {
+                    points[0].ts
+                } else {
+                    range.start
+                };
                 points = step.apply(origin, &points);
             }
             out.push(Series::new(key, points));
@@ -294,14 +372,19 @@ impl MetricStore for SqliteStore {
 
     fn cursor(&self, source: &str) -> Result<Option<Timestamp>, StoreError> {
         self.conn
-            .query_row("SELECT ts FROM cursor WHERE source = ?1", [source], |r| r.get(0))
+            .query_row("SELECT ts FROM cursor WHERE source = ?1", [source], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(StoreError::sqlite("reading cursor"))
     }
 
     fn delete_before(&mut self, cutoff: Timestamp) -> Result<usize, StoreError> {
         self.refresh_cache()?;
-        let tx = self.conn.unchecked_transaction().map_err(StoreError::sqlite("beginning retention"))?;
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(StoreError::sqlite("beginning retention"))?;
         let ids: Vec<i64> = self.cache.borrow().keys.iter().map(|(id, _)| *id).collect();
         let mut deleted = 0;
         {
@@ -310,13 +393,16 @@ impl MetricStore for SqliteStore {
                 .prepare_cached("DELETE FROM sample WHERE series_id = ?1 AND ts < ?2")
                 .map_err(StoreError::sqlite("applying retention"))?;
             for id in &ids {
-                deleted += stmt.execute(params![id, cutoff]).map_err(StoreError::sqlite("applying retention"))?;
+                deleted += stmt
+                    .execute(params![id, cutoff])
+                    .map_err(StoreError::sqlite("applying retention"))?;
             }
         }
         let emptied = tx
             .execute("DELETE FROM series WHERE NOT EXISTS (SELECT 1 FROM sample WHERE series_id = series.id)", [])
             .map_err(StoreError::sqlite("removing empty series"))?;
-        tx.commit().map_err(StoreError::sqlite("committing retention"))?;
+        tx.commit()
+            .map_err(StoreError::sqlite("committing retention"))?;
         if emptied > 0 {
             // Ids are never reused (AUTOINCREMENT), so a full reload is
             // enough to forget them.

@@ -11,7 +11,14 @@ pub fn rng(seed: u64) -> ChaCha8Rng {
 
 /// `n` series named `metric` with label `id="0".."n-1"`, each with `points` points at `step_ms`
 /// from `start`, values a random walk.
-pub fn random_walks(seed: u64, metric: &str, n: usize, points: usize, start: i64, step_ms: i64) -> Vec<Series> {
+pub fn random_walks(
+    seed: u64,
+    metric: &str,
+    n: usize,
+    points: usize,
+    start: i64,
+    step_ms: i64,
+) -> Vec<Series> {
     let mut r = rng(seed);
     (0..n)
         .map(|i| {

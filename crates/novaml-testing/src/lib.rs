@@ -7,7 +7,10 @@ pub mod generators;
 /// Asserts `|a − b| ≤ tol` with a message naming both values.
 #[track_caller]
 pub fn assert_close(a: f64, b: f64, tol: f64) {
-    assert!((a - b).abs() <= tol || (a.is_nan() && b.is_nan()), "{a} and {b} differ by more than {tol}");
+    assert!(
+        (a - b).abs() <= tol || (a.is_nan() && b.is_nan()),
+        "{a} and {b} differ by more than {tol}"
+    );
 }
 
 /// Asserts element-wise closeness of two slices of equal length.
@@ -15,7 +18,10 @@ pub fn assert_close(a: f64, b: f64, tol: f64) {
 pub fn assert_all_close(a: &[f64], b: &[f64], tol: f64) {
     assert_eq!(a.len(), b.len(), "lengths differ");
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!((x - y).abs() <= tol || (x.is_nan() && y.is_nan()), "index {i}: {x} and {y} differ by more than {tol}");
+        assert!(
+            (x - y).abs() <= tol || (x.is_nan() && y.is_nan()),
+            "index {i}: {x} and {y} differ by more than {tol}"
+        );
     }
 }
 

@@ -13,7 +13,7 @@ use novaml_core::{Batch, CollectContext, MetricStore, Series};
 use novaml_store::SqliteStore;
 
 use super::pipeline::Pipeline;
-use crate::config::{Config, FileEntry, HostEntry, PromApiEntry, ScrapeEntry, ScheduleEntry};
+use crate::config::{Config, FileEntry, HostEntry, PromApiEntry, ScheduleEntry, ScrapeEntry};
 
 /// Sources come from --config and/or the quick flags (--prometheus with --query, --scrape,
 /// --host, --file). Without --follow, each source is collected once: a Prometheus source fetches
@@ -71,10 +71,12 @@ pub(crate) struct Args {
 }
 
 fn time_arg(field: &str, s: &str, now: i64) -> Result<i64> {
-    if let Some(age) = parse_duration(s).filter(|_| s.ends_with(|c: char| c.is_ascii_alphabetic())) {
+    if let Some(age) = parse_duration(s).filter(|_| s.ends_with(|c: char| c.is_ascii_alphabetic()))
+    {
         return Ok(now - age.as_millis() as i64);
     }
-    parse_timestamp(s).ok_or_else(|| anyhow!("--{field} {s:?} is neither a timestamp nor an age like 2h"))
+    parse_timestamp(s)
+        .ok_or_else(|| anyhow!("--{field} {s:?} is neither a timestamp nor an age like 2h"))
 }
 
 fn build_config(args: &Args) -> Result<Config> {
@@ -88,8 +90,13 @@ fn build_config(args: &Args) -> Result<Config> {
             .queries
             .iter()
             .map(|q| {
-                let (name, expr) = q.split_once('=').ok_or_else(|| anyhow!("--query {q:?} is not NAME=EXPR"))?;
-                Ok(QueryConfig { name: name.trim().into(), expr: expr.trim().into() })
+                let (name, expr) = q
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("--query {q:?} is not NAME=EXPR"))?;
+                Ok(QueryConfig {
+                    name: name.trim().into(),
+                    expr: expr.trim().into(),
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         cfg.sources.prometheus_api.push(PromApiEntry {
@@ -104,10 +111,22 @@ fn build_config(args: &Args) -> Result<Config> {
         });
     }
     for (i, url) in args.scrape.iter().enumerate() {
-        cfg.sources.scrape.push(ScrapeEntry { name: format!("scrape{i}"), url: url.clone(), job: None, max_labels: 64, schedule: once.clone() });
+        cfg.sources.scrape.push(ScrapeEntry {
+            name: format!("scrape{i}"),
+            url: url.clone(),
+            job: None,
+            max_labels: 64,
+            schedule: once.clone(),
+        });
     }
     if args.host {
-        cfg.sources.host = Some(HostEntry { enabled: true, schedule: ScheduleEntry { interval: "5s".into(), ..once.clone() } });
+        cfg.sources.host = Some(HostEntry {
+            enabled: true,
+            schedule: ScheduleEntry {
+                interval: "5s".into(),
+                ..once.clone()
+            },
+        });
     }
     for (i, path) in args.file.iter().enumerate() {
         cfg.sources.file.push(FileEntry {
@@ -136,7 +155,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
         bail!("no sources: give --config, --prometheus, --scrape, --host or --file");
     }
     if args.follow {
-        let retention = (!cfg.store.retention.is_empty()).then(|| crate::config::duration("store.retention", &cfg.store.retention)).transpose()?;
+        let retention = (!cfg.store.retention.is_empty())
+            .then(|| crate::config::duration("store.retention", &cfg.store.retention))
+            .transpose()?;
         let pipeline = Pipeline {
             store_path: cfg.store.path.clone(),
             sources,
@@ -151,12 +172,22 @@ pub(crate) fn run(args: Args) -> Result<()> {
     }
     let now = novaml_collect::now_ms();
     let from = time_arg("from", &args.from, now)?;
-    let to = args.to.as_deref().map(|t| time_arg("to", t, now)).transpose()?.unwrap_or(now);
+    let to = args
+        .to
+        .as_deref()
+        .map(|t| time_arg("to", t, now))
+        .transpose()?
+        .unwrap_or(now);
     if to < from {
         bail!("--to is before --from");
     }
     let mut sink = Sink::open(args.out.as_deref(), &cfg.store.path)?;
-    let delays: Vec<i64> = cfg.sources.prometheus_api.iter().map(|p| parse_duration(&p.delay).map_or(0, |d| d.as_millis() as i64)).collect();
+    let delays: Vec<i64> = cfg
+        .sources
+        .prometheus_api
+        .iter()
+        .map(|p| parse_duration(&p.delay).map_or(0, |d| d.as_millis() as i64))
+        .collect();
     super::block_on(async move {
         let mut api_index = 0;
         for mut r in sources {
@@ -172,14 +203,20 @@ pub(crate) fn run(args: Args) -> Result<()> {
                 now
             };
             let bar = ProgressBar::new_spinner().with_message(format!("collecting {name}"));
-            bar.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}] {pos} points").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} [{elapsed}] {pos} points")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
             bar.enable_steady_tick(Duration::from_millis(200));
             let mut first = true;
             loop {
-                let c = tokio::time::timeout(r.schedule.timeout * 4, r.source.collect(CollectContext { now: ctx_now }))
-                    .await
-                    .map_err(|_| anyhow!("{name}: no answer within {:?}", r.schedule.timeout * 4))?
-                    .map_err(|e| anyhow!("{name}: {e}"))?;
+                let c = tokio::time::timeout(
+                    r.schedule.timeout * 4,
+                    r.source.collect(CollectContext { now: ctx_now }),
+                )
+                .await
+                .map_err(|_| anyhow!("{name}: no answer within {:?}", r.schedule.timeout * 4))?
+                .map_err(|e| anyhow!("{name}: {e}"))?;
                 for (reason, n) in &c.skipped {
                     tracing::warn!(source = %name, reason, count = n, "Skipped invalid data.");
                 }
@@ -216,7 +253,8 @@ impl Sink {
             }
             return Ok(Self::Store(SqliteStore::open(store)?, 0));
         };
-        let file = std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+        let file = std::fs::File::create(out)
+            .with_context(|| format!("cannot create {}", out.display()))?;
         let w = std::io::BufWriter::new(file);
         match out.extension().and_then(|e| e.to_str()) {
             Some("csv") => {
@@ -232,7 +270,11 @@ impl Sink {
     fn write(&mut self, source: &str, series: Vec<Series>, cursor: Option<i64>) -> Result<()> {
         match self {
             Self::Store(s, n) => {
-                *n += s.write(&Batch { source: source.into(), series, cursor })? as u64;
+                *n += s.write(&Batch {
+                    source: source.into(),
+                    series,
+                    cursor,
+                })? as u64;
             }
             Self::Csv(w, n) => {
                 for s in &series {
@@ -274,5 +316,8 @@ impl Sink {
 }
 
 fn rfc3339(ts: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ts).map_or_else(|| ts.to_string(), |d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    chrono::DateTime::from_timestamp_millis(ts).map_or_else(
+        || ts.to_string(),
+        |d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
 }

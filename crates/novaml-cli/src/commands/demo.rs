@@ -30,13 +30,20 @@ pub(crate) struct Args {
 }
 
 fn parse_duration(s: &str) -> Result<Duration> {
-    novaml_collect::time::parse_duration(s).ok_or_else(|| anyhow!("{s:?} is not a duration like 30s, 5m, 2h"))
+    novaml_collect::time::parse_duration(s)
+        .ok_or_else(|| anyhow!("{s:?} is not a duration like 30s, 5m, 2h"))
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
     let mut cfg = Config::default();
-    let schedule = |interval: &str| ScheduleEntry { interval: interval.into(), ..ScheduleEntry::default() };
-    cfg.sources.host = Some(HostEntry { enabled: true, schedule: schedule("5s") });
+    let schedule = |interval: &str| ScheduleEntry {
+        interval: interval.into(),
+        ..ScheduleEntry::default()
+    };
+    cfg.sources.host = Some(HostEntry {
+        enabled: true,
+        schedule: schedule("5s"),
+    });
     cfg.sources.simulator = Some(SimEntry {
         enabled: true,
         seed: args.seed,

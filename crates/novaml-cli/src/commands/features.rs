@@ -34,23 +34,47 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> Result<()> {
     let cfg: FeatureConfig = match &args.features {
-        Some(p) => toml::from_str(&std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?)
-            .with_context(|| format!("invalid feature settings in {}", p.display()))?,
+        Some(p) => toml::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        )
+        .with_context(|| format!("invalid feature settings in {}", p.display()))?,
         None => FeatureConfig::default(),
     };
     let columns = args.column.iter().cloned().collect();
-    let imported = import(&FileConfig { path: args.input.clone(), columns, ..FileConfig::default() })?;
+    let imported = import(&FileConfig {
+        path: args.input.clone(),
+        columns,
+        ..FileConfig::default()
+    })?;
     let series = match imported.series.len() {
-        0 => bail!("{} has no series{}", args.input.display(), args.column.as_ref().map(|c| format!(" named {c:?}")).unwrap_or_default()),
+        0 => bail!(
+            "{} has no series{}",
+            args.input.display(),
+            args.column
+                .as_ref()
+                .map(|c| format!(" named {c:?}"))
+                .unwrap_or_default()
+        ),
         1 => &imported.series[0],
         _ => {
-            let names: Vec<&str> = imported.series.iter().map(|s| s.key.name.as_str()).collect();
-            bail!("{} has several columns ({}); pick one with --column", args.input.display(), names.join(", "))
+            let names: Vec<&str> = imported
+                .series
+                .iter()
+                .map(|s| s.key.name.as_str())
+                .collect();
+            bail!(
+                "{} has several columns ({}); pick one with --column",
+                args.input.display(),
+                names.join(", ")
+            )
         }
     };
-    let frame = build(&series.timestamps(), &series.values(), &cfg).map_err(|e| anyhow!("{}: {e}", args.input.display()))?;
+    let frame = build(&series.timestamps(), &series.values(), &cfg)
+        .map_err(|e| anyhow!("{}: {e}", args.input.display()))?;
     let out: Box<dyn Write> = match &args.out {
-        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?)),
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let mut w = csv::Writer::from_writer(out);
@@ -60,11 +84,28 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let mut record: Vec<String> = Vec::with_capacity(header.len());
     for i in 0..frame.rows() {
         record.clear();
-        record.push(chrono::DateTime::from_timestamp_millis(frame.timestamps[i]).map_or_else(|| frame.timestamps[i].to_string(), |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string()));
-        record.extend(frame.columns.iter().map(|c| if c[i].is_finite() { format!("{}", c[i]) } else { String::new() }));
+        record.push(
+            chrono::DateTime::from_timestamp_millis(frame.timestamps[i]).map_or_else(
+                || frame.timestamps[i].to_string(),
+                |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            ),
+        );
+        record.extend(frame.columns.iter().map(|c| {
+            if c[i].is_finite() {
+                format!("{}", c[i])
+            } else {
+                String::new()
+            }
+        }));
         w.write_record(&record)?;
     }
     w.flush()?;
-    eprintln!("{} rows × {} features from {} ({} rows skipped on import)", frame.rows(), frame.names.len(), args.input.display(), imported.skipped.values().sum::<u64>());
+    eprintln!(
+        "{} rows × {} features from {} ({} rows skipped on import)",
+        frame.rows(),
+        frame.names.len(),
+        args.input.display(),
+        imported.skipped.values().sum::<u64>()
+    );
     Ok(())
 }

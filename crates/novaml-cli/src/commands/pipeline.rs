@@ -42,12 +42,18 @@ struct Status {
 
 impl StatusProvider for Status {
     fn status(&self) -> Result<PipelineStatus, String> {
-        let mut guard = self.reader.lock().map_err(|_| "status reader lock poisoned".to_owned())?;
+        let mut guard = self
+            .reader
+            .lock()
+            .map_err(|_| "status reader lock poisoned".to_owned())?;
         if guard.is_none() {
             *guard = Some(SqliteStore::open(&self.store_path).map_err(|e| e.to_string())?);
         }
         let store = guard.as_ref().ok_or("store not open")?;
-        let series = store.series(&novaml_core::Selector::all()).map_err(|e| e.to_string())?.len() as u64;
+        let series = store
+            .series(&novaml_core::Selector::all())
+            .map_err(|e| e.to_string())?
+            .len() as u64;
         let points = store.count_points().map_err(|e| e.to_string())?;
         let sources = self
             .sources
@@ -57,7 +63,10 @@ impl StatusProvider for Status {
                 kind: (*kind).to_owned(),
                 interval_seconds: *interval,
                 samples_total: self.metrics.samples(name),
-                errors_total: ["transient", "timeout", "fatal", "store"].iter().map(|k| self.metrics.errors(name, k)).sum(),
+                errors_total: ["transient", "timeout", "fatal", "store"]
+                    .iter()
+                    .map(|k| self.metrics.errors(name, k))
+                    .sum(),
                 simulated: *simulated,
             })
             .collect();
@@ -88,17 +97,33 @@ impl Pipeline {
         let mut runner = Runner::new(self.buffer, metrics.clone()).with_seed(self.seed);
         let mut described = Vec::new();
         for r in self.sources {
-            described.push((r.source.name().to_owned(), r.kind, r.schedule.interval.as_secs_f64(), r.simulated));
+            described.push((
+                r.source.name().to_owned(),
+                r.kind,
+                r.schedule.interval.as_secs_f64(),
+                r.simulated,
+            ));
             runner.add(r.source, r.schedule);
         }
         let (stop_tx, stop_rx) = watch::channel(false);
 
         let server = match self.listen {
             Some(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?;
                 let local = listener.local_addr()?;
-                let status = Status { started: Instant::now(), store_path: self.store_path.clone(), reader: Mutex::new(None), metrics, sources: described };
-                let state = AppState { registry: Arc::new(registry), status: Arc::new(status) };
+                let status = Status {
+                    started: Instant::now(),
+                    store_path: self.store_path.clone(),
+                    reader: Mutex::new(None),
+                    metrics,
+                    sources: described,
+                };
+                let state = AppState {
+                    registry: Arc::new(registry),
+                    status: Arc::new(status),
+                };
                 let mut rx = stop_rx.clone();
                 let handle = tokio::spawn(novaml_server::serve(listener, state, async move {
                     let _ = rx.wait_for(|s| *s).await;
@@ -125,7 +150,10 @@ impl Pipeline {
                     }
                     let path = path.clone();
                     let cutoff = novaml_collect::now_ms() - retention.as_millis() as i64;
-                    let result = tokio::task::spawn_blocking(move || SqliteStore::open(&path).and_then(|mut s| s.delete_before(cutoff))).await;
+                    let result = tokio::task::spawn_blocking(move || {
+                        SqliteStore::open(&path).and_then(|mut s| s.delete_before(cutoff))
+                    })
+                    .await;
                     match result {
                         Ok(Ok(n)) if n > 0 => info!(deleted = n, "Applied retention."),
                         Ok(Ok(_)) => {}
@@ -149,13 +177,25 @@ impl Pipeline {
             let _ = stop_tx.send(true);
         });
 
-        let (_store, report) = runner.run(store, stop_rx).await.context("the collector failed")?;
+        let (_store, report) = runner
+            .run(store, stop_rx)
+            .await
+            .context("the collector failed")?;
         if let Some(h) = server {
-            h.await.context("server task failed")?.context("server failed")?;
+            h.await
+                .context("server task failed")?
+                .context("server failed")?;
         }
-        info!(written = report.written, lost_batches = report.lost_batches, "Stopped.");
+        info!(
+            written = report.written,
+            lost_batches = report.lost_batches,
+            "Stopped."
+        );
         if report.lost_batches > 0 {
-            anyhow::bail!("{} batches could not be written before shutdown (they will be collected again on restart)", report.lost_batches);
+            anyhow::bail!(
+                "{} batches could not be written before shutdown (they will be collected again on restart)",
+                report.lost_batches
+            );
         }
         Ok(())
     }

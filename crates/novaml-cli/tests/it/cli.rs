@@ -12,9 +12,15 @@ fn help_teaches_and_bad_input_fails_clearly() {
     }
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "[[sources.scrape]]\nname = \"n\"\nurl = \"http://127.0.0.1:1/metrics\"\ninterval = \"often\"\n").expect("write");
-    let (ok, _, err) = novaml(&["collect", "--config", cfg.to_str().expect("path")], dir.path());
+    let (ok, _, err) = novaml(
+        &["collect", "--config", cfg.to_str().expect("path")],
+        dir.path(),
+    );
     assert!(!ok);
-    assert!(err.contains("sources.scrape[0].interval"), "names the field: {err}");
+    assert!(
+        err.contains("sources.scrape[0].interval"),
+        "names the field: {err}"
+    );
     let (ok, _, err) = novaml(&["features", "--in", "/nonexistent.csv"], dir.path());
     assert!(!ok && err.contains("/nonexistent.csv"), "{err}");
 }
@@ -22,9 +28,19 @@ fn help_teaches_and_bad_input_fails_clearly() {
 #[test]
 fn features_of_a_real_nab_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let input = novaml_testing::repo_root().join("fixtures/nab_ec2_cpu_utilization_24ae8d_head.csv");
+    let input =
+        novaml_testing::repo_root().join("fixtures/nab_ec2_cpu_utilization_24ae8d_head.csv");
     let out = dir.path().join("f.csv");
-    let (ok, _, err) = novaml(&["features", "--in", input.to_str().expect("path"), "--out", out.to_str().expect("path")], dir.path());
+    let (ok, _, err) = novaml(
+        &[
+            "features",
+            "--in",
+            input.to_str().expect("path"),
+            "--out",
+            out.to_str().expect("path"),
+        ],
+        dir.path(),
+    );
     assert!(ok, "{err}");
     let text = std::fs::read_to_string(&out).expect("output");
     let mut lines = text.lines();
@@ -35,7 +51,10 @@ fn features_of_a_real_nab_file() {
     assert_eq!(rows[0][0], "2014-02-14T14:30:00Z");
     assert_eq!(rows[0][1], "0.132");
     // lag_1 of row 1 is the value of row 0.
-    let lag1 = header.iter().position(|h| *h == "lag_1").expect("lag_1 column");
+    let lag1 = header
+        .iter()
+        .position(|h| *h == "lag_1")
+        .expect("lag_1 column");
     assert_eq!(rows[1][lag1], "0.132");
     assert_eq!(rows[0][lag1], "", "no history yet: empty cell");
 }

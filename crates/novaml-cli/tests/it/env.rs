@@ -26,7 +26,12 @@ impl Proc {
 
     /// Sends a signal by name (`TERM`, `STOP`, `CONT`, `KILL`).
     pub(crate) fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().expect("kill runs").success();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill runs")
+            .success();
         assert!(ok, "kill -{sig} {} failed", self.name);
     }
 
@@ -37,20 +42,35 @@ impl Proc {
             if let Some(s) = self.child.try_wait().expect("try_wait") {
                 return s;
             }
-            assert!(t0.elapsed() < limit, "{} did not exit within {limit:?}", self.name);
+            assert!(
+                t0.elapsed() < limit,
+                "{} did not exit within {limit:?}",
+                self.name
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
 
 pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// The binary, or a clear failure telling how to install it.
 pub(crate) fn need(bin: &str) -> PathBuf {
-    let out = Command::new("sh").arg("-c").arg(format!("command -v {bin}")).output().expect("sh");
-    assert!(out.status.success(), "`{bin}` is not installed; run scripts/test.sh (it installs Debian's prometheus and prometheus-node-exporter)");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {bin}"))
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "`{bin}` is not installed; run scripts/test.sh (it installs Debian's prometheus and prometheus-node-exporter)"
+    );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
@@ -70,7 +90,10 @@ pub(crate) fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 pub(crate) fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !ok() {
-        assert!(t0.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            t0.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -103,35 +126,67 @@ pub(crate) fn start_services() -> Services {
     let prom = Proc {
         child: Command::new(need("prometheus"))
             .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(dir.path().join("prometheus.log")).expect("log")))
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("prometheus.log")).expect("log"),
+            ))
             .spawn()
             .expect("start prometheus"),
         name: "prometheus",
     };
-    wait_for("node_exporter", Duration::from_secs(20), || http_get(node_port, "/metrics").is_some_and(|(s, _)| s == 200));
-    wait_for("prometheus ready", Duration::from_secs(30), || http_get(prom_port, "/-/ready").is_some_and(|(s, _)| s == 200));
+    wait_for("node_exporter", Duration::from_secs(20), || {
+        http_get(node_port, "/metrics").is_some_and(|(s, _)| s == 200)
+    });
+    wait_for("prometheus ready", Duration::from_secs(30), || {
+        http_get(prom_port, "/-/ready").is_some_and(|(s, _)| s == 200)
+    });
     // Wait until a few scrapes are stored.
     wait_for("first scrapes", Duration::from_secs(30), || {
         http_get(prom_port, "/api/v1/query?query=count_over_time(up[1m])")
             .and_then(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["data"]["result"][0]["value"][1].as_str().and_then(|s| s.parse::<f64>().ok()))
+            .and_then(|v| {
+                v["data"]["result"][0]["value"][1]
+                    .as_str()
+                    .and_then(|s| s.parse::<f64>().ok())
+            })
             .is_some_and(|n| n >= 3.0)
     });
-    Services { _node: node, prom, node_port, prom_port, dir }
+    Services {
+        _node: node,
+        prom,
+        node_port,
+        prom_port,
+        dir,
+    }
 }
 
 /// Runs `novaml` with args; returns (success, stdout, stderr).
 pub(crate) fn novaml(args: &[&str], cwd: &Path) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_novaml")).args(args).current_dir(cwd).env("NOVAML_LOG", "warn").output().expect("run novaml");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_novaml"))
+        .args(args)
+        .current_dir(cwd)
+        .env("NOVAML_LOG", "warn")
+        .output()
+        .expect("run novaml");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Starts `novaml` in the background.
 pub(crate) fn spawn_novaml(args: &[&str], cwd: &Path, log: &Path) -> Proc {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
     Proc {
         child: Command::new(env!("CARGO_BIN_EXE_novaml"))
             .args(args)

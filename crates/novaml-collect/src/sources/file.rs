@@ -10,15 +10,25 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use novaml_core::{BoxFuture, CollectContext, Collected, Point, Series, SeriesKey, Source, SourceError, Timestamp};
+use novaml_core::{
+    BoxFuture, CollectContext, Collected, Point, Series, SeriesKey, Source, SourceError, Timestamp,
+};
 use serde::Deserialize;
 use tracing::warn;
 
-use crate::time::parse_timestamp;
 use crate::CollectError;
+use crate::time::parse_timestamp;
 
 /// Column names taken as the time column, after sanitising, in order of preference.
-const TIME_COLUMNS: [&str; 7] = ["timestamp", "datetime_utc", "datetime", "time", "date", "ts", "timestamp_ms"];
+const TIME_COLUMNS: [&str; 7] = [
+    "timestamp",
+    "datetime_utc",
+    "datetime",
+    "time",
+    "date",
+    "ts",
+    "timestamp_ms",
+];
 
 /// The raw GWA-T-12 (Bitbrains) headers and the names the processed files use for them.
 const GWA_COLUMNS: [(&str, &str); 11] = [
@@ -95,12 +105,19 @@ pub fn sanitize(name: &str) -> String {
         }
     }
     let out = out.trim_matches('_').to_owned();
-    if out.starts_with(|c: char| c.is_ascii_digit()) || out.is_empty() { format!("_{out}") } else { out }
+    if out.starts_with(|c: char| c.is_ascii_digit()) || out.is_empty() {
+        format!("_{out}")
+    } else {
+        out
+    }
 }
 
 fn canonical_column(header: &str) -> String {
     let h = header.trim();
-    GWA_COLUMNS.iter().find(|(raw, _)| raw.eq_ignore_ascii_case(h)).map_or_else(|| sanitize(h), |(_, c)| (*c).to_owned())
+    GWA_COLUMNS
+        .iter()
+        .find(|(raw, _)| raw.eq_ignore_ascii_case(h))
+        .map_or_else(|| sanitize(h), |(_, c)| (*c).to_owned())
 }
 
 fn interval_from_name(path: &Path) -> Option<Duration> {
@@ -121,8 +138,20 @@ struct Builder<'a> {
 
 impl<'a> Builder<'a> {
     fn new(cfg: &'a FileConfig) -> Self {
-        let stem = cfg.path.file_stem().and_then(|s| s.to_str()).unwrap_or("file").to_owned();
-        Self { cfg, stem, series: HashMap::new(), order: Vec::new(), out: Imported::default(), last_ts: None }
+        let stem = cfg
+            .path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("file")
+            .to_owned();
+        Self {
+            cfg,
+            stem,
+            series: HashMap::new(),
+            order: Vec::new(),
+            out: Imported::default(),
+            last_ts: None,
+        }
     }
 
     fn skip(&mut self, reason: &'static str) {
@@ -145,19 +174,30 @@ impl<'a> Builder<'a> {
         if !self.series.contains_key(name) {
             self.order.push(name.to_owned());
         }
-        self.series.entry(name.to_owned()).or_default().push(Point::new(ts, v));
+        self.series
+            .entry(name.to_owned())
+            .or_default()
+            .push(Point::new(ts, v));
     }
 
     fn finish(mut self, labels_of: impl Fn(&str) -> BTreeMap<String, String>) -> Imported {
         for name in std::mem::take(&mut self.order) {
             let points = self.series.remove(&name).unwrap_or_default();
             let mut labels = labels_of(&name);
-            labels.entry("file".into()).or_insert_with(|| self.stem.clone());
+            labels
+                .entry("file".into())
+                .or_insert_with(|| self.stem.clone());
             for (k, v) in &self.cfg.labels {
                 labels.insert(k.clone(), v.clone());
             }
             let metric = metric_part(&name);
-            let mut s = Series::new(SeriesKey { name: format!("{}{}", self.cfg.prefix, metric), labels }, points);
+            let mut s = Series::new(
+                SeriesKey {
+                    name: format!("{}{}", self.cfg.prefix, metric),
+                    labels,
+                },
+                points,
+            );
             let before = s.points.len();
             s.normalize();
             let dups = (before - s.points.len()) as u64;
@@ -177,15 +217,26 @@ fn metric_part(name: &str) -> &str {
 
 /// Reads a whole file.
 pub fn import(cfg: &FileConfig) -> Result<Imported, CollectError> {
-    let bytes = std::fs::read(&cfg.path).map_err(|source| CollectError::Io { path: cfg.path.clone(), source })?;
-    let ext = cfg.path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let bytes = std::fs::read(&cfg.path).map_err(|source| CollectError::Io {
+        path: cfg.path.clone(),
+        source,
+    })?;
+    let ext = cfg
+        .path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let format = match cfg.format {
         FileFormat::Auto if ext == "jsonl" || ext == "ndjson" => FileFormat::Jsonl,
         FileFormat::Auto => FileFormat::Csv,
         f => f,
     };
     if !cfg.prefix.is_empty() && !novaml_core::is_valid_metric_name(&cfg.prefix) {
-        return Err(CollectError::Config { field: "prefix".into(), reason: format!("{:?} is not a valid metric name prefix", cfg.prefix) });
+        return Err(CollectError::Config {
+            field: "prefix".into(),
+            reason: format!("{:?} is not a valid metric name prefix", cfg.prefix),
+        });
     }
     let imported = match format {
         FileFormat::Jsonl => import_jsonl(cfg, &bytes),
@@ -198,9 +249,18 @@ pub fn import(cfg: &FileConfig) -> Result<Imported, CollectError> {
 }
 
 fn import_csv(cfg: &FileConfig, bytes: &[u8]) -> Result<Imported, CollectError> {
-    let format_err = |reason: String| CollectError::Format { path: cfg.path.clone(), reason };
+    let format_err = |reason: String| CollectError::Format {
+        path: cfg.path.clone(),
+        reason,
+    };
     let first_line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
-    let delimiter = if first_line.contains(&b';') { b';' } else if first_line.contains(&b'\t') && !first_line.contains(&b',') { b'\t' } else { b',' };
+    let delimiter = if first_line.contains(&b';') {
+        b';'
+    } else if first_line.contains(&b'\t') && !first_line.contains(&b',') {
+        b'\t'
+    } else {
+        b','
+    };
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .flexible(true)
@@ -218,9 +278,13 @@ fn import_csv(cfg: &FileConfig, bytes: &[u8]) -> Result<Imported, CollectError> 
     let time_idx = match &cfg.timestamp_column {
         Some(c) => {
             let want = sanitize(c);
-            Some(headers.iter().position(|h| *h == want).ok_or_else(|| format_err(format!("no column {c:?} (columns: {})", headers.join(", "))))?)
+            Some(headers.iter().position(|h| *h == want).ok_or_else(|| {
+                format_err(format!("no column {c:?} (columns: {})", headers.join(", ")))
+            })?)
         }
-        None => TIME_COLUMNS.iter().find_map(|t| headers.iter().position(|h| h == t)),
+        None => TIME_COLUMNS
+            .iter()
+            .find_map(|t| headers.iter().position(|h| h == t)),
     };
     let interval = match time_idx {
         Some(_) => None,
@@ -231,7 +295,9 @@ fn import_csv(cfg: &FileConfig, bytes: &[u8]) -> Result<Imported, CollectError> 
     let value_cols: Vec<usize> = headers
         .iter()
         .enumerate()
-        .filter(|(i, h)| Some(*i) != time_idx && !TIME_COLUMNS.contains(&h.as_str()) && h.as_str() != "_")
+        .filter(|(i, h)| {
+            Some(*i) != time_idx && !TIME_COLUMNS.contains(&h.as_str()) && h.as_str() != "_"
+        })
         .filter(|(_, h)| cfg.columns.is_empty() || cfg.columns.iter().any(|c| sanitize(c) == **h))
         .map(|(i, _)| i)
         .collect();
@@ -255,7 +321,11 @@ fn import_csv(cfg: &FileConfig, bytes: &[u8]) -> Result<Imported, CollectError> 
         }
         let ts = match (time_idx, interval) {
             (Some(i), _) => {
-                let Some(ts) = record.get(i).and_then(|f| std::str::from_utf8(f).ok()).and_then(parse_timestamp) else {
+                let Some(ts) = record
+                    .get(i)
+                    .and_then(|f| std::str::from_utf8(f).ok())
+                    .and_then(parse_timestamp)
+                else {
                     b.skip("bad_timestamp");
                     continue;
                 };
@@ -324,7 +394,8 @@ fn import_jsonl(cfg: &FileConfig, bytes: &[u8]) -> Imported {
         if line.is_empty() {
             continue;
         }
-        let Ok(obj) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(line) else {
+        let Ok(obj) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(line)
+        else {
             b.skip("malformed_row");
             continue;
         };
@@ -333,7 +404,9 @@ fn import_jsonl(cfg: &FileConfig, bytes: &[u8]) -> Imported {
                 b.skip("malformed_row");
                 continue;
             };
-            if !novaml_core::is_valid_metric_name(&s.name) || !s.labels.keys().all(|k| novaml_core::is_valid_label_name(k)) {
+            if !novaml_core::is_valid_metric_name(&s.name)
+                || !s.labels.keys().all(|k| novaml_core::is_valid_label_name(k))
+            {
                 b.skip("invalid_name");
                 continue;
             }
@@ -341,12 +414,20 @@ fn import_jsonl(cfg: &FileConfig, bytes: &[u8]) -> Imported {
                 b.skip("bad_value");
                 continue;
             };
-            let key = format!("{}\u{0}{}", s.name, serde_json::to_string(&s.labels).unwrap_or_default());
+            let key = format!(
+                "{}\u{0}{}",
+                s.name,
+                serde_json::to_string(&s.labels).unwrap_or_default()
+            );
             labels_by_key.entry(key.clone()).or_insert(s.labels);
             b.row_ts(ts);
             b.push(&key, ts, v);
         } else {
-            let Some(ts) = ["timestamp", "ts", "time"].iter().find_map(|k| obj.get(*k)).and_then(json_ts) else {
+            let Some(ts) = ["timestamp", "ts", "time"]
+                .iter()
+                .find_map(|k| obj.get(*k))
+                .and_then(json_ts)
+            else {
                 b.skip("bad_timestamp");
                 continue;
             };
@@ -377,7 +458,11 @@ pub struct FileSource {
 impl FileSource {
     /// A file source named `name`.
     pub fn new(name: impl Into<String>, config: FileConfig) -> Self {
-        Self { name: name.into(), config, done: false }
+        Self {
+            name: name.into(),
+            config,
+            done: false,
+        }
     }
 }
 
@@ -386,7 +471,10 @@ impl Source for FileSource {
         &self.name
     }
 
-    fn collect<'a>(&'a mut self, _ctx: CollectContext) -> BoxFuture<'a, Result<Collected, SourceError>> {
+    fn collect<'a>(
+        &'a mut self,
+        _ctx: CollectContext,
+    ) -> BoxFuture<'a, Result<Collected, SourceError>> {
         Box::pin(async move {
             if self.done {
                 return Ok(Collected::default());
@@ -397,7 +485,11 @@ impl Source for FileSource {
                 .map_err(|e| SourceError::Fatal(Box::new(e)))?
                 .map_err(|e| SourceError::Fatal(Box::new(e)))?;
             self.done = true;
-            Ok(Collected { series: imported.series, skipped: imported.skipped.into_iter().collect(), more: false })
+            Ok(Collected {
+                series: imported.series,
+                skipped: imported.skipped.into_iter().collect(),
+                more: false,
+            })
         })
     }
 }
@@ -407,7 +499,10 @@ mod tests {
     use super::*;
 
     fn cfg_for(path: &Path) -> FileConfig {
-        FileConfig { path: path.to_owned(), ..FileConfig::default() }
+        FileConfig {
+            path: path.to_owned(),
+            ..FileConfig::default()
+        }
     }
 
     fn write(dir: &Path, name: &str, body: &[u8]) -> PathBuf {
@@ -418,7 +513,13 @@ mod tests {
 
     #[test]
     fn sanitize_headers() {
-        for (h, want) in [("CPU usage [%]", "cpu_usage"), ("value", "value"), ("net-in (kB)", "net_in_kb"), ("1st", "_1st"), ("  ", "_")] {
+        for (h, want) in [
+            ("CPU usage [%]", "cpu_usage"),
+            ("value", "value"),
+            ("net-in (kB)", "net_in_kb"),
+            ("1st", "_1st"),
+            ("  ", "_"),
+        ] {
             assert_eq!(sanitize(h), want, "{h}");
         }
     }
@@ -440,11 +541,25 @@ mod tests {
         assert_eq!(value.key.to_string(), r#"value{file="s"}"#);
         let t0 = 1_704_067_200_000;
         let m = 60_000;
-        assert_eq!(value.points, vec![Point::new(t0, 1.0), Point::new(t0 + 5 * m, 2.0), Point::new(t0 + 10 * m, 33.0)]);
+        assert_eq!(
+            value.points,
+            vec![
+                Point::new(t0, 1.0),
+                Point::new(t0 + 5 * m, 2.0),
+                Point::new(t0 + 10 * m, 33.0)
+            ]
+        );
         assert_eq!(imp.series[1].values(), vec![10.0, 20.0, 30.0, 50.0, 60.0]);
         assert_eq!(imp.out_of_order, 1);
-        let want: BTreeMap<&str, u64> =
-            [("bad_timestamp", 1), ("bad_value", 1), ("duplicate_timestamp", 1), ("empty_cell", 1), ("non_utf8", 1)].into_iter().collect();
+        let want: BTreeMap<&str, u64> = [
+            ("bad_timestamp", 1),
+            ("bad_value", 1),
+            ("duplicate_timestamp", 1),
+            ("empty_cell", 1),
+            ("non_utf8", 1),
+        ]
+        .into_iter()
+        .collect();
         assert_eq!(imp.skipped, want);
     }
 
@@ -456,15 +571,28 @@ mod tests {
         let imp = import(&cfg_for(&p)).expect("import");
         let names: Vec<String> = imp.series.iter().map(|s| s.key.name.clone()).collect();
         assert_eq!(names, vec!["cpu_cores", "cpu_pct", "mem_usage_kb"]);
-        assert_eq!(imp.series[1].points, vec![Point::new(1_375_308_176_000, 10.0), Point::new(1_375_308_476_000, 10.5)]);
+        assert_eq!(
+            imp.series[1].points,
+            vec![
+                Point::new(1_375_308_176_000, 10.0),
+                Point::new(1_375_308_476_000, 10.5)
+            ]
+        );
     }
 
     #[test]
     fn rows_without_time_use_the_interval_from_the_name() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let p = write(dir.path(), "m_grouped_300_seconds.csv", b"cpu_util_percent,mem_util_percent\n1,2\n3,4\n");
+        let p = write(
+            dir.path(),
+            "m_grouped_300_seconds.csv",
+            b"cpu_util_percent,mem_util_percent\n1,2\n3,4\n",
+        );
         let imp = import(&cfg_for(&p)).expect("import");
-        assert_eq!(imp.series[0].points, vec![Point::new(0, 1.0), Point::new(300_000, 3.0)]);
+        assert_eq!(
+            imp.series[0].points,
+            vec![Point::new(0, 1.0), Point::new(300_000, 3.0)]
+        );
         let p = write(dir.path(), "plain.csv", b"a,b\n1,2\n");
         let err = import(&cfg_for(&p)).expect_err("no time, no interval");
         assert!(err.to_string().contains("row_interval"), "{err}");
@@ -473,7 +601,8 @@ mod tests {
     #[test]
     fn jsonl_both_shapes() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let body = br#"{"name":"cpu","labels":{"vm":"a"},"timestamp":"2024-01-01T00:00:00Z","value":1.5}
+        let body =
+            br#"{"name":"cpu","labels":{"vm":"a"},"timestamp":"2024-01-01T00:00:00Z","value":1.5}
 {"name":"cpu","labels":{"vm":"a"},"ts":1704067260,"value":"2.5"}
 {"timestamp":1704067200000,"mem":7,"note":"x"}
 {broken
@@ -481,9 +610,22 @@ mod tests {
 "#;
         let p = write(dir.path(), "d.jsonl", body);
         let imp = import(&cfg_for(&p)).expect("import");
-        let got: Vec<(String, Vec<f64>)> = imp.series.iter().map(|s| (s.key.to_string(), s.values())).collect();
-        assert_eq!(got, vec![(r#"cpu{file="d",vm="a"}"#.into(), vec![1.5, 2.5]), (r#"mem{file="d"}"#.into(), vec![7.0])]);
-        let want: BTreeMap<&str, u64> = [("bad_value", 1), ("invalid_name", 1), ("malformed_row", 1)].into_iter().collect();
+        let got: Vec<(String, Vec<f64>)> = imp
+            .series
+            .iter()
+            .map(|s| (s.key.to_string(), s.values()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (r#"cpu{file="d",vm="a"}"#.into(), vec![1.5, 2.5]),
+                (r#"mem{file="d"}"#.into(), vec![7.0])
+            ]
+        );
+        let want: BTreeMap<&str, u64> =
+            [("bad_value", 1), ("invalid_name", 1), ("malformed_row", 1)]
+                .into_iter()
+                .collect();
         assert_eq!(imp.skipped, want);
     }
 }

@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 
-use novaml_core::{BoxFuture, CollectContext, Collected, Point, Series, SeriesKey, Source, SourceError, Timestamp};
+use novaml_core::{
+    BoxFuture, CollectContext, Collected, Point, Series, SeriesKey, Source, SourceError, Timestamp,
+};
 use procfs::{Current, CurrentSI};
 
 use crate::CollectError;
@@ -36,11 +38,18 @@ impl Host {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|s| s.trim().to_owned())
             .unwrap_or_else(|_| "localhost".into());
-        Self { name: name.into(), host, prev: None }
+        Self {
+            name: name.into(),
+            host,
+            prev: None,
+        }
     }
 
     fn key(&self, name: &str, extra: Option<(&str, &str)>) -> SeriesKey {
-        let mut key = SeriesKey { name: name.to_owned(), labels: Default::default() };
+        let mut key = SeriesKey {
+            name: name.to_owned(),
+            labels: Default::default(),
+        };
         key.labels.insert("host".into(), self.host.clone());
         if let Some((k, v)) = extra {
             key.labels.insert(k.into(), v.into());
@@ -61,7 +70,10 @@ impl Host {
         push(self.key("host_memory_total_bytes", None), total);
         push(self.key("host_memory_available_bytes", None), available);
         if total > 0.0 {
-            push(self.key("host_memory_used_percent", None), 100.0 * (total - available) / total);
+            push(
+                self.key("host_memory_used_percent", None),
+                100.0 * (total - available) / total,
+            );
         }
         let load = procfs::LoadAverage::current()?;
         push(self.key("host_load1", None), f64::from(load.one));
@@ -70,10 +82,19 @@ impl Host {
         let stat = procfs::KernelStats::current()?;
         let ticks = |c: &procfs::CpuTime| {
             let idle = c.idle + c.iowait.unwrap_or(0);
-            let total = c.user + c.nice + c.system + idle + c.irq.unwrap_or(0) + c.softirq.unwrap_or(0) + c.steal.unwrap_or(0);
+            let total = c.user
+                + c.nice
+                + c.system
+                + idle
+                + c.irq.unwrap_or(0)
+                + c.softirq.unwrap_or(0)
+                + c.steal.unwrap_or(0);
             (total - idle, total)
         };
-        let mut snap = Snapshot { ts: now, ..Snapshot::default() };
+        let mut snap = Snapshot {
+            ts: now,
+            ..Snapshot::default()
+        };
         snap.cpu.insert(None, ticks(&stat.total));
         for (i, c) in stat.cpu_time.iter().enumerate() {
             snap.cpu.insert(Some(i), ticks(c));
@@ -84,7 +105,10 @@ impl Host {
                 continue;
             }
             // /proc/diskstats counts 512-byte sectors whatever the device's sector size.
-            snap.disk.insert(d.name.clone(), (d.sectors_read * 512, d.sectors_written * 512));
+            snap.disk.insert(
+                d.name.clone(),
+                (d.sectors_read * 512, d.sectors_written * 512),
+            );
         }
         for (name, dev) in procfs::net::dev_status()? {
             if name == "lo" {
@@ -102,26 +126,54 @@ impl Host {
                     {
                         let pct = 100.0 * busy.saturating_sub(pb) as f64 / (total - pt) as f64;
                         let label = cpu.map(|c| c.to_string());
-                        push(self.key("host_cpu_usage_percent", label.as_deref().map(|c| ("cpu", c))), pct);
+                        push(
+                            self.key(
+                                "host_cpu_usage_percent",
+                                label.as_deref().map(|c| ("cpu", c)),
+                            ),
+                            pct,
+                        );
                     }
                 }
                 let rate = |now: u64, before: u64| now.saturating_sub(before) as f64 / dt;
                 for (dev, &(r, w)) in &snap.disk {
                     if let Some(&(pr, pw)) = prev.disk.get(dev) {
-                        push(self.key("host_disk_read_bytes_per_second", Some(("device", dev))), rate(r, pr));
-                        push(self.key("host_disk_write_bytes_per_second", Some(("device", dev))), rate(w, pw));
+                        push(
+                            self.key("host_disk_read_bytes_per_second", Some(("device", dev))),
+                            rate(r, pr),
+                        );
+                        push(
+                            self.key("host_disk_write_bytes_per_second", Some(("device", dev))),
+                            rate(w, pw),
+                        );
                     }
                 }
                 for (dev, &(rx, tx)) in &snap.net {
                     if let Some(&(prx, ptx)) = prev.net.get(dev) {
-                        push(self.key("host_network_receive_bytes_per_second", Some(("device", dev))), rate(rx, prx));
-                        push(self.key("host_network_transmit_bytes_per_second", Some(("device", dev))), rate(tx, ptx));
+                        push(
+                            self.key(
+                                "host_network_receive_bytes_per_second",
+                                Some(("device", dev)),
+                            ),
+                            rate(rx, prx),
+                        );
+                        push(
+                            self.key(
+                                "host_network_transmit_bytes_per_second",
+                                Some(("device", dev)),
+                            ),
+                            rate(tx, ptx),
+                        );
                     }
                 }
             }
         }
         self.prev = Some(snap);
-        Ok(Collected { series: out, skipped: vec![], more: false })
+        Ok(Collected {
+            series: out,
+            skipped: vec![],
+            more: false,
+        })
     }
 }
 
@@ -129,7 +181,9 @@ impl Host {
 fn is_partition(name: &str) -> bool {
     if name.starts_with("nvme") || name.starts_with("mmcblk") {
         return name.rsplit_once('p').is_some_and(|(head, tail)| {
-            head.ends_with(|c: char| c.is_ascii_digit()) && !tail.is_empty() && tail.bytes().all(|b| b.is_ascii_digit())
+            head.ends_with(|c: char| c.is_ascii_digit())
+                && !tail.is_empty()
+                && tail.bytes().all(|b| b.is_ascii_digit())
         });
     }
     if name.starts_with("dm-") || name.starts_with("md") {
@@ -143,9 +197,15 @@ impl Source for Host {
         &self.name
     }
 
-    fn collect<'a>(&'a mut self, ctx: CollectContext) -> BoxFuture<'a, Result<Collected, SourceError>> {
+    fn collect<'a>(
+        &'a mut self,
+        ctx: CollectContext,
+    ) -> BoxFuture<'a, Result<Collected, SourceError>> {
         // Reading /proc takes microseconds: no need for a blocking thread.
-        Box::pin(async move { self.read(ctx.now).map_err(|e| SourceError::Transient(Box::new(e))) })
+        Box::pin(async move {
+            self.read(ctx.now)
+                .map_err(|e| SourceError::Transient(Box::new(e)))
+        })
     }
 }
 
@@ -155,7 +215,17 @@ mod tests {
 
     #[test]
     fn partitions_are_told_from_disks() {
-        for (name, part) in [("sda", false), ("sda1", true), ("vda", false), ("vda3", true), ("nvme0n1", false), ("nvme0n1p2", true), ("dm-0", false), ("mmcblk0", false), ("mmcblk0p1", true)] {
+        for (name, part) in [
+            ("sda", false),
+            ("sda1", true),
+            ("vda", false),
+            ("vda3", true),
+            ("nvme0n1", false),
+            ("nvme0n1p2", true),
+            ("dm-0", false),
+            ("mmcblk0", false),
+            ("mmcblk0p1", true),
+        ] {
             assert_eq!(is_partition(name), part, "{name}");
         }
     }
@@ -166,7 +236,10 @@ mod tests {
         let first = h.read(1_000).expect("first read");
         let names: Vec<&str> = first.series.iter().map(|s| s.key.name.as_str()).collect();
         assert!(names.contains(&"host_memory_used_percent"), "{names:?}");
-        assert!(!names.contains(&"host_cpu_usage_percent"), "no rate from one reading");
+        assert!(
+            !names.contains(&"host_cpu_usage_percent"),
+            "no rate from one reading"
+        );
         // Burn some CPU so the tick counters move.
         let mut x = 0u64;
         for i in 0..20_000_000u64 {
@@ -183,7 +256,11 @@ mod tests {
             .collect();
         assert_eq!(cpu.len(), 1);
         assert!((0.0..=100.0).contains(&cpu[0]), "{cpu:?}");
-        let mem = second.series.iter().find(|s| s.key.name == "host_memory_used_percent").expect("memory");
+        let mem = second
+            .series
+            .iter()
+            .find(|s| s.key.name == "host_memory_used_percent")
+            .expect("memory");
         assert!((0.0..=100.0).contains(&mem.points[0].value));
     }
 }

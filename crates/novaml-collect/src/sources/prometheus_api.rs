@@ -13,12 +13,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use novaml_core::{BoxFuture, CollectContext, Collected, Point, Series, SeriesKey, Source, SourceError, Timestamp};
+use novaml_core::{
+    BoxFuture, CollectContext, Collected, Point, Series, SeriesKey, Source, SourceError, Timestamp,
+};
 use serde::Deserialize;
 use tracing::{debug, info};
 
-use crate::sources::{classify_http, drop_non_finite, http_client};
 use crate::CollectError;
+use crate::sources::{classify_http, drop_non_finite, http_client};
 
 /// Prometheus refuses range queries of more than 11,000 points per series.
 const MAX_POINTS_PER_QUERY: i64 = 11_000;
@@ -89,13 +91,22 @@ impl PrometheusApi {
     /// A source; validates the configuration (field names as in the config file).
     pub fn new(config: ApiConfig, timeout: Duration) -> Result<Self, CollectError> {
         let field = |f: &str| format!("sources.prometheus_api[{}].{f}", config.name);
-        reqwest::Url::parse(&config.url).map_err(|e| CollectError::Config { field: field("url"), reason: e.to_string() })?;
+        reqwest::Url::parse(&config.url).map_err(|e| CollectError::Config {
+            field: field("url"),
+            reason: e.to_string(),
+        })?;
         let step_ms = config.step.as_millis() as i64;
         if step_ms < 1000 {
-            return Err(CollectError::Config { field: field("step"), reason: "must be at least 1s".into() });
+            return Err(CollectError::Config {
+                field: field("step"),
+                reason: "must be at least 1s".into(),
+            });
         }
         if config.queries.is_empty() {
-            return Err(CollectError::Config { field: field("queries"), reason: "at least one query is needed".into() });
+            return Err(CollectError::Config {
+                field: field("queries"),
+                reason: "at least one query is needed".into(),
+            });
         }
         for q in &config.queries {
             if !novaml_core::is_valid_metric_name(&q.name) {
@@ -106,27 +117,58 @@ impl PrometheusApi {
             }
         }
         if !(1..=MAX_POINTS_PER_QUERY).contains(&config.chunk_points) {
-            return Err(CollectError::Config { field: field("chunk_points"), reason: format!("must be in 1..={MAX_POINTS_PER_QUERY}") });
+            return Err(CollectError::Config {
+                field: field("chunk_points"),
+                reason: format!("must be in 1..={MAX_POINTS_PER_QUERY}"),
+            });
         }
-        Ok(Self { client: http_client(timeout)?, step_ms, config, cursor: None })
+        Ok(Self {
+            client: http_client(timeout)?,
+            step_ms,
+            config,
+            cursor: None,
+        })
     }
 
     fn align(&self, ts: Timestamp) -> Timestamp {
         ts.div_euclid(self.step_ms) * self.step_ms
     }
 
-    async fn query_range(&self, q: &QueryConfig, start: Timestamp, end: Timestamp) -> Result<Vec<Series>, SourceError> {
-        let url = format!("{}/api/v1/query_range", self.config.url.trim_end_matches('/'));
+    async fn query_range(
+        &self,
+        q: &QueryConfig,
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Result<Vec<Series>, SourceError> {
+        let url = format!(
+            "{}/api/v1/query_range",
+            self.config.url.trim_end_matches('/')
+        );
         let secs = |ms: i64| format!("{:.3}", ms as f64 / 1000.0);
         let resp = self
             .client
             .get(&url)
-            .query(&[("query", q.expr.as_str()), ("start", &secs(start)), ("end", &secs(end)), ("step", &secs(self.step_ms))])
+            .query(&[
+                ("query", q.expr.as_str()),
+                ("start", &secs(start)),
+                ("end", &secs(end)),
+                ("step", &secs(self.step_ms)),
+            ])
             .send()
             .await
-            .map_err(|source| classify_http(CollectError::Http { url: url.clone(), source }))?;
+            .map_err(|source| {
+                classify_http(CollectError::Http {
+                    url: url.clone(),
+                    source,
+                })
+            })?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|source| classify_http(CollectError::Http { url: url.clone(), source }))?;
+        let body = resp.bytes().await.map_err(|source| {
+            classify_http(CollectError::Http {
+                url: url.clone(),
+                source,
+            })
+        })?;
         let parsed: Result<Response, _> = serde_json::from_slice(&body);
         if !status.is_success() {
             // Prometheus explains 4xx in the JSON `error` field.
@@ -134,24 +176,46 @@ impl PrometheusApi {
                 Ok(Response { error: Some(e), .. }) => e.clone(),
                 _ => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
             };
-            return Err(classify_http(CollectError::Status { url, status: status.as_u16(), body }));
+            return Err(classify_http(CollectError::Status {
+                url,
+                status: status.as_u16(),
+                body,
+            }));
         }
-        let bad = |reason: String| SourceError::Transient(Box::new(CollectError::BadResponse { url: url.clone(), reason }));
+        let bad = |reason: String| {
+            SourceError::Transient(Box::new(CollectError::BadResponse {
+                url: url.clone(),
+                reason,
+            }))
+        };
         let resp = parsed.map_err(|e| bad(format!("invalid JSON: {e}")))?;
         if resp.status != "success" {
-            return Err(bad(format!("status {:?}: {}", resp.status, resp.error.unwrap_or_default())));
+            return Err(bad(format!(
+                "status {:?}: {}",
+                resp.status,
+                resp.error.unwrap_or_default()
+            )));
         }
         let data = resp.data.ok_or_else(|| bad("no data".into()))?;
         if data.result_type != "matrix" {
             return Err(SourceError::Fatal(Box::new(CollectError::BadResponse {
                 url: url.clone(),
-                reason: format!("query {:?} gives a {}, not a range vector", q.expr, data.result_type),
+                reason: format!(
+                    "query {:?} gives a {}, not a range vector",
+                    q.expr, data.result_type
+                ),
             })));
         }
         let mut out = Vec::with_capacity(data.result.len());
         for mut m in data.result {
-            let name = m.metric.remove("__name__").unwrap_or_else(|| q.name.clone());
-            let mut key = SeriesKey { name, labels: BTreeMap::new() };
+            let name = m
+                .metric
+                .remove("__name__")
+                .unwrap_or_else(|| q.name.clone());
+            let mut key = SeriesKey {
+                name,
+                labels: BTreeMap::new(),
+            };
             key.labels = m.metric;
             let points = m
                 .values
@@ -192,8 +256,16 @@ impl PrometheusApi {
         debug!(source = %self.config.name, start, end, series = series.len(), "Range collected.");
         // Only now, with every query answered, does the cursor move.
         self.cursor = Some(end);
-        let skipped = if non_finite > 0 { vec![("non_finite", non_finite)] } else { vec![] };
-        Ok(Collected { series, skipped, more: end < end_limit })
+        let skipped = if non_finite > 0 {
+            vec![("non_finite", non_finite)]
+        } else {
+            vec![]
+        };
+        Ok(Collected {
+            series,
+            skipped,
+            more: end < end_limit,
+        })
     }
 }
 
@@ -202,7 +274,10 @@ impl Source for PrometheusApi {
         &self.config.name
     }
 
-    fn collect<'a>(&'a mut self, ctx: CollectContext) -> BoxFuture<'a, Result<Collected, SourceError>> {
+    fn collect<'a>(
+        &'a mut self,
+        ctx: CollectContext,
+    ) -> BoxFuture<'a, Result<Collected, SourceError>> {
         Box::pin(self.collect_range(ctx))
     }
 

@@ -8,9 +8,9 @@ use novaml_core::{BoxFuture, CollectContext, Collected, Source, SourceError};
 use serde::Deserialize;
 use tracing::warn;
 
+use crate::CollectError;
 use crate::exposition::{self, Dialect, Limits};
 use crate::sources::{classify_http, http_client};
-use crate::CollectError;
 
 /// Configuration of one scrape target.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -55,7 +55,11 @@ impl PrometheusScrape {
             Some(p) => format!("{host}:{p}"),
             None => host.to_owned(),
         };
-        Ok(Self { config, instance, client: http_client(timeout)? })
+        Ok(Self {
+            config,
+            instance,
+            client: http_client(timeout)?,
+        })
     }
 
     async fn scrape(&self, ctx: CollectContext) -> Result<Collected, SourceError> {
@@ -71,15 +75,35 @@ impl PrometheusScrape {
             .await
             .map_err(|source| classify_http(CollectError::Http { url: url.clone(), source }))?;
         let status = resp.status();
-        let dialect = Dialect::from_content_type(resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()));
-        let body = resp.bytes().await.map_err(|source| classify_http(CollectError::Http { url: url.clone(), source }))?;
+        let dialect = Dialect::from_content_type(
+            resp.headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let body = resp.bytes().await.map_err(|source| {
+            classify_http(CollectError::Http {
+                url: url.clone(),
+                source,
+            })
+        })?;
         if !status.is_success() {
             let body = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-            return Err(classify_http(CollectError::Status { url: url.clone(), status: status.as_u16(), body }));
+            return Err(classify_http(CollectError::Status {
+                url: url.clone(),
+                status: status.as_u16(),
+                body,
+            }));
         }
-        let limits = Limits { max_labels: self.config.max_labels, ..Limits::default() };
+        let limits = Limits {
+            max_labels: self.config.max_labels,
+            ..Limits::default()
+        };
         let parsed = exposition::parse(&body, dialect, ctx.now, limits);
-        let job = self.config.job.clone().unwrap_or_else(|| self.config.name.clone());
+        let job = self
+            .config
+            .job
+            .clone()
+            .unwrap_or_else(|| self.config.name.clone());
         let mut skipped: std::collections::BTreeMap<&'static str, u64> = Default::default();
         for s in &parsed.skipped {
             *skipped.entry(s.reason.as_str()).or_default() += 1;
@@ -97,7 +121,11 @@ impl PrometheusScrape {
                 }
             }
         }
-        Ok(Collected { series, skipped: skipped.into_iter().collect(), more: false })
+        Ok(Collected {
+            series,
+            skipped: skipped.into_iter().collect(),
+            more: false,
+        })
     }
 }
 
@@ -106,7 +134,10 @@ impl Source for PrometheusScrape {
         &self.config.name
     }
 
-    fn collect<'a>(&'a mut self, ctx: CollectContext) -> BoxFuture<'a, Result<Collected, SourceError>> {
+    fn collect<'a>(
+        &'a mut self,
+        ctx: CollectContext,
+    ) -> BoxFuture<'a, Result<Collected, SourceError>> {
         Box::pin(self.scrape(ctx))
     }
 }

@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use std::f64::consts::TAU;
 use std::time::Duration;
 
-use novaml_core::{BoxFuture, CollectContext, Collected, Point, Series, SeriesKey, Source, SourceError, Timestamp};
+use novaml_core::{
+    BoxFuture, CollectContext, Collected, Point, Series, SeriesKey, Source, SourceError, Timestamp,
+};
 
 const DAY_MS: i64 = 86_400_000;
 const WEEK_MS: i64 = 7 * DAY_MS;
@@ -126,7 +128,10 @@ fn unit(h: u64) -> f64 {
 impl Simulator {
     /// A simulator; fails when the config is unusable.
     pub fn new(config: SimConfig) -> Result<Self, crate::CollectError> {
-        let bad = |field: &str, reason: &str| crate::CollectError::Config { field: format!("sources.simulator.{field}"), reason: reason.into() };
+        let bad = |field: &str, reason: &str| crate::CollectError::Config {
+            field: format!("sources.simulator.{field}"),
+            reason: reason.into(),
+        };
         if config.hosts == 0 || config.vms_per_host == 0 {
             return Err(bad("hosts", "hosts and vms_per_host must be at least 1"));
         }
@@ -139,19 +144,40 @@ impl Simulator {
         }
         let mut series = Vec::new();
         let key = |name: &str, labels: &[(&str, String)]| {
-            let mut l: BTreeMap<String, String> = labels.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+            let mut l: BTreeMap<String, String> = labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect();
             l.insert("simulated".into(), "true".into());
-            SeriesKey { name: name.into(), labels: l }
+            SeriesKey {
+                name: name.into(),
+                labels: l,
+            }
         };
         for h in 0..config.hosts {
             let host = format!("sim-host-{h}");
-            series.push((key("host_cpu_usage_percent", &[("host", host.clone())]), Kind::HostCpu { host: h }));
+            series.push((
+                key("host_cpu_usage_percent", &[("host", host.clone())]),
+                Kind::HostCpu { host: h },
+            ));
             for v in 0..config.vms_per_host {
                 let labels = [("host", host.clone()), ("vm", format!("sim-vm-{h}-{v}"))];
-                series.push((key("vm_cpu_usage_percent", &labels), Kind::VmCpu { host: h, vm: v }));
-                series.push((key("vm_memory_used_percent", &labels), Kind::VmMem { host: h, vm: v }));
-                series.push((key("vm_network_receive_bytes_per_second", &labels), Kind::VmNetRx { host: h, vm: v }));
-                series.push((key("vm_network_transmit_bytes_per_second", &labels), Kind::VmNetTx { host: h, vm: v }));
+                series.push((
+                    key("vm_cpu_usage_percent", &labels),
+                    Kind::VmCpu { host: h, vm: v },
+                ));
+                series.push((
+                    key("vm_memory_used_percent", &labels),
+                    Kind::VmMem { host: h, vm: v },
+                ));
+                series.push((
+                    key("vm_network_receive_bytes_per_second", &labels),
+                    Kind::VmNetRx { host: h, vm: v },
+                ));
+                series.push((
+                    key("vm_network_transmit_bytes_per_second", &labels),
+                    Kind::VmNetTx { host: h, vm: v },
+                ));
             }
         }
         let cluster = [("cluster", "sim".to_owned())];
@@ -166,9 +192,17 @@ impl Simulator {
             series.push((key(name, &cluster), kind));
         }
         for (i, t) in INCIDENT_TYPES.iter().enumerate() {
-            series.push((key("novaml_sim_incident", &[("type", (*t).to_owned())]), Kind::Truth { incident: i }));
+            series.push((
+                key("novaml_sim_incident", &[("type", (*t).to_owned())]),
+                Kind::Truth { incident: i },
+            ));
         }
-        Ok(Self { step_ms, config, series, cursor: None })
+        Ok(Self {
+            step_ms,
+            config,
+            series,
+            cursor: None,
+        })
     }
 
     /// The keys of every simulated series.
@@ -177,7 +211,9 @@ impl Simulator {
     }
 
     fn h(&self, parts: &[u64]) -> u64 {
-        parts.iter().fold(mix(self.config.seed), |acc, &p| mix(acc ^ p))
+        parts
+            .iter()
+            .fold(mix(self.config.seed), |acc, &p| mix(acc ^ p))
     }
 
     /// The incident active at `ts`, if any.
@@ -243,7 +279,11 @@ impl Simulator {
                 }
             }
             Kind::VmNetRx { host, vm } | Kind::VmNetTx { host, vm } => {
-                let scale = if matches!(kind, Kind::VmNetRx { .. }) { 2.0e6 } else { 1.2e6 };
+                let scale = if matches!(kind, Kind::VmNetRx { .. }) {
+                    2.0e6
+                } else {
+                    1.2e6
+                };
                 let base = scale * (0.2 + self.load(vm_phase(host, vm), ts)) * (1.0 + 0.1 * n);
                 match active("network_anomaly") {
                     Some(x) if x.host == host && x.vm == vm => base * 6.0,
@@ -260,26 +300,48 @@ impl Simulator {
             }
             Kind::Latency => {
                 let base = 20.0 + 30.0 * self.load(0.0, ts) + 3.0 * n;
-                if active("latency_spike").is_some() { base * 5.0 } else { base }
+                if active("latency_spike").is_some() {
+                    base * 5.0
+                } else {
+                    base
+                }
             }
             Kind::Throughput => {
                 let base = 900.0 - 250.0 * self.load(0.0, ts) + 20.0 * n;
-                if active("throughput_drop").is_some() { base * 0.3 } else { base }
+                if active("throughput_drop").is_some() {
+                    base * 0.3
+                } else {
+                    base
+                }
             }
             Kind::ErrorRatio => {
                 let base = 0.002 + 0.001 * n.abs();
-                if active("error_burst").is_some() { 0.05 + 0.01 * n.abs() } else { base }
+                if active("error_burst").is_some() {
+                    0.05 + 0.01 * n.abs()
+                } else {
+                    base
+                }
             }
             Kind::Compression => {
                 let base = 2.8 + 0.1 * n;
-                if active("compression_failure").is_some() { 1.0 + 0.02 * n.abs() } else { base }
+                if active("compression_failure").is_some() {
+                    1.0 + 0.02 * n.abs()
+                } else {
+                    base
+                }
             }
             Kind::Bandwidth => 1000.0 - 300.0 * self.load(0.02, ts) + 15.0 * n,
             Kind::Consensus => {
                 let base = 8.0 + 4.0 * self.load(0.0, ts) + 0.8 * n;
-                if active("consensus_delay").is_some() { base * 6.0 } else { base }
+                if active("consensus_delay").is_some() {
+                    base * 6.0
+                } else {
+                    base
+                }
             }
-            Kind::Truth { incident } => f64::from(u8::from(inc.is_some_and(|x| x.kind == incident))),
+            Kind::Truth { incident } => {
+                f64::from(u8::from(inc.is_some_and(|x| x.kind == incident)))
+            }
         };
         match kind {
             Kind::Truth { .. } | Kind::Compression => v,
@@ -315,7 +377,10 @@ impl Source for Simulator {
         &self.config.name
     }
 
-    fn collect<'a>(&'a mut self, ctx: CollectContext) -> BoxFuture<'a, Result<Collected, SourceError>> {
+    fn collect<'a>(
+        &'a mut self,
+        ctx: CollectContext,
+    ) -> BoxFuture<'a, Result<Collected, SourceError>> {
         Box::pin(async move {
             let end_limit = self.align(ctx.now);
             let start = match self.cursor {
@@ -328,7 +393,11 @@ impl Source for Simulator {
             let end = end_limit.min(start + (CHUNK_STEPS - 1) * self.step_ms);
             let series = self.generate(start, end);
             self.cursor = Some(end);
-            Ok(Collected { series, skipped: vec![], more: end < end_limit })
+            Ok(Collected {
+                series,
+                skipped: vec![],
+                more: end < end_limit,
+            })
         })
     }
 
@@ -350,7 +419,11 @@ mod tests {
     use super::*;
 
     fn sim(seed: u64) -> Simulator {
-        Simulator::new(SimConfig { seed, ..SimConfig::default() }).expect("valid config")
+        Simulator::new(SimConfig {
+            seed,
+            ..SimConfig::default()
+        })
+        .expect("valid config")
     }
 
     #[test]
@@ -366,10 +439,24 @@ mod tests {
     #[test]
     fn daily_cycle_and_incident_ground_truth() {
         let s = sim(1);
-        let i = s.series.iter().position(|(_, k)| matches!(k, Kind::VmCpu { host: 0, vm: 0 })).expect("vm cpu");
+        let i = s
+            .series
+            .iter()
+            .position(|(_, k)| matches!(k, Kind::VmCpu { host: 0, vm: 0 }))
+            .expect("vm cpu");
         let day = GROWTH_ORIGIN_MS + 5 * DAY_MS; // a weekday
-        let mean = |h0: i64| (0..60).map(|m| s.value(i, day + h0 * 3_600_000 + m * 60_000)).sum::<f64>() / 60.0;
-        assert!(mean(12) > mean(2) + 20.0, "noon {} vs night {}", mean(12), mean(2));
+        let mean = |h0: i64| {
+            (0..60)
+                .map(|m| s.value(i, day + h0 * 3_600_000 + m * 60_000))
+                .sum::<f64>()
+                / 60.0
+        };
+        assert!(
+            mean(12) > mean(2) + 20.0,
+            "noon {} vs night {}",
+            mean(12),
+            mean(2)
+        );
 
         // Over 30 days, incidents happen, and the truth series is 1 exactly while one is active.
         let mut seen = std::collections::HashSet::new();
@@ -377,16 +464,27 @@ mod tests {
             let t = GROWTH_ORIGIN_MS + k * 60_000;
             if let Some(inc) = s.incident_at(t) {
                 seen.insert(inc.kind);
-                let truth = s.series.iter().position(|(_, kd)| *kd == Kind::Truth { incident: inc.kind }).expect("truth");
+                let truth = s
+                    .series
+                    .iter()
+                    .position(|(_, kd)| *kd == Kind::Truth { incident: inc.kind })
+                    .expect("truth");
                 assert_eq!(s.value(truth, t), 1.0);
             }
         }
-        assert!(seen.len() >= 6, "most incident types occur in 30 days: {seen:?}");
+        assert!(
+            seen.len() >= 6,
+            "most incident types occur in 30 days: {seen:?}"
+        );
     }
 
     #[tokio::test]
     async fn backfills_in_chunks_then_follows_and_resumes_without_gaps() {
-        let mut s = Simulator::new(SimConfig { history: Duration::from_secs(2 * 86_400), ..SimConfig::default() }).expect("config");
+        let mut s = Simulator::new(SimConfig {
+            history: Duration::from_secs(2 * 86_400),
+            ..SimConfig::default()
+        })
+        .expect("config");
         let now = GROWTH_ORIGIN_MS + 3 * DAY_MS + 30_000;
         let mut all: Vec<Timestamp> = Vec::new();
         loop {
@@ -401,7 +499,13 @@ mod tests {
         // A new simulator restored from the cursor continues on the grid.
         let mut r = Simulator::new(SimConfig::default()).expect("config");
         r.restore(s.cursor().expect("cursor"));
-        let c = r.collect(CollectContext { now: now + 120_000 }).await.expect("collect");
-        assert_eq!(c.series[0].timestamps(), vec![all[all.len() - 1] + 60_000, all[all.len() - 1] + 120_000]);
+        let c = r
+            .collect(CollectContext { now: now + 120_000 })
+            .await
+            .expect("collect");
+        assert_eq!(
+            c.series[0].timestamps(),
+            vec![all[all.len() - 1] + 60_000, all[all.len() - 1] + 120_000]
+        );
     }
 }

@@ -7,19 +7,42 @@ use proptest::prelude::*;
 #[test]
 fn real_node_exporter_output_parses_completely() {
     // Captured from Debian's prometheus-node-exporter 1.5.0.
-    let body = std::fs::read(novaml_testing::repo_root().join("fixtures/node_exporter_metrics.txt")).expect("fixture");
+    let body =
+        std::fs::read(novaml_testing::repo_root().join("fixtures/node_exporter_metrics.txt"))
+            .expect("fixture");
     let p = parse(&body, Dialect::Prometheus, 1_000, Limits::default());
     let text = String::from_utf8_lossy(&body);
-    let sample_lines = text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).count();
-    let non_finite = text.lines().filter(|l| !l.starts_with('#') && (l.ends_with(" NaN") || l.ends_with("Inf"))).count();
-    assert!(p.skipped.iter().all(|s| s.reason == novaml_collect::exposition::SkipReason::NonFinite), "{:?}", p.skipped);
+    let sample_lines = text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count();
+    let non_finite = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && (l.ends_with(" NaN") || l.ends_with("Inf")))
+        .count();
+    assert!(
+        p.skipped
+            .iter()
+            .all(|s| s.reason == novaml_collect::exposition::SkipReason::NonFinite),
+        "{:?}",
+        p.skipped
+    );
     assert_eq!(p.skipped.len(), non_finite);
     assert_eq!(p.samples + non_finite, sample_lines);
     assert_eq!(p.series.len(), p.samples, "no duplicate keys in one scrape");
-    assert_eq!(p.types.get("node_cpu_seconds_total").map(String::as_str), Some("counter"));
-    let q = p.series.iter().find(|s| s.key.name == "go_gc_duration_seconds" && s.key.label("quantile") == Some("0.5"));
+    assert_eq!(
+        p.types.get("node_cpu_seconds_total").map(String::as_str),
+        Some("counter")
+    );
+    let q = p
+        .series
+        .iter()
+        .find(|s| s.key.name == "go_gc_duration_seconds" && s.key.label("quantile") == Some("0.5"));
     assert!(q.is_some(), "summary quantiles are series");
-    assert!(p.series.iter().all(|s| s.points[0].ts == 1_000), "scrape time stamps samples without one");
+    assert!(
+        p.series.iter().all(|s| s.points[0].ts == 1_000),
+        "scrape time stamps samples without one"
+    );
 }
 
 #[test]
@@ -29,7 +52,8 @@ fn our_own_openmetrics_output_round_trips() {
     use prometheus_client::metrics::histogram::Histogram;
     let mut registry = prometheus_client::registry::Registry::default();
     let fam: Family<Vec<(String, String)>, Counter> = Family::default();
-    fam.get_or_create(&vec![("source".into(), "a \"quoted\" \\ name".into())]).inc_by(7);
+    fam.get_or_create(&vec![("source".into(), "a \"quoted\" \\ name".into())])
+        .inc_by(7);
     registry.register("novaml_test_events", "Events", fam);
     let h = Histogram::new([0.1, 1.0]);
     h.observe(0.5);
@@ -39,18 +63,45 @@ fn our_own_openmetrics_output_round_trips() {
     let p = parse(text.as_bytes(), Dialect::OpenMetrics, 5, Limits::default());
     assert!(p.skipped.is_empty(), "{:?}\n{text}", p.skipped);
     let get = |name: &str, label: Option<(&str, &str)>| {
-        p.series.iter().find(|s| s.key.name == name && label.is_none_or(|(k, v)| s.key.label(k) == Some(v))).map(|s| s.points[0].value)
+        p.series
+            .iter()
+            .find(|s| s.key.name == name && label.is_none_or(|(k, v)| s.key.label(k) == Some(v)))
+            .map(|s| s.points[0].value)
     };
-    assert_eq!(get("novaml_test_events_total", Some(("source", "a \"quoted\" \\ name"))), Some(7.0));
-    assert_eq!(get("novaml_test_seconds_bucket", Some(("le", "1.0"))), Some(1.0));
-    assert_eq!(get("novaml_test_seconds_bucket", Some(("le", "0.1"))), Some(0.0));
+    assert_eq!(
+        get(
+            "novaml_test_events_total",
+            Some(("source", "a \"quoted\" \\ name"))
+        ),
+        Some(7.0)
+    );
+    assert_eq!(
+        get("novaml_test_seconds_bucket", Some(("le", "1.0"))),
+        Some(1.0)
+    );
+    assert_eq!(
+        get("novaml_test_seconds_bucket", Some(("le", "0.1"))),
+        Some(0.0)
+    );
     assert_eq!(get("novaml_test_seconds_count", None), Some(1.0));
     assert_eq!(get("novaml_test_seconds_sum", None), Some(0.5));
 }
 
 fn label_value() -> impl Strategy<Value = String> {
-    proptest::collection::vec(prop_oneof![Just('a'), Just('"'), Just('\\'), Just('\n'), Just(' '), Just('é'), Just('{'), Just('}')], 0..8)
-        .prop_map(|v| v.into_iter().collect())
+    proptest::collection::vec(
+        prop_oneof![
+            Just('a'),
+            Just('"'),
+            Just('\\'),
+            Just('\n'),
+            Just(' '),
+            Just('é'),
+            Just('{'),
+            Just('}')
+        ],
+        0..8,
+    )
+    .prop_map(|v| v.into_iter().collect())
 }
 
 proptest! {

@@ -14,7 +14,9 @@ use novaml_store::{SqliteStore, StoreError};
 use tokio::sync::watch;
 
 async fn serve(app: Router) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move { axum::serve(listener, app).await });
     port
@@ -24,7 +26,12 @@ fn fast_schedule(timeout_ms: u64) -> Schedule {
     Schedule {
         interval: Duration::from_millis(100),
         timeout: Duration::from_millis(timeout_ms),
-        retry: RetryPolicy { max_retries: 5, initial_backoff: Duration::from_millis(10), max_backoff: Duration::from_millis(50), jitter: 0.5 },
+        retry: RetryPolicy {
+            max_retries: 5,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+            jitter: 0.5,
+        },
     }
 }
 
@@ -38,16 +45,30 @@ async fn retries_server_errors_then_collects() {
             let n = c.fetch_add(1, Ordering::SeqCst);
             async move {
                 if n < 2 {
-                    (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom".to_owned())
+                    (
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "boom".to_owned(),
+                    )
                 } else {
-                    (axum::http::StatusCode::OK, "# TYPE up gauge\nup 1\nbroken line\n".to_owned())
+                    (
+                        axum::http::StatusCode::OK,
+                        "# TYPE up gauge\nup 1\nbroken line\n".to_owned(),
+                    )
                 }
             }
         }),
     ))
     .await;
-    let src = PrometheusScrape::new(ScrapeConfig { name: "t".into(), url: format!("http://127.0.0.1:{port}/metrics"), job: None, max_labels: 64 }, Duration::from_secs(1))
-        .expect("source");
+    let src = PrometheusScrape::new(
+        ScrapeConfig {
+            name: "t".into(),
+            url: format!("http://127.0.0.1:{port}/metrics"),
+            job: None,
+            max_labels: 64,
+        },
+        Duration::from_secs(1),
+    )
+    .expect("source");
     let metrics = CollectMetrics::default();
     let mut runner = Runner::new(4, metrics.clone()).with_seed(3);
     runner.add(Box::new(src), fast_schedule(1000));
@@ -58,11 +79,24 @@ async fn retries_server_errors_then_collects() {
     }
     tx.send(true).expect("stop");
     let (store, report) = handle.await.expect("join").expect("run");
-    assert_eq!(metrics.errors("t", "transient"), 2, "two 500s, each counted");
+    assert_eq!(
+        metrics.errors("t", "transient"),
+        2,
+        "two 500s, each counted"
+    );
     assert!(report.written >= 1);
-    let up = store.query(&"up".parse::<Selector>().expect("sel"), TimeRange::all(), None).expect("query");
+    let up = store
+        .query(
+            &"up".parse::<Selector>().expect("sel"),
+            TimeRange::all(),
+            None,
+        )
+        .expect("query");
     assert_eq!(up[0].key.label("job"), Some("t"));
-    assert_eq!(up[0].key.label("instance"), Some(format!("127.0.0.1:{port}").as_str()));
+    assert_eq!(
+        up[0].key.label("instance"),
+        Some(format!("127.0.0.1:{port}").as_str())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,8 +109,16 @@ async fn a_hanging_server_costs_one_timeout_per_attempt_and_shutdown_is_prompt()
         }),
     ))
     .await;
-    let src = PrometheusScrape::new(ScrapeConfig { name: "h".into(), url: format!("http://127.0.0.1:{port}/metrics"), job: None, max_labels: 64 }, Duration::from_secs(30))
-        .expect("source");
+    let src = PrometheusScrape::new(
+        ScrapeConfig {
+            name: "h".into(),
+            url: format!("http://127.0.0.1:{port}/metrics"),
+            job: None,
+            max_labels: 64,
+        },
+        Duration::from_secs(30),
+    )
+    .expect("source");
     let metrics = CollectMetrics::default();
     let mut runner = Runner::new(4, metrics.clone());
     runner.add(Box::new(src), fast_schedule(150));
@@ -87,7 +129,11 @@ async fn a_hanging_server_costs_one_timeout_per_attempt_and_shutdown_is_prompt()
     }
     let t0 = std::time::Instant::now();
     tx.send(true).expect("stop");
-    let (_, report) = tokio::time::timeout(Duration::from_secs(5), handle).await.expect("prompt shutdown").expect("join").expect("run");
+    let (_, report) = tokio::time::timeout(Duration::from_secs(5), handle)
+        .await
+        .expect("prompt shutdown")
+        .expect("join")
+        .expect("run");
     assert!(t0.elapsed() < Duration::from_secs(2));
     assert_eq!(report.written, 0);
 }
@@ -118,7 +164,12 @@ impl MetricStore for Flaky {
         Ok(self.inner.write(batch)?)
     }
 
-    fn query(&self, s: &Selector, r: TimeRange, step: Option<StepSpec>) -> Result<Vec<Series>, Self::Error> {
+    fn query(
+        &self,
+        s: &Selector,
+        r: TimeRange,
+        step: Option<StepSpec>,
+    ) -> Result<Vec<Series>, Self::Error> {
         Ok(self.inner.query(s, r, step)?)
     }
 
@@ -133,13 +184,20 @@ impl MetricStore for Flaky {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_store_writes_are_retried_and_nothing_is_lost() {
-    let cfg = SimConfig { history: Duration::from_secs(86_400), ..SimConfig::default() };
+    let cfg = SimConfig {
+        history: Duration::from_secs(86_400),
+        ..SimConfig::default()
+    };
     let sim = Simulator::new(cfg.clone()).expect("sim");
     let metrics = CollectMetrics::default();
     // A buffer of one batch: the simulator's catch-up chunks must wait for the slow writer.
     let mut runner = Runner::new(1, metrics.clone());
     runner.add(Box::new(sim), fast_schedule(1000));
-    let store = Flaky { inner: SqliteStore::in_memory().expect("store"), fail: 3, writes: 0 };
+    let store = Flaky {
+        inner: SqliteStore::in_memory().expect("store"),
+        fail: 3,
+        writes: 0,
+    };
     let (tx, rx) = watch::channel(false);
     let handle = tokio::spawn(runner.run(store, rx));
     while metrics.samples("simulator") == 0 {
@@ -151,12 +209,20 @@ async fn failed_store_writes_are_retried_and_nothing_is_lost() {
     assert_eq!(metrics.errors("simulator", "store"), 3);
     assert_eq!(report.lost_batches, 0);
     // Everything up to the persisted cursor is exactly what the simulator generates.
-    let cursor = store.cursor("simulator").expect("cursor").expect("some cursor");
-    let stored = store.query(&Selector::all(), TimeRange::all(), None).expect("query");
+    let cursor = store
+        .cursor("simulator")
+        .expect("cursor")
+        .expect("some cursor");
+    let stored = store
+        .query(&Selector::all(), TimeRange::all(), None)
+        .expect("query");
     let first = stored.iter().map(|s| s.points[0].ts).min().expect("points");
     let want = Simulator::new(cfg).expect("sim").generate(first, cursor);
     let total: usize = want.iter().map(|s| s.points.len()).sum();
-    assert_eq!(report.written as usize, total, "every generated point written once");
+    assert_eq!(
+        report.written as usize, total,
+        "every generated point written once"
+    );
     let mut stored = stored;
     stored.sort_by(|a, b| a.key.cmp(&b.key));
     let mut want = want;

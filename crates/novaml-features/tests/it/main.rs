@@ -19,13 +19,18 @@ fn config() -> FeatureConfig {
 /// Row `t` of the features of the whole series equals row `t` of the features of the prefix
 /// ending at `t`: nothing after `t` influenced it.
 fn assert_no_look_ahead(values: &[f64]) {
-    let ts: Vec<i64> = (0..values.len() as i64).map(|i| 1_700_000_000_000 + i * 300_000).collect();
+    let ts: Vec<i64> = (0..values.len() as i64)
+        .map(|i| 1_700_000_000_000 + i * 300_000)
+        .collect();
     let full = build(&ts, values, &config()).expect("features");
     for t in 0..values.len() {
         let prefix = build(&ts[..=t], &values[..=t], &config()).expect("prefix features");
         for (c, name) in full.names.iter().enumerate() {
             let (a, b) = (full.columns[c][t], prefix.columns[c][t]);
-            assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()), "{name} at row {t}: full {a} vs prefix {b}");
+            assert!(
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                "{name} at row {t}: full {a} vs prefix {b}"
+            );
         }
     }
 }
@@ -35,7 +40,11 @@ fn no_look_ahead_on_real_nab_data() {
     // The first 120 rows of NAB's ec2_cpu_utilization_24ae8d.csv (real CloudWatch data).
     let path = novaml_testing::repo_root().join("fixtures/nab_ec2_cpu_utilization_24ae8d_head.csv");
     let text = std::fs::read_to_string(path).expect("fixture");
-    let values: Vec<f64> = text.lines().skip(1).filter_map(|l| l.split(',').nth(1)?.parse().ok()).collect();
+    let values: Vec<f64> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(1)?.parse().ok())
+        .collect();
     assert_eq!(values.len(), 120);
     assert_no_look_ahead(&values);
 }

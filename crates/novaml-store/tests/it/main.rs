@@ -5,7 +5,9 @@ use novaml_store::SqliteStore;
 
 #[test]
 fn sqlite_store_passes_metric_store_conformance() {
-    novaml_testing::conformance::metric_store(|| SqliteStore::in_memory().expect("in-memory store"));
+    novaml_testing::conformance::metric_store(|| {
+        SqliteStore::in_memory().expect("in-memory store")
+    });
 }
 
 #[test]
@@ -15,20 +17,44 @@ fn data_and_cursor_survive_reopen_and_are_visible_to_other_connections() {
     let key = SeriesKey::new("up").expect("key");
     {
         let mut s = SqliteStore::open(&path).expect("open");
-        s.write(&Batch { source: "p".into(), series: vec![Series::new(key.clone(), vec![Point::new(1, 1.0)])], cursor: Some(1) })
-            .expect("write");
+        s.write(&Batch {
+            source: "p".into(),
+            series: vec![Series::new(key.clone(), vec![Point::new(1, 1.0)])],
+            cursor: Some(1),
+        })
+        .expect("write");
         let reader = SqliteStore::open(&path).expect("second connection");
-        assert_eq!(reader.query(&Selector::exact(&key), TimeRange::all(), None).expect("query").len(), 1);
-        s.write(&Batch { source: "p".into(), series: vec![Series::new(key.clone(), vec![Point::new(2, 2.0)])], cursor: Some(2) })
-            .expect("write");
+        assert_eq!(
+            reader
+                .query(&Selector::exact(&key), TimeRange::all(), None)
+                .expect("query")
+                .len(),
+            1
+        );
+        s.write(&Batch {
+            source: "p".into(),
+            series: vec![Series::new(key.clone(), vec![Point::new(2, 2.0)])],
+            cursor: Some(2),
+        })
+        .expect("write");
         // The reader's cache learns nothing new here (same series), but it sees the new point.
-        assert_eq!(reader.query(&Selector::exact(&key), TimeRange::all(), None).expect("query")[0].points.len(), 2);
+        assert_eq!(
+            reader
+                .query(&Selector::exact(&key), TimeRange::all(), None)
+                .expect("query")[0]
+                .points
+                .len(),
+            2
+        );
     }
     let s = SqliteStore::open(&path).expect("reopen");
     assert_eq!(s.cursor("p").expect("cursor"), Some(2));
     assert_eq!(s.last_timestamp(&key).expect("last"), Some(2));
     let info = s.series(&Selector::all()).expect("series");
-    assert_eq!((info[0].points, info[0].first, info[0].last), (2, Some(1), Some(2)));
+    assert_eq!(
+        (info[0].points, info[0].first, info[0].last),
+        (2, Some(1), Some(2))
+    );
 }
 
 #[test]
@@ -38,9 +64,20 @@ fn series_created_by_another_connection_are_found() {
     let reader = SqliteStore::open(&path).expect("open reader");
     let mut writer = SqliteStore::open(&path).expect("open writer");
     let key = SeriesKey::new("late").expect("key");
-    writer.write(&Batch { source: "p".into(), series: vec![Series::new(key.clone(), vec![Point::new(5, 1.0)])], cursor: None })
+    writer
+        .write(&Batch {
+            source: "p".into(),
+            series: vec![Series::new(key.clone(), vec![Point::new(5, 1.0)])],
+            cursor: None,
+        })
         .expect("write");
-    assert_eq!(reader.query(&Selector::exact(&key), TimeRange::all(), None).expect("query").len(), 1);
+    assert_eq!(
+        reader
+            .query(&Selector::exact(&key), TimeRange::all(), None)
+            .expect("query")
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -48,14 +85,37 @@ fn a_full_database_fails_the_whole_batch_and_keeps_the_old_cursor() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = SqliteStore::open(dir.path().join("m.db")).expect("open");
     let key = SeriesKey::new("x").expect("key");
-    s.write(&Batch { source: "p".into(), series: vec![Series::new(key.clone(), vec![Point::new(0, 0.0)])], cursor: Some(0) })
-        .expect("first write");
+    s.write(&Batch {
+        source: "p".into(),
+        series: vec![Series::new(key.clone(), vec![Point::new(0, 0.0)])],
+        cursor: Some(0),
+    })
+    .expect("first write");
     s.set_max_page_count(8).expect("cap");
     let big: Vec<Point> = (1..200_000).map(|i| Point::new(i, i as f64)).collect();
-    let err = s.write(&Batch { source: "p".into(), series: vec![Series::new(key.clone(), big)], cursor: Some(200_000) }).expect_err("full");
+    let err = s
+        .write(&Batch {
+            source: "p".into(),
+            series: vec![Series::new(key.clone(), big)],
+            cursor: Some(200_000),
+        })
+        .expect_err("full");
     assert!(err.is_transient(), "a full disk is worth retrying: {err}");
-    assert_eq!(s.cursor("p").expect("cursor"), Some(0), "cursor not advanced");
-    assert_eq!(s.count_points().expect("count"), 1, "nothing of the failed batch was kept");
+    assert_eq!(
+        s.cursor("p").expect("cursor"),
+        Some(0),
+        "cursor not advanced"
+    );
+    assert_eq!(
+        s.count_points().expect("count"),
+        1,
+        "nothing of the failed batch was kept"
+    );
     s.set_max_page_count(1 << 30).expect("uncap");
-    s.write(&Batch { source: "p".into(), series: vec![Series::new(key, vec![Point::new(1, 1.0)])], cursor: Some(1) }).expect("writes again");
+    s.write(&Batch {
+        source: "p".into(),
+        series: vec![Series::new(key, vec![Point::new(1, 1.0)])],
+        cursor: Some(1),
+    })
+    .expect("writes again");
 }
