@@ -12,14 +12,23 @@ use novaml_core::{Batch, MetricStore, Point, Selector, Series, SeriesKey, TimeRa
 use novaml_store::SqliteStore;
 
 fn key(i: usize) -> SeriesKey {
-    SeriesKey::new("bench_metric").and_then(|k| k.with_label("id", i.to_string())).expect("valid key")
+    SeriesKey::new("bench_metric")
+        .and_then(|k| k.with_label("id", i.to_string()))
+        .expect("valid key")
 }
 
 fn batch(series: usize, points: usize, t0: i64) -> Batch {
     Batch {
         source: "bench".into(),
         series: (0..series)
-            .map(|s| Series::new(key(s), (0..points).map(|p| Point::new(t0 + p as i64 * 1000, (s * p) as f64 * 0.5)).collect()))
+            .map(|s| {
+                Series::new(
+                    key(s),
+                    (0..points)
+                        .map(|p| Point::new(t0 + p as i64 * 1000, (s * p) as f64 * 0.5))
+                        .collect(),
+                )
+            })
             .collect(),
         cursor: Some(t0),
     }
@@ -52,7 +61,9 @@ fn query(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = SqliteStore::open(dir.path().join("q.db")).expect("store");
     for chunk in 0..100 {
-        store.write(&batch(1, 10_000, chunk * 10_000_000)).expect("fill");
+        store
+            .write(&batch(1, 10_000, chunk * 10_000_000))
+            .expect("fill");
     }
     let sel = Selector::exact(&key(0));
     let mut g = c.benchmark_group("sqlite_query");

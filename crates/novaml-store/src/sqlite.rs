@@ -1,5 +1,15 @@
-//! The embedded store: SQLite in WAL mode, samples in a `WITHOUT ROWID` table keyed
-//! `(series_id, ts)`, so a series' points are contiguous on disk and an upsert is a primary-key hit.
+//! The embedded store: SQLite in WAL mode, in two tiers, as time-series databases do.
+//!
+//! - `head (ts, series_id, value)`, keyed by time first: new points are appended (a scrape of 10k
+//!   series at one timestamp fills a few consecutive pages instead of touching 10k pages).
+//! - `sample (series_id, ts, value)`, keyed by series first: a series' points are contiguous, so
+//!   reading one series is a range scan.
+//!
+//! When the head holds [`COMPACT_ROWS`] points it is compacted: moved into `sample` in
+//! `(series_id, ts)` order in one transaction, which touches each series' pages once per
+//! compaction rather than once per write. Reads merge both tiers (the head wins on equal keys, as
+//! it holds the later write), inside one read transaction so a concurrent compaction is never
+//! seen half-done.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -15,6 +25,10 @@ use crate::StoreError;
 
 /// Schema version written to `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 1;
+
+/// Head size that triggers a compaction. 256k points ≈ 6 MB of head pages: big enough that each
+/// series gets many points per compaction, small enough that head scans stay cheap.
+pub const COMPACT_ROWS: u64 = 262_144;
 
 /// Rows per multi-row `INSERT`: amortises statement execution over many samples. 3 parameters per
 /// row keeps this under SQLite's default limit of 32,766 host parameters.
@@ -32,6 +46,12 @@ CREATE TABLE IF NOT EXISTS sample (
     ts        INTEGER NOT NULL,    -- ms since the Unix epoch
     value     REAL NOT NULL,
     PRIMARY KEY (series_id, ts)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS head (
+    ts        INTEGER NOT NULL,
+    series_id INTEGER NOT NULL,
+    value     REAL NOT NULL,
+    PRIMARY KEY (ts, series_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cursor (
     source TEXT PRIMARY KEY,
@@ -67,6 +87,9 @@ struct SeriesCache {
 pub struct SqliteStore {
     conn: Connection,
     cache: RefCell<SeriesCache>,
+    /// Points written to the head since the last compaction (an upper bound: upserts count).
+    head_rows: u64,
+    compact_rows: u64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -122,9 +145,14 @@ impl SqliteStore {
             .map_err(StoreError::sqlite("creating schema"))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(StoreError::sqlite("writing schema version"))?;
+        let head_rows: i64 = conn
+            .query_row("SELECT count(*) FROM head", [], |r| r.get(0))
+            .map_err(StoreError::sqlite("counting head"))?;
         let store = Self {
             conn,
             cache: RefCell::new(SeriesCache::default()),
+            head_rows: head_rows.max(0) as u64,
+            compact_rows: COMPACT_ROWS,
         };
         store.refresh_cache()?;
         Ok(store)
@@ -220,23 +248,38 @@ impl SqliteStore {
             .filter(|(_, k)| selector.matches(k))
             .cloned()
             .collect();
-        let mut stmt = self
+        let tx = self
             .conn
+            .unchecked_transaction()
+            .map_err(StoreError::sqlite("beginning read"))?;
+        let mut main = tx
             .prepare_cached("SELECT count(*), min(ts), max(ts) FROM sample WHERE series_id = ?1")
             .map_err(StoreError::sqlite("summarising series"))?;
-        ids.into_iter()
-            .map(|(id, key)| {
-                let (points, first, last) = stmt
-                    .query_row([id], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?)))
-                    .map_err(StoreError::sqlite("summarising series"))?;
-                Ok(SeriesInfo {
-                    key,
-                    points: points.max(0) as u64,
-                    first,
-                    last,
-                })
-            })
-            .collect()
+        // Head points not shadowing a compacted one (a re-written old point is in both tiers).
+        let mut head = tx
+            .prepare_cached(
+                "SELECT count(*), min(ts), max(ts) FROM head h WHERE h.series_id = ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM sample s WHERE s.series_id = h.series_id AND s.ts = h.ts)",
+            )
+            .map_err(StoreError::sqlite("summarising series"))?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, key) in ids {
+            let (n1, f1, l1): (i64, Option<i64>, Option<i64>) = main
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(StoreError::sqlite("summarising series"))?;
+            let (n2, f2, l2): (i64, Option<i64>, Option<i64>) = head
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(StoreError::sqlite("summarising series"))?;
+            let first = [f1, f2].into_iter().flatten().min();
+            let last = [l1, l2].into_iter().flatten().max();
+            out.push(SeriesInfo {
+                key,
+                points: (n1 + n2).max(0) as u64,
+                first,
+                last,
+            });
+        }
+        Ok(out)
     }
 
     /// The latest timestamp of one series, if it has points.
@@ -246,9 +289,22 @@ impl SqliteStore {
             return Ok(None);
         };
         self.conn
-            .prepare_cached("SELECT max(ts) FROM sample WHERE series_id = ?1")
+            .prepare_cached("SELECT max(t) FROM (SELECT max(ts) AS t FROM sample WHERE series_id = ?1 UNION ALL SELECT max(ts) FROM head WHERE series_id = ?1)")
             .and_then(|mut s| s.query_row([id], |r| r.get(0)))
             .map_err(StoreError::sqlite("reading last timestamp"))
+    }
+
+    /// Total number of distinct points in the store.
+    pub fn count_points(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM sample) + (SELECT count(*) FROM head h WHERE NOT EXISTS \
+                 (SELECT 1 FROM sample s WHERE s.series_id = h.series_id AND s.ts = h.ts))",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(StoreError::sqlite("counting points"))
     }
 
     /// Caps the database at `pages` pages (of 4 KiB by default) for this connection: writes past
@@ -259,25 +315,82 @@ impl SqliteStore {
             .map_err(StoreError::sqlite("setting max_page_count"))
     }
 
-    /// Total number of points in the store.
-    pub fn count_points(&self) -> Result<u64, StoreError> {
-        self.conn
-            .query_row("SELECT count(*) FROM sample", [], |r| r.get::<_, i64>(0))
-            .map(|n| n.max(0) as u64)
-            .map_err(StoreError::sqlite("counting points"))
+    /// Sets the head size that triggers compaction (default [`COMPACT_ROWS`]; at least 1).
+    pub fn set_compact_rows(&mut self, rows: u64) {
+        self.compact_rows = rows.max(1);
+    }
+
+    /// Moves every head point into the series-ordered table, in one transaction.
+    pub fn compact(&mut self) -> Result<u64, StoreError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(StoreError::sqlite("beginning compaction"))?;
+        // `WHERE true` resolves SQLite's parsing ambiguity between a join and ON CONFLICT.
+        let moved = tx
+            .execute(
+                "INSERT INTO sample (series_id, ts, value) SELECT series_id, ts, value FROM head WHERE true \
+                 ORDER BY series_id, ts ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value",
+                [],
+            )
+            .map_err(StoreError::sqlite("compacting"))?;
+        tx.execute("DELETE FROM head", [])
+            .map_err(StoreError::sqlite("compacting"))?;
+        tx.commit()
+            .map_err(StoreError::sqlite("committing compaction"))?;
+        self.head_rows = 0;
+        Ok(moved as u64)
+    }
+}
+
+fn read_points(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    id: i64,
+    range: TimeRange,
+) -> Result<Vec<Point>, StoreError> {
+    let mut rows = stmt
+        .query(params![id, range.start, range.end])
+        .map_err(StoreError::sqlite("querying"))?;
+    let mut points = Vec::new();
+    while let Some(row) = rows.next().map_err(StoreError::sqlite("reading rows"))? {
+        let ts: i64 = row.get(0).map_err(StoreError::sqlite("reading ts"))?;
+        let value: f64 = row.get(1).map_err(StoreError::sqlite("reading value"))?;
+        points.push(Point::new(ts, value));
+    }
+    Ok(points)
+}
+
+/// Merges two sorted point lists; on equal timestamps the head's (later) value wins.
+fn merge(main: Vec<Point>, head: Vec<Point>) -> Vec<Point> {
+    if main.is_empty() {
+        return head;
+    }
+    let mut out = Vec::with_capacity(main.len() + head.len());
+    let (mut a, mut b) = (main.into_iter().peekable(), head.into_iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x.ts < y.ts => out.extend(a.next()),
+            (Some(x), Some(y)) if x.ts == y.ts => {
+                a.next();
+                out.extend(b.next());
+            }
+            (_, Some(_)) => out.extend(b.next()),
+            (Some(_), None) => out.extend(a.next()),
+            (None, None) => return out,
+        }
     }
 }
 
 fn insert_sql(rows: usize) -> String {
     let mut sql = String::with_capacity(64 + rows * 10);
-    sql.push_str("INSERT INTO sample (series_id, ts, value) VALUES ");
+    sql.push_str("INSERT INTO head (series_id, ts, value) VALUES ");
     for i in 0..rows {
         if i > 0 {
             sql.push(',');
         }
         sql.push_str("(?,?,?)");
     }
-    sql.push_str(" ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value");
+    sql.push_str(" ON CONFLICT (ts, series_id) DO UPDATE SET value = excluded.value");
     sql
 }
 
@@ -321,6 +434,14 @@ impl MetricStore for SqliteStore {
         }
         tx.commit()
             .map_err(StoreError::sqlite("committing write"))?;
+        self.head_rows += rows.len() as u64;
+        if self.head_rows >= self.compact_rows {
+            // The batch is committed whatever happens here; a failed compaction is retried at
+            // the next write.
+            if let Err(error) = self.compact() {
+                warn!(%error, "Compaction failed; will retry.");
+            }
+        }
         Ok(rows.len())
     }
 
@@ -339,20 +460,23 @@ impl MetricStore for SqliteStore {
             .filter(|(_, k)| selector.matches(k))
             .cloned()
             .collect();
-        let mut stmt = self
+        // One read transaction: a compaction by another connection is seen entirely or not at all.
+        let tx = self
             .conn
+            .unchecked_transaction()
+            .map_err(StoreError::sqlite("beginning read"))?;
+        let mut main = tx
             .prepare_cached("SELECT ts, value FROM sample WHERE series_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts")
+            .map_err(StoreError::sqlite("preparing query"))?;
+        let mut head = tx
+            .prepare_cached("SELECT ts, value FROM head WHERE series_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts")
             .map_err(StoreError::sqlite("preparing query"))?;
         let mut out = Vec::with_capacity(matching.len());
         for (id, key) in matching {
-            let mut rows = stmt
-                .query(params![id, range.start, range.end])
-                .map_err(StoreError::sqlite("querying"))?;
-            let mut points = Vec::new();
-            while let Some(row) = rows.next().map_err(StoreError::sqlite("reading rows"))? {
-                let ts: i64 = row.get(0).map_err(StoreError::sqlite("reading ts"))?;
-                let value: f64 = row.get(1).map_err(StoreError::sqlite("reading value"))?;
-                points.push(Point::new(ts, value));
+            let mut points = read_points(&mut main, id, range)?;
+            let recent = read_points(&mut head, id, range)?;
+            if !recent.is_empty() {
+                points = merge(points, recent);
             }
             if points.is_empty() {
                 continue;
@@ -398,8 +522,16 @@ impl MetricStore for SqliteStore {
                     .map_err(StoreError::sqlite("applying retention"))?;
             }
         }
+        deleted += tx
+            .execute("DELETE FROM head WHERE ts < ?1", [cutoff])
+            .map_err(StoreError::sqlite("applying retention"))?;
+        // The head subquery is not correlated: SQLite materialises it once.
         let emptied = tx
-            .execute("DELETE FROM series WHERE NOT EXISTS (SELECT 1 FROM sample WHERE series_id = series.id)", [])
+            .execute(
+                "DELETE FROM series WHERE NOT EXISTS (SELECT 1 FROM sample WHERE series_id = series.id) \
+                 AND id NOT IN (SELECT series_id FROM head)",
+                [],
+            )
             .map_err(StoreError::sqlite("removing empty series"))?;
         tx.commit()
             .map_err(StoreError::sqlite("committing retention"))?;

@@ -2,4 +2,5 @@
 //! store, and the exposition parser on real node_exporter output and random input.
 
 mod exposition;
+mod file_import;
 mod runner;

@@ -5,9 +5,78 @@ use novaml_store::SqliteStore;
 
 #[test]
 fn sqlite_store_passes_metric_store_conformance() {
+    // Points in the head only (the default for small data) …
     novaml_testing::conformance::metric_store(|| {
         SqliteStore::in_memory().expect("in-memory store")
     });
+    // … and compacted after every write.
+    novaml_testing::conformance::metric_store(|| {
+        let mut s = SqliteStore::in_memory().expect("in-memory store");
+        s.set_compact_rows(1);
+        s
+    });
+}
+
+#[test]
+fn reads_merge_both_tiers_and_the_later_write_wins() {
+    let mut s = SqliteStore::in_memory().expect("store");
+    let key = SeriesKey::new("m").expect("key");
+    let pts = |r: std::ops::Range<i64>, f: f64| {
+        r.map(|i| Point::new(i, i as f64 * f)).collect::<Vec<_>>()
+    };
+    s.write(&Batch {
+        source: "p".into(),
+        series: vec![Series::new(key.clone(), pts(1..11, 1.0))],
+        cursor: None,
+    })
+    .expect("write");
+    assert_eq!(s.compact().expect("compact"), 10);
+    // Re-write point 5 and add point 11: both land in the head.
+    s.write(&Batch {
+        source: "p".into(),
+        series: vec![Series::new(
+            key.clone(),
+            vec![Point::new(5, 50.0), Point::new(11, 11.0)],
+        )],
+        cursor: None,
+    })
+    .expect("write");
+    let got = s
+        .query(&Selector::exact(&key), TimeRange::all(), None)
+        .expect("query");
+    let want: Vec<Point> = (1..12)
+        .map(|i| Point::new(i, if i == 5 { 50.0 } else { i as f64 }))
+        .collect();
+    assert_eq!(got[0].points, want);
+    assert_eq!(
+        s.count_points().expect("count"),
+        11,
+        "the re-written point counts once"
+    );
+    let info = &s.series(&Selector::all()).expect("series")[0];
+    assert_eq!(
+        (info.points, info.first, info.last),
+        (11, Some(1), Some(11))
+    );
+    assert_eq!(s.last_timestamp(&key).expect("last"), Some(11));
+    let got = s
+        .query(
+            &Selector::exact(&key),
+            TimeRange::new(4, 7).expect("range"),
+            None,
+        )
+        .expect("query");
+    assert_eq!(got[0].values(), vec![4.0, 50.0, 6.0]);
+    s.delete_before(6).expect("retention");
+    assert_eq!(
+        s.query(&Selector::exact(&key), TimeRange::all(), None)
+            .expect("query")[0]
+            .timestamps(),
+        (6..12).collect::<Vec<_>>()
+    );
+    // Compacting again keeps the head's value.
+    s.compact().expect("compact");
+    assert_eq!(s.count_points().expect("count"), 6);
 }
 
 #[test]
