@@ -57,12 +57,6 @@ pub trait Source: Send {
     fn restore(&mut self, cursor: Timestamp) {
         let _ = cursor;
     }
-
-    /// Marks the data since the last persisted cursor as not collected, so the next call fetches
-    /// it again (called when the runner could not hand a batch on).
-    fn rewind(&mut self, cursor: Option<Timestamp>) {
-        let _ = cursor;
-    }
 }
 
 /// The result of one collection.

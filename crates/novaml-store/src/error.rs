@@ -33,6 +33,16 @@ pub enum StoreError {
         /// The JSON error.
         source: serde_json::Error,
     },
+    /// A stored blob does not decode (the file was damaged or written by something else).
+    #[error("corrupt {table} blob (series {series_id}, key {key})")]
+    CorruptBlob {
+        /// `head` or `chunk`.
+        table: &'static str,
+        /// Series id, where known (0 for head records).
+        series_id: i64,
+        /// Row key (head record id or chunk start).
+        key: i64,
+    },
     /// The database was written by a newer novaml with an unknown schema.
     #[error("database schema version {found} is newer than this build supports ({supported})")]
     SchemaTooNew {

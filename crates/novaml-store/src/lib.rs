@@ -2,8 +2,9 @@
 //!
 //! - [`SqliteStore`]: the embedded default, one SQLite file in WAL mode.
 
+mod codec;
 mod error;
 mod sqlite;
 
 pub use error::StoreError;
-pub use sqlite::{SeriesInfo, SqliteStore};
+pub use sqlite::{CHUNK_POINTS, COMPACT_POINTS, SeriesInfo, SqliteStore};

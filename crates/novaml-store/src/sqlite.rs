@@ -1,38 +1,44 @@
 //! The embedded store: SQLite in WAL mode, in two tiers, as time-series databases do.
 //!
-//! - `head (ts, series_id, value)`, keyed by time first: new points are appended (a scrape of 10k
-//!   series at one timestamp fills a few consecutive pages instead of touching 10k pages).
-//! - `sample (series_id, ts, value)`, keyed by series first: a series' points are contiguous, so
-//!   reading one series is a range scan.
+//! - `head (id, n, data)`: each write appends **one row** holding all its points as a blob
+//!   (`(series_id, ts, value)` × n). Writing a scrape of 10,000 series is one small sequential
+//!   append, not 10,000 B-tree insertions scattered over the file.
+//! - `chunk (series_id, start_ts, end_ts, n, data)`, keyed `(series_id, start_ts)`: a series'
+//!   points, sorted, in blobs of up to [`CHUNK_POINTS`]. Chunks of one series never overlap, so a
+//!   time-range read is one primary-key range scan plus a copy.
 //!
-//! When the head holds [`COMPACT_ROWS`] points it is compacted: moved into `sample` in
-//! `(series_id, ts)` order in one transaction, which touches each series' pages once per
-//! compaction rather than once per write. Reads merge both tiers (the head wins on equal keys, as
-//! it holds the later write), inside one read transaction so a concurrent compaction is never
-//! seen half-done.
+//! When the head holds [`COMPACT_POINTS`] points it is compacted in one transaction: its points
+//! are sorted by series and time (a later write wins over an earlier one at the same timestamp)
+//! and merged into chunks (appended when newer than the series' last chunk, merged into the
+//! overlapping chunks otherwise). Reads merge chunks with the head, inside one read transaction,
+//! so a compaction by another connection is seen whole or not at all.
+//!
+//! We store blobs in SQLite rather than writing our own file format: SQLite gives atomic
+//! transactions across the head, chunks, series and cursors, crash safety, and concurrent readers
+//! for free; the blob layout only removes its per-row cost from the hot path.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use novaml_core::{
     Batch, MetricStore, Point, Selector, Series, SeriesKey, StepSpec, TimeRange, Timestamp,
 };
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tracing::warn;
 
 use crate::StoreError;
+use crate::codec::{decode_chunk, decode_head, encode_chunk, encode_head, merge};
 
 /// Schema version written to `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
-/// Head size that triggers a compaction. 256k points ≈ 6 MB of head pages: big enough that each
-/// series gets many points per compaction, small enough that head scans stay cheap.
-pub const COMPACT_ROWS: u64 = 262_144;
+/// Head size that triggers a compaction: 256k points ≈ 6 MB of head blobs. Big enough that each
+/// series gets many points per compaction, small enough that reads decode the head quickly.
+pub const COMPACT_POINTS: u64 = 262_144;
 
-/// Rows per multi-row `INSERT`: amortises statement execution over many samples. 3 parameters per
-/// row keeps this under SQLite's default limit of 32,766 host parameters.
-const ROWS_PER_INSERT: usize = 256;
+/// Most points in one chunk (32 KiB blobs).
+pub const CHUNK_POINTS: usize = 2_048;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS series (
@@ -41,17 +47,18 @@ CREATE TABLE IF NOT EXISTS series (
     labels TEXT NOT NULL,          -- canonical JSON object, keys sorted
     UNIQUE (name, labels)
 );
-CREATE TABLE IF NOT EXISTS sample (
-    series_id INTEGER NOT NULL,
-    ts        INTEGER NOT NULL,    -- ms since the Unix epoch
-    value     REAL NOT NULL,
-    PRIMARY KEY (series_id, ts)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS head (
-    ts        INTEGER NOT NULL,
+    id   INTEGER PRIMARY KEY,      -- write order: a later record wins
+    n    INTEGER NOT NULL,
+    data BLOB NOT NULL             -- (series_id i64, ts i64, value f64) × n, little-endian
+);
+CREATE TABLE IF NOT EXISTS chunk (
     series_id INTEGER NOT NULL,
-    value     REAL NOT NULL,
-    PRIMARY KEY (ts, series_id)
+    start_ts  INTEGER NOT NULL,    -- ms since the Unix epoch, first point
+    end_ts    INTEGER NOT NULL,    -- last point
+    n         INTEGER NOT NULL,
+    data      BLOB NOT NULL,       -- (ts i64, value f64) × n, sorted, little-endian
+    PRIMARY KEY (series_id, start_ts)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cursor (
     source TEXT PRIMARY KEY,
@@ -64,7 +71,7 @@ CREATE TABLE IF NOT EXISTS cursor (
 pub struct SeriesInfo {
     /// Identity.
     pub key: SeriesKey,
-    /// Number of points.
+    /// Number of points (a re-written old point may count twice until the next compaction).
     pub points: u64,
     /// First timestamp, if any point.
     pub first: Option<Timestamp>,
@@ -87,9 +94,9 @@ struct SeriesCache {
 pub struct SqliteStore {
     conn: Connection,
     cache: RefCell<SeriesCache>,
-    /// Points written to the head since the last compaction (an upper bound: upserts count).
-    head_rows: u64,
-    compact_rows: u64,
+    /// Points in the head as this connection last knew it.
+    head_points: u64,
+    compact_points: u64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -99,6 +106,9 @@ impl std::fmt::Debug for SqliteStore {
             .finish_non_exhaustive()
     }
 }
+
+/// Head points grouped by series, in `(ts)` order, later writes winning.
+type HeadPoints = HashMap<i64, Vec<Point>>;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
@@ -145,14 +155,14 @@ impl SqliteStore {
             .map_err(StoreError::sqlite("creating schema"))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(StoreError::sqlite("writing schema version"))?;
-        let head_rows: i64 = conn
-            .query_row("SELECT count(*) FROM head", [], |r| r.get(0))
-            .map_err(StoreError::sqlite("counting head"))?;
+        let head_points: i64 = conn
+            .query_row("SELECT coalesce(sum(n), 0) FROM head", [], |r| r.get(0))
+            .map_err(StoreError::sqlite("sizing head"))?;
         let store = Self {
             conn,
             cache: RefCell::new(SeriesCache::default()),
-            head_rows: head_rows.max(0) as u64,
-            compact_rows: COMPACT_ROWS,
+            head_points: head_points.max(0) as u64,
+            compact_points: COMPACT_POINTS,
         };
         store.refresh_cache()?;
         Ok(store)
@@ -214,97 +224,217 @@ impl SqliteStore {
         Ok(id)
     }
 
-    fn insert_rows(&self, rows: &[(i64, i64, f64)]) -> Result<(), StoreError> {
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let sql = insert_sql(chunk.len());
-            let mut stmt = self
-                .conn
-                .prepare_cached(&sql)
-                .map_err(StoreError::sqlite("preparing insert"))?;
-            let mut i = 1;
-            for (id, ts, v) in chunk {
-                stmt.raw_bind_parameter(i, id)
-                    .map_err(StoreError::sqlite("binding insert"))?;
-                stmt.raw_bind_parameter(i + 1, ts)
-                    .map_err(StoreError::sqlite("binding insert"))?;
-                stmt.raw_bind_parameter(i + 2, v)
-                    .map_err(StoreError::sqlite("binding insert"))?;
-                i += 3;
-            }
-            stmt.raw_execute()
-                .map_err(StoreError::sqlite("inserting samples"))?;
-        }
-        Ok(())
-    }
-
-    /// Every series matching `selector`, with point counts and time bounds.
-    pub fn series(&self, selector: &Selector) -> Result<Vec<SeriesInfo>, StoreError> {
+    fn matching(&self, selector: &Selector) -> Result<Vec<(i64, SeriesKey)>, StoreError> {
         self.refresh_cache()?;
-        let ids: Vec<(i64, SeriesKey)> = self
+        Ok(self
             .cache
             .borrow()
             .keys
             .iter()
             .filter(|(_, k)| selector.matches(k))
             .cloned()
-            .collect();
-        let tx = self
-            .conn
-            .unchecked_transaction()
-            .map_err(StoreError::sqlite("beginning read"))?;
-        let mut main = tx
-            .prepare_cached("SELECT count(*), min(ts), max(ts) FROM sample WHERE series_id = ?1")
-            .map_err(StoreError::sqlite("summarising series"))?;
-        // Head points not shadowing a compacted one (a re-written old point is in both tiers).
-        let mut head = tx
+            .collect())
+    }
+
+    /// Reads the head: points of the series in `wanted` (all when `None`) within `range`, grouped
+    /// by series, sorted, later writes winning. Returns also the highest record id read.
+    fn read_head(
+        tx: &Transaction<'_>,
+        wanted: Option<&HashSet<i64>>,
+        range: TimeRange,
+    ) -> Result<(HeadPoints, i64), StoreError> {
+        let mut stmt = tx
+            .prepare_cached("SELECT id, data FROM head ORDER BY id")
+            .map_err(StoreError::sqlite("reading head"))?;
+        let mut rows = stmt.query([]).map_err(StoreError::sqlite("reading head"))?;
+        // (ts, write sequence, value) per series, then sorted: a stable order in which the last
+        // write of a timestamp comes last.
+        let mut by_series: HashMap<i64, Vec<(i64, u64, f64)>> = HashMap::new();
+        let mut seq = 0u64;
+        let mut max_id = 0;
+        while let Some(row) = rows.next().map_err(StoreError::sqlite("reading head"))? {
+            let id: i64 = row.get(0).map_err(StoreError::sqlite("reading head"))?;
+            let blob = row
+                .get_ref(1)
+                .and_then(|v| v.as_blob().map_err(Into::into))
+                .map_err(StoreError::sqlite("reading head"))?;
+            let entries = decode_head(blob).ok_or(StoreError::CorruptBlob {
+                table: "head",
+                series_id: 0,
+                key: id,
+            })?;
+            for (sid, ts, v) in entries {
+                seq += 1;
+                if range.contains(ts) && wanted.is_none_or(|w| w.contains(&sid)) {
+                    by_series.entry(sid).or_default().push((ts, seq, v));
+                }
+            }
+            max_id = id;
+        }
+        let mut out = HashMap::with_capacity(by_series.len());
+        for (sid, mut v) in by_series {
+            v.sort_unstable_by_key(|&(ts, seq, _)| (ts, seq));
+            let mut pts: Vec<Point> = Vec::with_capacity(v.len());
+            for (ts, _, value) in v {
+                match pts.last_mut() {
+                    Some(last) if last.ts == ts => last.value = value,
+                    _ => pts.push(Point::new(ts, value)),
+                }
+            }
+            out.insert(sid, pts);
+        }
+        Ok((out, max_id))
+    }
+
+    /// Reads one series' chunk points within `range`.
+    fn read_chunks(
+        tx: &Transaction<'_>,
+        sid: i64,
+        range: TimeRange,
+    ) -> Result<Vec<Point>, StoreError> {
+        // Chunks do not overlap: the first one that can hold `range.start` is the last starting
+        // at or before it.
+        let from: Option<i64> = tx
             .prepare_cached(
-                "SELECT count(*), min(ts), max(ts) FROM head h WHERE h.series_id = ?1 \
-                 AND NOT EXISTS (SELECT 1 FROM sample s WHERE s.series_id = h.series_id AND s.ts = h.ts)",
+                "SELECT max(start_ts) FROM chunk WHERE series_id = ?1 AND start_ts <= ?2",
             )
-            .map_err(StoreError::sqlite("summarising series"))?;
-        let mut out = Vec::with_capacity(ids.len());
-        for (id, key) in ids {
-            let (n1, f1, l1): (i64, Option<i64>, Option<i64>) = main
-                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .map_err(StoreError::sqlite("summarising series"))?;
-            let (n2, f2, l2): (i64, Option<i64>, Option<i64>) = head
-                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .map_err(StoreError::sqlite("summarising series"))?;
-            let first = [f1, f2].into_iter().flatten().min();
-            let last = [l1, l2].into_iter().flatten().max();
-            out.push(SeriesInfo {
-                key,
-                points: (n1 + n2).max(0) as u64,
-                first,
-                last,
-            });
+            .and_then(|mut s| s.query_row(params![sid, range.start], |r| r.get(0)))
+            .map_err(StoreError::sqlite("seeking chunks"))?;
+        let mut stmt = tx
+            .prepare_cached("SELECT start_ts, data FROM chunk WHERE series_id = ?1 AND start_ts >= ?2 AND start_ts < ?3 ORDER BY start_ts")
+            .map_err(StoreError::sqlite("reading chunks"))?;
+        let mut rows = stmt
+            .query(params![sid, from.unwrap_or(range.start), range.end])
+            .map_err(StoreError::sqlite("reading chunks"))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(StoreError::sqlite("reading chunks"))? {
+            let start: i64 = row.get(0).map_err(StoreError::sqlite("reading chunks"))?;
+            let blob = row
+                .get_ref(1)
+                .and_then(|v| v.as_blob().map_err(Into::into))
+                .map_err(StoreError::sqlite("reading chunks"))?;
+            let before = out.len();
+            if !decode_chunk(blob, &mut out) {
+                return Err(StoreError::CorruptBlob {
+                    table: "chunk",
+                    series_id: sid,
+                    key: start,
+                });
+            }
+            // Trim the edges of the range (only the first and last chunk can stick out).
+            if out[before..].first().is_some_and(|p| p.ts < range.start)
+                || out.last().is_some_and(|p| p.ts >= range.end)
+            {
+                let tail: Vec<Point> = out
+                    .drain(before..)
+                    .filter(|p| range.contains(p.ts))
+                    .collect();
+                out.extend(tail);
+            }
         }
         Ok(out)
     }
 
-    /// The latest timestamp of one series, if it has points.
-    pub fn last_timestamp(&self, key: &SeriesKey) -> Result<Option<Timestamp>, StoreError> {
-        self.refresh_cache()?;
-        let Some(&id) = self.cache.borrow().ids.get(key) else {
-            return Ok(None);
+    /// Writes `points` (sorted, unique) of series `sid` into chunks, merging with any chunk they
+    /// overlap (the new points win).
+    fn merge_into_chunks(
+        tx: &Transaction<'_>,
+        sid: i64,
+        points: Vec<Point>,
+    ) -> Result<(), StoreError> {
+        let (Some(first), Some(last)) = (points.first().map(|p| p.ts), points.last().map(|p| p.ts))
+        else {
+            return Ok(());
         };
-        self.conn
-            .prepare_cached("SELECT max(t) FROM (SELECT max(ts) AS t FROM sample WHERE series_id = ?1 UNION ALL SELECT max(ts) FROM head WHERE series_id = ?1)")
-            .and_then(|mut s| s.query_row([id], |r| r.get(0)))
-            .map_err(StoreError::sqlite("reading last timestamp"))
+        let mut overlapping: Vec<(i64, Vec<u8>)> = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare_cached("SELECT start_ts, end_ts, data FROM chunk WHERE series_id = ?1 AND start_ts <= ?2 ORDER BY start_ts DESC")
+                .map_err(StoreError::sqlite("finding overlapping chunks"))?;
+            let mut rows = stmt
+                .query(params![sid, last])
+                .map_err(StoreError::sqlite("finding overlapping chunks"))?;
+            while let Some(row) = rows
+                .next()
+                .map_err(StoreError::sqlite("finding overlapping chunks"))?
+            {
+                let end: i64 = row
+                    .get(1)
+                    .map_err(StoreError::sqlite("finding overlapping chunks"))?;
+                if end < first {
+                    break; // chunks are disjoint and sorted: none further back overlaps
+                }
+                overlapping.push((
+                    row.get(0)
+                        .map_err(StoreError::sqlite("finding overlapping chunks"))?,
+                    row.get(2)
+                        .map_err(StoreError::sqlite("finding overlapping chunks"))?,
+                ));
+            }
+        }
+        let merged = if overlapping.is_empty() {
+            points
+        } else {
+            let mut old = Vec::new();
+            let mut del = tx
+                .prepare_cached("DELETE FROM chunk WHERE series_id = ?1 AND start_ts = ?2")
+                .map_err(StoreError::sqlite("rewriting chunks"))?;
+            for (start, blob) in overlapping.iter().rev() {
+                if !decode_chunk(blob, &mut old) {
+                    return Err(StoreError::CorruptBlob {
+                        table: "chunk",
+                        series_id: sid,
+                        key: *start,
+                    });
+                }
+                del.execute(params![sid, start])
+                    .map_err(StoreError::sqlite("rewriting chunks"))?;
+            }
+            merge(old, points)
+        };
+        let mut ins = tx
+            .prepare_cached("INSERT INTO chunk (series_id, start_ts, end_ts, n, data) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .map_err(StoreError::sqlite("writing chunks"))?;
+        for c in merged.chunks(CHUNK_POINTS) {
+            ins.execute(params![
+                sid,
+                c[0].ts,
+                c[c.len() - 1].ts,
+                c.len() as i64,
+                encode_chunk(c)
+            ])
+            .map_err(StoreError::sqlite("writing chunks"))?;
+        }
+        Ok(())
     }
 
-    /// Total number of distinct points in the store.
-    pub fn count_points(&self) -> Result<u64, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT (SELECT count(*) FROM sample) + (SELECT count(*) FROM head h WHERE NOT EXISTS \
-                 (SELECT 1 FROM sample s WHERE s.series_id = h.series_id AND s.ts = h.ts))",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n.max(0) as u64)
-            .map_err(StoreError::sqlite("counting points"))
+    /// Moves every head point into chunks, in one transaction. Returns the points moved.
+    pub fn compact(&mut self) -> Result<u64, StoreError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(StoreError::sqlite("beginning compaction"))?;
+        let (head, max_id) = Self::read_head(&tx, None, TimeRange::all())?;
+        let mut moved = 0u64;
+        let mut ids: Vec<i64> = head.keys().copied().collect();
+        ids.sort_unstable(); // chunk writes in key order: sequential pages
+        let mut head = head;
+        for sid in ids {
+            let pts = head.remove(&sid).unwrap_or_default();
+            moved += pts.len() as u64;
+            Self::merge_into_chunks(&tx, sid, pts)?;
+        }
+        tx.execute("DELETE FROM head WHERE id <= ?1", [max_id])
+            .map_err(StoreError::sqlite("clearing head"))?;
+        tx.commit()
+            .map_err(StoreError::sqlite("committing compaction"))?;
+        self.head_points = 0;
+        Ok(moved)
+    }
+
+    /// Sets the head size that triggers compaction (default [`COMPACT_POINTS`]; at least 1).
+    pub fn set_compact_points(&mut self, points: u64) {
+        self.compact_points = points.max(1);
     }
 
     /// Caps the database at `pages` pages (of 4 KiB by default) for this connection: writes past
@@ -315,89 +445,131 @@ impl SqliteStore {
             .map_err(StoreError::sqlite("setting max_page_count"))
     }
 
-    /// Sets the head size that triggers compaction (default [`COMPACT_ROWS`]; at least 1).
-    pub fn set_compact_rows(&mut self, rows: u64) {
-        self.compact_rows = rows.max(1);
-    }
-
-    /// Moves every head point into the series-ordered table, in one transaction.
-    pub fn compact(&mut self) -> Result<u64, StoreError> {
+    /// Every series matching `selector`, with point counts and time bounds.
+    pub fn series(&self, selector: &Selector) -> Result<Vec<SeriesInfo>, StoreError> {
+        let ids = self.matching(selector)?;
         let tx = self
             .conn
             .unchecked_transaction()
-            .map_err(StoreError::sqlite("beginning compaction"))?;
-        // `WHERE true` resolves SQLite's parsing ambiguity between a join and ON CONFLICT.
-        let moved = tx
-            .execute(
-                "INSERT INTO sample (series_id, ts, value) SELECT series_id, ts, value FROM head WHERE true \
-                 ORDER BY series_id, ts ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value",
-                [],
+            .map_err(StoreError::sqlite("beginning read"))?;
+        let wanted: HashSet<i64> = ids.iter().map(|(id, _)| *id).collect();
+        let (head, _) = Self::read_head(&tx, Some(&wanted), TimeRange::all())?;
+        let mut stmt = tx
+            .prepare_cached("SELECT coalesce(sum(n), 0), min(start_ts), max(end_ts) FROM chunk WHERE series_id = ?1")
+            .map_err(StoreError::sqlite("summarising series"))?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, key) in ids {
+            let (n, first, last): (i64, Option<i64>, Option<i64>) = stmt
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(StoreError::sqlite("summarising series"))?;
+            let h = head.get(&id);
+            let first = [first, h.and_then(|p| p.first()).map(|p| p.ts)]
+                .into_iter()
+                .flatten()
+                .min();
+            let last = [last, h.and_then(|p| p.last()).map(|p| p.ts)]
+                .into_iter()
+                .flatten()
+                .max();
+            out.push(SeriesInfo {
+                key,
+                points: n.max(0) as u64 + h.map_or(0, |p| p.len() as u64),
+                first,
+                last,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Number of series in the store.
+    pub fn series_count(&self) -> Result<u64, StoreError> {
+        self.refresh_cache()?;
+        Ok(self.cache.borrow().keys.len() as u64)
+    }
+
+    /// The latest timestamp of one series, if it has points.
+    pub fn last_timestamp(&self, key: &SeriesKey) -> Result<Option<Timestamp>, StoreError> {
+        self.refresh_cache()?;
+        let Some(&id) = self.cache.borrow().ids.get(key) else {
+            return Ok(None);
+        };
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(StoreError::sqlite("beginning read"))?;
+        let chunk_last: Option<i64> = tx
+            .prepare_cached(
+                "SELECT end_ts FROM chunk WHERE series_id = ?1 ORDER BY start_ts DESC LIMIT 1",
             )
-            .map_err(StoreError::sqlite("compacting"))?;
-        tx.execute("DELETE FROM head", [])
-            .map_err(StoreError::sqlite("compacting"))?;
-        tx.commit()
-            .map_err(StoreError::sqlite("committing compaction"))?;
-        self.head_rows = 0;
-        Ok(moved as u64)
+            .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+            .map_err(StoreError::sqlite("reading last timestamp"))?;
+        let (head, _) = Self::read_head(&tx, Some(&HashSet::from([id])), TimeRange::all())?;
+        let head_last = head.get(&id).and_then(|p| p.last()).map(|p| p.ts);
+        Ok(chunk_last.max(head_last))
     }
-}
 
-fn read_points(
-    stmt: &mut rusqlite::CachedStatement<'_>,
-    id: i64,
-    range: TimeRange,
-) -> Result<Vec<Point>, StoreError> {
-    let mut rows = stmt
-        .query(params![id, range.start, range.end])
-        .map_err(StoreError::sqlite("querying"))?;
-    let mut points = Vec::new();
-    while let Some(row) = rows.next().map_err(StoreError::sqlite("reading rows"))? {
-        let ts: i64 = row.get(0).map_err(StoreError::sqlite("reading ts"))?;
-        let value: f64 = row.get(1).map_err(StoreError::sqlite("reading value"))?;
-        points.push(Point::new(ts, value));
+    /// Total number of points (a re-written old point may count twice until the next compaction).
+    pub fn count_points(&self) -> Result<u64, StoreError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(StoreError::sqlite("beginning read"))?;
+        let chunks: i64 = tx
+            .query_row("SELECT coalesce(sum(n), 0) FROM chunk", [], |r| r.get(0))
+            .map_err(StoreError::sqlite("counting points"))?;
+        let (head, _) = Self::read_head(&tx, None, TimeRange::all())?;
+        Ok(chunks.max(0) as u64 + head.values().map(|p| p.len() as u64).sum::<u64>())
     }
-    Ok(points)
-}
-
-/// Merges two sorted point lists; on equal timestamps the head's (later) value wins.
-fn merge(main: Vec<Point>, head: Vec<Point>) -> Vec<Point> {
-    if main.is_empty() {
-        return head;
-    }
-    let mut out = Vec::with_capacity(main.len() + head.len());
-    let (mut a, mut b) = (main.into_iter().peekable(), head.into_iter().peekable());
-    loop {
-        match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) if x.ts < y.ts => out.extend(a.next()),
-            (Some(x), Some(y)) if x.ts == y.ts => {
-                a.next();
-                out.extend(b.next());
-            }
-            (_, Some(_)) => out.extend(b.next()),
-            (Some(_), None) => out.extend(a.next()),
-            (None, None) => return out,
-        }
-    }
-}
-
-fn insert_sql(rows: usize) -> String {
-    let mut sql = String::with_capacity(64 + rows * 10);
-    sql.push_str("INSERT INTO head (series_id, ts, value) VALUES ");
-    for i in 0..rows {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str("(?,?,?)");
-    }
-    sql.push_str(" ON CONFLICT (ts, series_id) DO UPDATE SET value = excluded.value");
-    sql
 }
 
 impl MetricStore for SqliteStore {
     type Error = StoreError;
 
     fn write(&mut self, batch: &Batch) -> Result<usize, StoreError> {
+        let written = self.write_head(batch);
+        if written.is_err() {
+            // Series created inside the failed transaction were rolled back (and their ids may be
+            // handed out again): forget everything cached and reload what is committed.
+            *self.cache.borrow_mut() = SeriesCache::default();
+            self.refresh_cache()?;
+        }
+        let written = written?;
+        if self.head_points >= self.compact_points {
+            // The batch is committed whatever happens here; a failed compaction (a full disk) is
+            // retried at the next write.
+            if let Err(error) = self.compact() {
+                warn!(%error, "Compaction failed; will retry.");
+            }
+        }
+        Ok(written)
+    }
+
+    fn query(
+        &self,
+        selector: &Selector,
+        range: TimeRange,
+        step: Option<StepSpec>,
+    ) -> Result<Vec<Series>, StoreError> {
+        self.query_impl(selector, range, step)
+    }
+
+    fn cursor(&self, source: &str) -> Result<Option<Timestamp>, StoreError> {
+        self.conn
+            .query_row("SELECT ts FROM cursor WHERE source = ?1", [source], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(StoreError::sqlite("reading cursor"))
+    }
+
+    fn delete_before(&mut self, cutoff: Timestamp) -> Result<usize, StoreError> {
+        self.delete_before_impl(cutoff)
+    }
+}
+
+impl SqliteStore {
+    /// Appends a batch to the head with its cursor, in one transaction.
+    fn write_head(&mut self, batch: &Batch) -> Result<usize, StoreError> {
         let tx = self
             .conn
             .unchecked_transaction()
@@ -410,8 +582,8 @@ impl MetricStore for SqliteStore {
             }
             let id = self.series_id(&series.key)?;
             for p in &series.points {
-                // SQLite stores NaN as NULL; sources filter non-finite values and count them, this
-                // is the last line of defence.
+                // Sources filter non-finite values and count them; this is the last line of
+                // defence, so models never read a NaN from the store.
                 if p.value.is_finite() {
                     rows.push((id, p.ts, p.value));
                 } else {
@@ -422,60 +594,43 @@ impl MetricStore for SqliteStore {
         if non_finite > 0 {
             warn!(source = %batch.source, non_finite, "Skipped non-finite values at the store.");
         }
-        // Within a multi-row insert, two rows with the same key are both applied in order, so the
-        // last one wins, as in the trait's contract.
-        self.insert_rows(&rows)?;
+        if !rows.is_empty() {
+            tx.prepare_cached("INSERT INTO head (n, data) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![rows.len() as i64, encode_head(&rows)]))
+                .map_err(StoreError::sqlite("appending to head"))?;
+        }
         if let Some(cursor) = batch.cursor {
-            tx.execute(
-                "INSERT INTO cursor (source, ts) VALUES (?1, ?2) ON CONFLICT (source) DO UPDATE SET ts = excluded.ts",
-                params![batch.source, cursor],
-            )
-            .map_err(StoreError::sqlite("saving cursor"))?;
+            tx.prepare_cached("INSERT INTO cursor (source, ts) VALUES (?1, ?2) ON CONFLICT (source) DO UPDATE SET ts = excluded.ts")
+                .and_then(|mut s| s.execute(params![batch.source, cursor]))
+                .map_err(StoreError::sqlite("saving cursor"))?;
         }
         tx.commit()
             .map_err(StoreError::sqlite("committing write"))?;
-        self.head_rows += rows.len() as u64;
-        if self.head_rows >= self.compact_rows {
-            // The batch is committed whatever happens here; a failed compaction is retried at
-            // the next write.
-            if let Err(error) = self.compact() {
-                warn!(%error, "Compaction failed; will retry.");
-            }
-        }
+        self.head_points += rows.len() as u64;
         Ok(rows.len())
     }
 
-    fn query(
+    fn query_impl(
         &self,
         selector: &Selector,
         range: TimeRange,
         step: Option<StepSpec>,
     ) -> Result<Vec<Series>, StoreError> {
-        self.refresh_cache()?;
-        let matching: Vec<(i64, SeriesKey)> = self
-            .cache
-            .borrow()
-            .keys
-            .iter()
-            .filter(|(_, k)| selector.matches(k))
-            .cloned()
-            .collect();
-        // One read transaction: a compaction by another connection is seen entirely or not at all.
+        let matching = self.matching(selector)?;
+        if matching.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One read transaction: a compaction by another connection is seen whole or not at all.
         let tx = self
             .conn
             .unchecked_transaction()
             .map_err(StoreError::sqlite("beginning read"))?;
-        let mut main = tx
-            .prepare_cached("SELECT ts, value FROM sample WHERE series_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts")
-            .map_err(StoreError::sqlite("preparing query"))?;
-        let mut head = tx
-            .prepare_cached("SELECT ts, value FROM head WHERE series_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts")
-            .map_err(StoreError::sqlite("preparing query"))?;
+        let wanted: HashSet<i64> = matching.iter().map(|(id, _)| *id).collect();
+        let (mut head, _) = Self::read_head(&tx, Some(&wanted), range)?;
         let mut out = Vec::with_capacity(matching.len());
         for (id, key) in matching {
-            let mut points = read_points(&mut main, id, range)?;
-            let recent = read_points(&mut head, id, range)?;
-            if !recent.is_empty() {
+            let mut points = Self::read_chunks(&tx, id, range)?;
+            if let Some(recent) = head.remove(&id) {
                 points = merge(points, recent);
             }
             if points.is_empty() {
@@ -494,50 +649,69 @@ impl MetricStore for SqliteStore {
         Ok(out)
     }
 
-    fn cursor(&self, source: &str) -> Result<Option<Timestamp>, StoreError> {
-        self.conn
-            .query_row("SELECT ts FROM cursor WHERE source = ?1", [source], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(StoreError::sqlite("reading cursor"))
-    }
-
-    fn delete_before(&mut self, cutoff: Timestamp) -> Result<usize, StoreError> {
+    fn delete_before_impl(&mut self, cutoff: Timestamp) -> Result<usize, StoreError> {
+        // Retention works on chunks only: compact first.
+        self.compact()?;
         self.refresh_cache()?;
+        let ids: Vec<i64> = self.cache.borrow().keys.iter().map(|(id, _)| *id).collect();
         let tx = self
             .conn
             .unchecked_transaction()
             .map_err(StoreError::sqlite("beginning retention"))?;
-        let ids: Vec<i64> = self.cache.borrow().keys.iter().map(|(id, _)| *id).collect();
-        let mut deleted = 0;
-        {
-            // Per series, so each delete is a primary-key range scan, not a full-table scan.
-            let mut stmt = tx
-                .prepare_cached("DELETE FROM sample WHERE series_id = ?1 AND ts < ?2")
+        let mut deleted = 0usize;
+        for id in ids {
+            // Whole chunks before the cutoff go by primary-key range; the one straddling it is
+            // trimmed and rewritten.
+            let (n, straddler): (i64, Option<i64>) = tx
+                .prepare_cached("SELECT coalesce(sum(n) FILTER (WHERE end_ts < ?2), 0), max(start_ts) FILTER (WHERE end_ts >= ?2) FROM chunk WHERE series_id = ?1 AND start_ts < ?2")
+                .and_then(|mut s| s.query_row(params![id, cutoff], |r| Ok((r.get(0)?, r.get(1)?))))
                 .map_err(StoreError::sqlite("applying retention"))?;
-            for id in &ids {
-                deleted += stmt
-                    .execute(params![id, cutoff])
+            tx.prepare_cached(
+                "DELETE FROM chunk WHERE series_id = ?1 AND start_ts < ?2 AND end_ts < ?2",
+            )
+            .and_then(|mut s| s.execute(params![id, cutoff]))
+            .map_err(StoreError::sqlite("applying retention"))?;
+            deleted += n.max(0) as usize;
+            if let Some(start) = straddler {
+                let blob: Vec<u8> = tx
+                    .query_row(
+                        "SELECT data FROM chunk WHERE series_id = ?1 AND start_ts = ?2",
+                        params![id, start],
+                        |r| r.get(0),
+                    )
                     .map_err(StoreError::sqlite("applying retention"))?;
+                let mut pts = Vec::new();
+                if !decode_chunk(&blob, &mut pts) {
+                    return Err(StoreError::CorruptBlob {
+                        table: "chunk",
+                        series_id: id,
+                        key: start,
+                    });
+                }
+                let before = pts.len();
+                pts.retain(|p| p.ts >= cutoff);
+                deleted += before - pts.len();
+                tx.execute(
+                    "DELETE FROM chunk WHERE series_id = ?1 AND start_ts = ?2",
+                    params![id, start],
+                )
+                .map_err(StoreError::sqlite("applying retention"))?;
+                if let (Some(f), Some(l)) = (pts.first(), pts.last()) {
+                    tx.execute(
+                        "INSERT INTO chunk (series_id, start_ts, end_ts, n, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![id, f.ts, l.ts, pts.len() as i64, encode_chunk(&pts)],
+                    )
+                    .map_err(StoreError::sqlite("applying retention"))?;
+                }
             }
         }
-        deleted += tx
-            .execute("DELETE FROM head WHERE ts < ?1", [cutoff])
-            .map_err(StoreError::sqlite("applying retention"))?;
-        // The head subquery is not correlated: SQLite materialises it once.
         let emptied = tx
-            .execute(
-                "DELETE FROM series WHERE NOT EXISTS (SELECT 1 FROM sample WHERE series_id = series.id) \
-                 AND id NOT IN (SELECT series_id FROM head)",
-                [],
-            )
+            .execute("DELETE FROM series WHERE NOT EXISTS (SELECT 1 FROM chunk WHERE series_id = series.id)", [])
             .map_err(StoreError::sqlite("removing empty series"))?;
         tx.commit()
             .map_err(StoreError::sqlite("committing retention"))?;
         if emptied > 0 {
-            // Ids are never reused (AUTOINCREMENT), so a full reload is
-            // enough to forget them.
+            // Ids are never reused (AUTOINCREMENT), so a full reload forgets the removed ones.
             *self.cache.borrow_mut() = SeriesCache::default();
             self.refresh_cache()?;
         }

@@ -50,10 +50,7 @@ impl StatusProvider for Status {
             *guard = Some(SqliteStore::open(&self.store_path).map_err(|e| e.to_string())?);
         }
         let store = guard.as_ref().ok_or("store not open")?;
-        let series = store
-            .series(&novaml_core::Selector::all())
-            .map_err(|e| e.to_string())?
-            .len() as u64;
+        let series = store.series_count().map_err(|e| e.to_string())?;
         let points = store.count_points().map_err(|e| e.to_string())?;
         let sources = self
             .sources

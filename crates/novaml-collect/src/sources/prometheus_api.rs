@@ -288,8 +288,4 @@ impl Source for PrometheusApi {
     fn restore(&mut self, cursor: Timestamp) {
         self.cursor = Some(self.align(cursor));
     }
-
-    fn rewind(&mut self, cursor: Option<Timestamp>) {
-        self.cursor = cursor;
-    }
 }

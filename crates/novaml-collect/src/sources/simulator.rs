@@ -408,10 +408,6 @@ impl Source for Simulator {
     fn restore(&mut self, cursor: Timestamp) {
         self.cursor = Some(self.align(cursor));
     }
-
-    fn rewind(&mut self, cursor: Option<Timestamp>) {
-        self.cursor = cursor;
-    }
 }
 
 #[cfg(test)]
