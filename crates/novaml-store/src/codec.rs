@@ -33,7 +33,7 @@ fn le8(b: &[u8]) -> [u8; 8] {
 
 /// Decodes head entries; `None` if the blob's length is not a whole number of entries.
 pub(crate) fn decode_head(blob: &[u8]) -> Option<impl Iterator<Item = (i64, i64, f64)> + '_> {
-    (blob.len() % HEAD_ENTRY == 0).then(|| {
+    blob.len().is_multiple_of(HEAD_ENTRY).then(|| {
         blob.chunks_exact(HEAD_ENTRY).map(|e| {
             (
                 i64::from_le_bytes(le8(&e[0..8])),
@@ -56,7 +56,7 @@ pub(crate) fn encode_chunk(points: &[Point]) -> Vec<u8> {
 
 /// Decodes a chunk, appending to `out`; `false` if the blob is malformed.
 pub(crate) fn decode_chunk(blob: &[u8], out: &mut Vec<Point>) -> bool {
-    if blob.len() % CHUNK_POINT != 0 {
+    if !blob.len().is_multiple_of(CHUNK_POINT) {
         return false;
     }
     out.reserve(blob.len() / CHUNK_POINT);
