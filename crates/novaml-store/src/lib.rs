@@ -7,4 +7,6 @@ mod error;
 mod sqlite;
 
 pub use error::StoreError;
-pub use sqlite::{CHUNK_POINTS, COMPACT_POINTS, SeriesInfo, SqliteStore};
+pub use sqlite::{
+    CHUNK_POINTS, COMPACT_POINTS, MAX_HEAD_POINTS, MIN_POINTS_PER_SERIES, SeriesInfo, SqliteStore,
+};
