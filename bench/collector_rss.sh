@@ -39,5 +39,5 @@ hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
 kill -TERM "$pid"
 wait "$pid" || true
-points=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from sample').fetchone()[0])" "$work/store.db")
+points=$(python3 -c "import sqlite3,sys; c = sqlite3.connect(sys.argv[1]); print(c.execute('select coalesce(sum(n),0) from chunk').fetchone()[0] + c.execute('select coalesce(sum(n),0) from head').fetchone()[0])" "$work/store.db")
 echo "series=$n seconds=$secs peak_rss_mb=$(awk "BEGIN {printf \"%.1f\", $hwm/1024}") current_rss_mb=$(awk "BEGIN {printf \"%.1f\", $rss/1024}") points_written=$points"

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Batch, CoreError, Selector, Series, Timestamp};
+use crate::{Batch, CoreError, Selector, Series, SeriesKey, Timestamp};
 
 /// A half-open time range `[start, end)` in ms since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +116,12 @@ pub trait MetricStore: Send {
         range: TimeRange,
         step: Option<StepSpec>,
     ) -> Result<Vec<Series>, Self::Error>;
+
+    /// The one series whose key is exactly `key` (no more labels, no fewer), if it has points in
+    /// `range`.
+    fn query_key(&self, key: &SeriesKey, range: TimeRange, step: Option<StepSpec>) -> Result<Option<Series>, Self::Error> {
+        Ok(self.query(&Selector::exact(key), range, step)?.into_iter().find(|s| &s.key == key))
+    }
 
     /// The persisted cursor of a source, if it has written one.
     fn cursor(&self, source: &str) -> Result<Option<Timestamp>, Self::Error>;

@@ -40,7 +40,7 @@ const SCHEMA_VERSION: i64 = 2;
 pub const COMPACT_POINTS: u64 = 262_144;
 
 /// Points per series in the head aimed for before compacting.
-pub const MIN_POINTS_PER_SERIES: u64 = 64;
+pub const MIN_POINTS_PER_SERIES: u64 = 32;
 
 /// Most points the head may hold before a compaction, whatever the series count (≈ 96 MB).
 pub const MAX_HEAD_POINTS: u64 = 4_194_304;
@@ -152,7 +152,7 @@ impl SqliteStore {
             .map_err(StoreError::sqlite("setting synchronous"))?;
         conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(StoreError::sqlite("setting temp_store"))?;
-        conn.pragma_update(None, "cache_size", -65_536)
+        conn.pragma_update(None, "cache_size", -16_384)
             .map_err(StoreError::sqlite("setting cache_size"))?;
         // Checkpoint every 32 MB of WAL instead of 4 MB: fewer, larger copies into the database.
         conn.pragma_update(None, "wal_autocheckpoint", 8_192)
@@ -291,13 +291,20 @@ impl SqliteStore {
             max_id = id;
         }
         entries.sort_unstable_by_key(|&(sid, ts, seq, _)| (sid, ts, seq));
-        let mut out: Vec<(i64, Point)> = Vec::with_capacity(entries.len());
-        for (sid, ts, _, value) in entries {
-            match out.last_mut() {
-                Some((s, p)) if *s == sid && p.ts == ts => p.value = value,
-                _ => out.push((sid, Point::new(ts, value))),
+        // Keep the last write of each key, in place (no second buffer: compaction of a large
+        // head is the collector's peak memory).
+        let mut kept = 0usize;
+        for i in 0..entries.len() {
+            if kept > 0 && entries[kept - 1].0 == entries[i].0 && entries[kept - 1].1 == entries[i].1 {
+                entries[kept - 1] = entries[i];
+            } else {
+                entries[kept] = entries[i];
+                kept += 1;
             }
         }
+        entries.truncate(kept);
+        entries.shrink_to_fit();
+        let out: Vec<(i64, Point)> = entries.into_iter().map(|(sid, ts, _, v)| (sid, Point::new(ts, v))).collect();
         Ok((out, max_id))
     }
 

@@ -31,6 +31,7 @@ pub fn metric_store<S: MetricStore>(make: impl Fn() -> S) {
     round_trip_sorted(&mut make());
     upsert_not_error(&mut make());
     label_matchers(&mut make());
+    exact_key(&mut make());
     time_range_half_open(&mut make());
     step_aggregation(&mut make());
     cursor_saved_with_batch(&mut make());
@@ -113,6 +114,17 @@ fn label_matchers<S: MetricStore>(s: &mut S) {
         got.sort_by(f64::total_cmp);
         assert_eq!(got, want, "{sel}");
     }
+}
+
+fn exact_key<S: MetricStore>(s: &mut S) {
+    let narrow = key("cpu", &[("host", "a")]);
+    let wide = key("cpu", &[("host", "a"), ("mode", "idle")]);
+    let series = vec![Series::new(narrow.clone(), pts(&[(1, 1.0)])), Series::new(wide.clone(), pts(&[(1, 2.0)]))];
+    s.write(&batch("t", series, None)).expect("write");
+    let got = s.query_key(&narrow, TimeRange::all(), None).expect("query");
+    assert_eq!(got, Some(Series::new(narrow, pts(&[(1, 1.0)]))), "extra labels are another series");
+    assert_eq!(s.query_key(&wide, TimeRange::all(), None).expect("query").map(|x| x.points[0].value), Some(2.0));
+    assert_eq!(s.query_key(&key("cpu", &[]), TimeRange::all(), None).expect("query"), None);
 }
 
 fn time_range_half_open<S: MetricStore>(s: &mut S) {
