@@ -119,8 +119,16 @@ pub trait MetricStore: Send {
 
     /// The one series whose key is exactly `key` (no more labels, no fewer), if it has points in
     /// `range`.
-    fn query_key(&self, key: &SeriesKey, range: TimeRange, step: Option<StepSpec>) -> Result<Option<Series>, Self::Error> {
-        Ok(self.query(&Selector::exact(key), range, step)?.into_iter().find(|s| &s.key == key))
+    fn query_key(
+        &self,
+        key: &SeriesKey,
+        range: TimeRange,
+        step: Option<StepSpec>,
+    ) -> Result<Option<Series>, Self::Error> {
+        Ok(self
+            .query(&Selector::exact(key), range, step)?
+            .into_iter()
+            .find(|s| &s.key == key))
     }
 
     /// The persisted cursor of a source, if it has written one.

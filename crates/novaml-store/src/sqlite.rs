@@ -295,7 +295,10 @@ impl SqliteStore {
         // head is the collector's peak memory).
         let mut kept = 0usize;
         for i in 0..entries.len() {
-            if kept > 0 && entries[kept - 1].0 == entries[i].0 && entries[kept - 1].1 == entries[i].1 {
+            if kept > 0
+                && entries[kept - 1].0 == entries[i].0
+                && entries[kept - 1].1 == entries[i].1
+            {
                 entries[kept - 1] = entries[i];
             } else {
                 entries[kept] = entries[i];
@@ -304,7 +307,10 @@ impl SqliteStore {
         }
         entries.truncate(kept);
         entries.shrink_to_fit();
-        let out: Vec<(i64, Point)> = entries.into_iter().map(|(sid, ts, _, v)| (sid, Point::new(ts, v))).collect();
+        let out: Vec<(i64, Point)> = entries
+            .into_iter()
+            .map(|(sid, ts, _, v)| (sid, Point::new(ts, v)))
+            .collect();
         Ok((out, max_id))
     }
 

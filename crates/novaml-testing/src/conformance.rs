@@ -119,12 +119,28 @@ fn label_matchers<S: MetricStore>(s: &mut S) {
 fn exact_key<S: MetricStore>(s: &mut S) {
     let narrow = key("cpu", &[("host", "a")]);
     let wide = key("cpu", &[("host", "a"), ("mode", "idle")]);
-    let series = vec![Series::new(narrow.clone(), pts(&[(1, 1.0)])), Series::new(wide.clone(), pts(&[(1, 2.0)]))];
+    let series = vec![
+        Series::new(narrow.clone(), pts(&[(1, 1.0)])),
+        Series::new(wide.clone(), pts(&[(1, 2.0)])),
+    ];
     s.write(&batch("t", series, None)).expect("write");
     let got = s.query_key(&narrow, TimeRange::all(), None).expect("query");
-    assert_eq!(got, Some(Series::new(narrow, pts(&[(1, 1.0)]))), "extra labels are another series");
-    assert_eq!(s.query_key(&wide, TimeRange::all(), None).expect("query").map(|x| x.points[0].value), Some(2.0));
-    assert_eq!(s.query_key(&key("cpu", &[]), TimeRange::all(), None).expect("query"), None);
+    assert_eq!(
+        got,
+        Some(Series::new(narrow, pts(&[(1, 1.0)]))),
+        "extra labels are another series"
+    );
+    assert_eq!(
+        s.query_key(&wide, TimeRange::all(), None)
+            .expect("query")
+            .map(|x| x.points[0].value),
+        Some(2.0)
+    );
+    assert_eq!(
+        s.query_key(&key("cpu", &[]), TimeRange::all(), None)
+            .expect("query"),
+        None
+    );
 }
 
 fn time_range_half_open<S: MetricStore>(s: &mut S) {
