@@ -1,0 +1,6 @@
+//! The evaluation harness: the source of every accuracy figure novaml publishes.
+//!
+//! - [`nab`]: the Numenta Anomaly Benchmark v1.1 scorer (corpus loading, row weights, the
+//!   corpus-wide threshold sweep, normalised scores for the three cost profiles).
+
+pub mod nab;
