@@ -263,7 +263,7 @@ pub fn score(corpus: &Corpus, scores: &[Vec<f64>], profile: Profile) -> Result<N
         let mut wi = 0usize;
         let mut prev: Option<(usize, usize)> = None;
         let mut counted: Vec<Option<usize>> = vec![None; file.windows.len()];
-        for i in 0..n {
+        for (i, &row_score) in s.iter().enumerate() {
             while wi < file.windows.len() && file.windows[wi].1 < i {
                 let (s0, e0) = file.windows[wi];
                 prev = Some((e0, e0 - s0 + 1));
@@ -286,7 +286,7 @@ pub fn score(corpus: &Corpus, scores: &[Vec<f64>], profile: Profile) -> Result<N
                         n_windows - 1
                     });
                     Row {
-                        score: s[i],
+                        score: row_score,
                         window: Some(id),
                         weight: sigmoid(pos) / max_tp,
                     }
@@ -300,7 +300,7 @@ pub fn score(corpus: &Corpus, scores: &[Vec<f64>], profile: Profile) -> Result<N
                         }
                     };
                     Row {
-                        score: s[i],
+                        score: row_score,
                         window: None,
                         weight: w,
                     }
