@@ -35,6 +35,8 @@ enum Command {
     Collect(commands::collect::Args),
     /// Compute features of one series from a file (CSV in, feature table CSV out).
     Features(commands::features::Args),
+    /// Evaluate on real data (NAB anomaly benchmark, …) and print the figures.
+    Eval(commands::eval::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,9 +53,19 @@ fn main() -> ExitCode {
         Command::Demo(args) => commands::demo::run(args),
         Command::Collect(args) => commands::collect::run(args),
         Command::Features(args) => commands::features::run(args),
+        Command::Eval(args) => commands::eval::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`novaml … | head`) is the reader's choice, not a failure.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

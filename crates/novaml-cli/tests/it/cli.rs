@@ -58,3 +58,40 @@ fn features_of_a_real_nab_file() {
     assert_eq!(rows[1][lag1], "0.132");
     assert_eq!(rows[0][lag1], "", "no history yet: empty cell");
 }
+
+#[test]
+fn eval_nab_writes_nab_format_results_and_scores_the_detector() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nab = novaml_testing::shared_data()
+        .expect("../shared/data beside the repository")
+        .join("nab");
+    let out = dir.path().join("results");
+    let json = dir.path().join("scores.json");
+    let (ok, stdout, err) = novaml(
+        &[
+            "eval",
+            "nab",
+            "--data",
+            nab.to_str().expect("path"),
+            "--out",
+            out.to_str().expect("path"),
+            "--json",
+            json.to_str().expect("path"),
+        ],
+        dir.path(),
+    );
+    assert!(ok, "{err}");
+    assert!(stdout.contains("standard"), "{stdout}");
+    let scores: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid json");
+    let standard = scores[0]["normalized"].as_f64().expect("score");
+    // A floor against regressions (the default detector scored 65.4 when this was written),
+    // far above NAB's random detector (14.8).
+    assert!(standard >= 60.0, "NAB standard score fell to {standard}");
+    let result =
+        std::fs::read_to_string(out.join("realAWSCloudwatch/ec2_cpu_utilization_24ae8d.csv"))
+            .expect("result file");
+    let mut lines = result.lines();
+    assert_eq!(lines.next(), Some("timestamp,value,anomaly_score"));
+    assert_eq!(lines.count(), 4032);
+}

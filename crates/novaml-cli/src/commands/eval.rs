@@ -1,0 +1,130 @@
+//! `novaml eval`: the evaluation commands that produce the figures we publish.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use novaml_anomaly::streaming::{StreamingDetector, StreamingParams};
+use novaml_eval::nab::{Corpus, PROFILES, score};
+
+/// Evaluations on real data.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum What {
+    /// Run the streaming anomaly detector over the NAB corpus and score it with NAB v1.1's rules.
+    ///
+    /// Reads every CSV under <DATA>/data that has windows in <DATA>/labels/combined_windows.json,
+    /// writes <OUT>/<category>/<name>.csv (timestamp,value,anomaly_score) per file, and prints the
+    /// normalised score for the three NAB profiles. The detector is streaming (each score uses
+    /// only earlier rows) and uses the same parameters on every file.
+    Nab(NabArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct NabArgs {
+    /// The NAB directory (holding data/ and labels/).
+    #[arg(long, default_value = "../shared/data/nab")]
+    data: PathBuf,
+    /// Where to write the per-file results.
+    #[arg(long, default_value = "nab-results")]
+    out: PathBuf,
+    /// Write the scores as JSON here too.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Detector parameters as TOML (keys of StreamingParams); the defaults otherwise.
+    #[arg(long, value_name = "FILE")]
+    params: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: Args) -> Result<()> {
+    match args.what {
+        What::Nab(a) => nab(a),
+    }
+}
+
+fn nab(a: NabArgs) -> Result<()> {
+    let corpus = Corpus::load(&a.data)
+        .with_context(|| format!("cannot load the NAB corpus in {}", a.data.display()))?;
+    anyhow::ensure!(
+        !corpus.files.is_empty(),
+        "no labelled data files under {}",
+        a.data.display()
+    );
+    let bar = indicatif::ProgressBar::new(corpus.files.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let params: StreamingParams = match &a.params {
+        Some(p) => toml::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        )
+        .with_context(|| format!("invalid detector parameters in {}", p.display()))?,
+        None => StreamingParams::default(),
+    };
+    let params = params.check()?;
+    let mut all = Vec::with_capacity(corpus.files.len());
+    for f in &corpus.files {
+        bar.set_message(f.name.clone());
+        let scores = StreamingDetector::score_series(params.clone(), &f.values);
+        let path = a.out.join(&f.name);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let mut w = std::io::BufWriter::new(
+            std::fs::File::create(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        );
+        writeln!(w, "timestamp,value,anomaly_score")?;
+        for ((t, v), s) in f.timestamps.iter().zip(&f.values).zip(&scores) {
+            let ts = chrono::DateTime::from_timestamp_millis(*t).map_or_else(
+                || t.to_string(),
+                |d| d.format("%Y-%m-%d %H:%M:%S").to_string(),
+            );
+            writeln!(w, "{ts},{v},{s}")?;
+        }
+        w.flush()?;
+        all.push(scores);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let results: Vec<_> = PROFILES
+        .iter()
+        .map(|p| score(&corpus, &all, *p))
+        .collect::<Result<_, _>>()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "NAB v1.1, {} files, {} windows",
+        corpus.files.len(),
+        corpus.files.iter().map(|f| f.windows.len()).sum::<usize>()
+    )?;
+    writeln!(
+        out,
+        "{:<20} {:>8} {:>10} {:>4} {:>4} {:>5}",
+        "profile", "score", "threshold", "TP", "FN", "FP"
+    )?;
+    for r in &results {
+        writeln!(
+            out,
+            "{:<20} {:>8.2} {:>10.4} {:>4} {:>4} {:>5}",
+            r.profile,
+            r.normalized,
+            r.threshold,
+            r.true_positives,
+            r.false_negatives,
+            r.false_positives
+        )?;
+    }
+    if let Some(p) = a.json {
+        std::fs::write(&p, serde_json::to_string_pretty(&results)?)
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(())
+}
