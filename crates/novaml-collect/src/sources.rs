@@ -12,10 +12,12 @@ use novaml_core::SourceError;
 
 use crate::CollectError;
 
-/// An HTTP client with a request timeout (the runner's timeout bounds the whole collection).
+/// An HTTP client. The runner's timeout bounds each collection and is the one that counts (as
+/// `kind="timeout"`); the client's own, twice as long, is only a backstop for callers without
+/// a runner.
 pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, CollectError> {
     reqwest::Client::builder()
-        .timeout(timeout)
+        .timeout(timeout * 2)
         .user_agent(concat!("novaml/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|source| CollectError::Http {

@@ -133,7 +133,7 @@ queries = [
 
     // 3. Prometheus hangs (SIGSTOP): the collector times out and retries; then it comes back.
     svc.prom.signal("STOP");
-    wait_for("timeouts counted", Duration::from_secs(20), || {
+    wait_for("timeouts counted", Duration::from_secs(30), || {
         metric_value(
             listen2_port,
             "novaml_collect_errors_total{source=\"prom\",kind=\"timeout\"}",
