@@ -5,9 +5,13 @@
 //!   by an anomaly likelihood (how far the recent deviations sit in the tail of their own
 //!   history).
 //!
-//! The isolation forest, incidents, feedback and alerting of issue #3 are not built yet.
+//! - [`isolation_forest`]: isolation forest and extended isolation forest, scikit-learn's
+//!   parameters and score definitions, seeded, parallel.
+//!
+//! Incidents, feedback and alerting (issue #3) are not built yet.
 
 mod error;
+pub mod isolation_forest;
 pub mod streaming;
 
 pub use error::AnomalyError;
