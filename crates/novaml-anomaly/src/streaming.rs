@@ -167,13 +167,31 @@ impl SortedWindow {
         }
     }
 
-    /// Median absolute deviation from `m`.
-    fn mad(&self, m: f64, scratch: &mut Vec<f64>) -> f64 {
-        scratch.clear();
-        scratch.extend(self.sorted.iter().map(|v| (v - m).abs()));
-        let n = scratch.len();
-        let (_, mid, _) = scratch.select_nth_unstable_by(n / 2, f64::total_cmp);
-        *mid
+    /// Median absolute deviation from the median `m`, without copying: the deviations left
+    /// and right of `m` are two sorted runs, merged up to the middle one (the element at index
+    /// `n/2` of the sorted deviations).
+    fn mad(&self, m: f64) -> f64 {
+        let s = &self.sorted;
+        let n = s.len();
+        let split = s.partition_point(|v| *v < m);
+        // Left run: m − s[split−1], m − s[split−2], …; right run: s[split] − m, s[split+1] − m, …
+        let (mut l, mut r) = (split, split);
+        let mut current = 0.0;
+        for _ in 0..=n / 2 {
+            let take_left = match (l > 0, r < n) {
+                (true, true) => m - s[l - 1] <= s[r] - m,
+                (true, false) => true,
+                (false, _) => false,
+            };
+            if take_left {
+                l -= 1;
+                current = m - s[l];
+            } else {
+                current = s[r] - m;
+                r += 1;
+            }
+        }
+        current
     }
 }
 
@@ -190,7 +208,6 @@ pub struct StreamingDetector {
     sum: f64,
     sum_sq: f64,
     seen: usize,
-    scratch: Vec<f64>,
     /// Recent likelihood scores, for suppression.
     emitted: VecDeque<f64>,
     /// Range of every value seen.
@@ -207,7 +224,7 @@ const MAX_PERIOD: usize = 1_008;
 /// Values kept for period estimation.
 const PERIOD_HISTORY: usize = 2 * MAX_PERIOD + 16;
 /// Rows between period estimates.
-const PERIOD_EVERY: usize = 256;
+const PERIOD_EVERY: usize = 512;
 
 /// The lag in `2..=max_lag` with the highest autocorrelation, if it exceeds 0.3 and is a local
 /// peak (so a slowly varying series does not report lag 2).
@@ -240,9 +257,9 @@ fn estimate_period(x: &VecDeque<f64>, max_lag: usize) -> Option<usize> {
 
 /// Robust z: deviation in MADs, with a floor so a flat baseline does not divide by zero (any
 /// change from a constant is then a large, finite deviation).
-fn robust_z(x: f64, w: &SortedWindow, scratch: &mut Vec<f64>) -> f64 {
+fn robust_z(x: f64, w: &SortedWindow) -> f64 {
     let m = w.median();
-    let mad = w.mad(m, scratch);
+    let mad = w.mad(m);
     let floor = 1e-3
         * (w.sorted[w.len() - 1] - w.sorted[0])
             .abs()
@@ -264,7 +281,6 @@ impl StreamingDetector {
             sum: 0.0,
             sum_sq: 0.0,
             seen: 0,
-            scratch: Vec::new(),
             emitted: VecDeque::new(),
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
@@ -292,16 +308,16 @@ impl StreamingDetector {
         self.max = self.max.max(x);
         // Deviation of this row against the baseline of earlier rows only.
         let raw = if self.values.len() >= 8 {
-            let zv = robust_z(x, &self.values, &mut self.scratch);
+            let zv = robust_z(x, &self.values);
             let zd = match diff {
-                Some(d) if self.diffs.len() >= 8 => robust_z(d, &self.diffs, &mut self.scratch),
+                Some(d) if self.diffs.len() >= 8 => robust_z(d, &self.diffs),
                 _ => 0.0,
             };
             // With a known season, a change at the same phase as one season ago is normal: the
             // seasonal difference replaces the plain one.
             match self.seasonal_diff(x) {
                 Some(sd) if self.seasonal_diffs.len() >= 8 => {
-                    zv.max(robust_z(sd, &self.seasonal_diffs, &mut self.scratch))
+                    zv.max(robust_z(sd, &self.seasonal_diffs))
                 }
                 _ => zv.max(zd),
             }
