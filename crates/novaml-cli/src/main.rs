@@ -29,11 +29,35 @@ struct Cli {
 enum Command {
     /// Run the main job on embedded defaults: collect this host and a simulated cluster into
     /// SQLite and serve /metrics and a status page.
+    ///
+    /// Collects this host (every 5 s) and a simulated cluster (3 hosts × 4 VMs and the platform's
+    /// transfer metrics, with injected incidents; 3 days of history on the first run) into SQLite
+    /// under --data-dir, and serves /metrics and a status page on --listen. Stop with Ctrl-C; a
+    /// restart continues where the stored data ends.
     Demo(commands::demo::Args),
-    /// Collect metrics once (a time range, exported to CSV/JSON lines or the store), or keep
-    /// collecting with --follow.
+    /// Collect metrics once (a range, to CSV/JSON lines or the store), or keep going (--follow).
+    ///
+    /// Sources come from --config and/or the quick flags (--prometheus with --query, --scrape,
+    /// --host, --file). Without --follow, each source is collected once: a Prometheus source fetches
+    /// the range --from..--to, the others their current values. With --follow, collection runs into
+    /// the store until Ctrl-C, resuming from the last stored point after a restart.
+    ///
+    /// Examples:
+    ///   novaml collect --prometheus http://127.0.0.1:9090 --query up=up --from 2h --out up.csv
+    ///   novaml collect --scrape http://127.0.0.1:9100/metrics --out node.jsonl
+    ///   novaml collect --config novaml.toml --follow --listen 127.0.0.1:8601
+    #[command(verbatim_doc_comment)]
     Collect(commands::collect::Args),
     /// Compute features of one series from a file (CSV in, feature table CSV out).
+    ///
+    /// Reads one series from a CSV or JSON-lines file and writes its features as CSV: `timestamp`
+    /// then one column per feature (calendar, rolling mean/std/min/max/quantiles, z-score, EWMA,
+    /// differences, lags, FFT spectra, rows since the last spike). Every feature of a row uses only
+    /// that row and earlier ones. Cells without enough history are empty.
+    ///
+    /// Example:
+    ///   novaml features --in ../shared/data/vm-traces/bitbrains/vm_194.csv --column cpu_pct --out f.csv
+    #[command(verbatim_doc_comment)]
     Features(commands::features::Args),
     /// Evaluate on real data (NAB anomaly benchmark, …) and print the figures.
     Eval(commands::eval::Args),

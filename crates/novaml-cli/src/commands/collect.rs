@@ -15,17 +15,8 @@ use novaml_store::SqliteStore;
 use super::pipeline::Pipeline;
 use crate::config::{Config, FileEntry, HostEntry, PromApiEntry, ScheduleEntry, ScrapeEntry};
 
-/// Sources come from --config and/or the quick flags (--prometheus with --query, --scrape,
-/// --host, --file). Without --follow, each source is collected once: a Prometheus source fetches
-/// the range --from..--to, the others their current values. With --follow, collection runs into
-/// the store until Ctrl-C, resuming from the last stored point after a restart.
-///
-/// Examples:
-///   novaml collect --prometheus http://127.0.0.1:9090 --query up=up --from 2h --out up.csv
-///   novaml collect --scrape http://127.0.0.1:9100/metrics --out node.jsonl
-///   novaml collect --config novaml.toml --follow --listen 127.0.0.1:8601
+/// Arguments of `novaml collect`.
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
 pub(crate) struct Args {
     /// Configuration file (see config/novaml.example.toml).
     #[arg(long, short)]

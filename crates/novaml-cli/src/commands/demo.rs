@@ -9,10 +9,7 @@ use anyhow::{Result, anyhow};
 use super::pipeline::Pipeline;
 use crate::config::{Config, HostEntry, ScheduleEntry, SimEntry};
 
-/// Collects this host (every 5 s) and a simulated cluster (3 hosts × 4 VMs and the platform's
-/// transfer metrics, with injected incidents; 3 days of history on the first run) into SQLite
-/// under --data-dir, and serves /metrics and a status page on --listen. Stop with Ctrl-C; a
-/// restart continues where the stored data ends.
+/// Arguments of `novaml demo`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Address of the HTTP server.

@@ -7,15 +7,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use novaml_collect::sources::file::{FileConfig, import};
 use novaml_features::{FeatureConfig, build};
 
-/// Reads one series from a CSV or JSON-lines file and writes its features as CSV: `timestamp`
-/// then one column per feature (calendar, rolling mean/std/min/max/quantiles, z-score, EWMA,
-/// differences, lags, FFT spectra, rows since the last spike). Every feature of a row uses only
-/// that row and earlier ones. Cells without enough history are empty.
-///
-/// Example:
-///   novaml features --in ../shared/data/vm-traces/bitbrains/vm_194.csv --column cpu_pct --out f.csv
+/// Arguments of `novaml features`.
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
 pub(crate) struct Args {
     /// Input file (CSV or JSON lines; see `novaml collect --file`).
     #[arg(long = "in", value_name = "FILE")]
