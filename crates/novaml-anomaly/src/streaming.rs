@@ -16,6 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::AnomalyError;
 
+/// The default operating point: a score at or above this is an anomaly. Scores are
+/// `−log10(tail probability)/12`, so 0.5 means a deviation with a tail probability of 10⁻⁶ (or a
+/// new extreme, which scores 1).
+pub const DEFAULT_THRESHOLD: f64 = 0.5;
+
 /// Hyperparameters (unchecked). Build with [`StreamingParams::default`] and the setters, then
 /// [`StreamingParams::check`] into [`ValidStreamingParams`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

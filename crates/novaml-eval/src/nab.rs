@@ -366,9 +366,95 @@ pub fn score(corpus: &Corpus, scores: &[Vec<f64>], profile: Profile) -> Result<N
     })
 }
 
+/// Point-wise rates at a fixed threshold, over post-probation rows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PointRates {
+    /// The threshold: a row is flagged when its score ≥ this.
+    pub threshold: f64,
+    /// Flagged rows outside windows / rows outside windows.
+    pub false_positive_rate: f64,
+    /// Flagged rows inside windows / rows inside windows.
+    pub point_recall: f64,
+    /// Windows with at least one flagged row / windows.
+    pub window_recall: f64,
+}
+
+/// Point-wise false-positive rate and recall of a detector at `threshold`.
+pub fn point_rates(
+    corpus: &Corpus,
+    scores: &[Vec<f64>],
+    threshold: f64,
+) -> Result<PointRates, NabError> {
+    if scores.len() != corpus.files.len() {
+        return Err(NabError::Scores {
+            file: String::new(),
+            reason: format!(
+                "{} score lists for {} files",
+                scores.len(),
+                corpus.files.len()
+            ),
+        });
+    }
+    let (mut out_rows, mut out_flag, mut in_rows, mut in_flag, mut windows, mut hit) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    for (file, s) in corpus.files.iter().zip(scores) {
+        if s.len() != file.timestamps.len() {
+            return Err(NabError::Scores {
+                file: file.name.clone(),
+                reason: format!("{} scores for {} rows", s.len(), file.timestamps.len()),
+            });
+        }
+        let p = file.probation();
+        let mut inside = vec![false; s.len()];
+        for &(a, b) in &file.windows {
+            if b < p {
+                continue;
+            }
+            windows += 1;
+            hit += u64::from((a.max(p)..=b).any(|i| s[i] >= threshold));
+            for flag in &mut inside[a..=b] {
+                *flag = true;
+            }
+        }
+        for i in p..s.len() {
+            let flagged = u64::from(s[i] >= threshold);
+            if inside[i] {
+                in_rows += 1;
+                in_flag += flagged;
+            } else {
+                out_rows += 1;
+                out_flag += flagged;
+            }
+        }
+    }
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    Ok(PointRates {
+        threshold,
+        false_positive_rate: ratio(out_flag, out_rows),
+        point_recall: ratio(in_flag, in_rows),
+        window_recall: ratio(hit, windows),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn point_rates_count_rows_and_windows() {
+        // 100 rows, probation 15, window 50..=59; flags at 20 (outside), 55, 56 (inside).
+        let corpus = Corpus {
+            files: vec![file(100, vec![(50, 59)])],
+        };
+        let mut s = vec![0.0; 100];
+        for i in [3, 20, 55, 56] {
+            s[i] = 1.0;
+        }
+        let r = point_rates(&corpus, &[s], 0.5).expect("rates");
+        assert!((r.false_positive_rate - 1.0 / 75.0).abs() < 1e-12, "{r:?}");
+        assert!((r.point_recall - 0.2).abs() < 1e-12);
+        assert_eq!(r.window_recall, 1.0);
+    }
 
     fn file(n: usize, windows: Vec<(usize, usize)>) -> NabFile {
         NabFile {

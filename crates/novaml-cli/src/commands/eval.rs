@@ -4,8 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use novaml_anomaly::streaming::DEFAULT_THRESHOLD;
 use novaml_anomaly::streaming::{StreamingDetector, StreamingParams};
-use novaml_eval::nab::{Corpus, PROFILES, score};
+use novaml_eval::nab::{Corpus, PROFILES, point_rates, score};
 
 /// Evaluations on real data.
 #[derive(Debug, clap::Args)]
@@ -122,8 +123,18 @@ fn nab(a: NabArgs) -> Result<()> {
             r.false_positives
         )?;
     }
+    let rates = point_rates(&corpus, &all, DEFAULT_THRESHOLD)?;
+    writeln!(
+        out,
+        "default operating point (score >= {}): point-wise FP rate {:.2} %, point recall {:.2} %, windows detected {:.1} %",
+        rates.threshold,
+        100.0 * rates.false_positive_rate,
+        100.0 * rates.point_recall,
+        100.0 * rates.window_recall
+    )?;
     if let Some(p) = a.json {
-        std::fs::write(&p, serde_json::to_string_pretty(&results)?)
+        let json = serde_json::json!({ "profiles": results, "default_operating_point": rates });
+        std::fs::write(&p, serde_json::to_string_pretty(&json)?)
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
     Ok(())

@@ -84,7 +84,14 @@ fn eval_nab_writes_nab_format_results_and_scores_the_detector() {
     assert!(stdout.contains("standard"), "{stdout}");
     let scores: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid json");
-    let standard = scores[0]["normalized"].as_f64().expect("score");
+    let standard = scores["profiles"][0]["normalized"].as_f64().expect("score");
+    let fpr = scores["default_operating_point"]["false_positive_rate"]
+        .as_f64()
+        .expect("fpr");
+    assert!(
+        fpr < 0.05,
+        "point-wise FP rate {fpr} at the default operating point"
+    );
     // A floor against regressions (the default detector scored 64.8 when this was written),
     // far above NAB's random detector (14.8).
     assert!(standard >= 60.0, "NAB standard score fell to {standard}");
