@@ -38,14 +38,15 @@ pub struct StreamingParams {
 impl Default for StreamingParams {
     fn default() -> Self {
         // Chosen by a small grid on NAB's dev corpus (`novaml eval nab --params`), the same for
-        // every series: 1,000-row robust baseline, 3-row average, 2,000-row likelihood history,
-        // 20-row suppression, new extremes beyond 5 % of the seen range, seasonal differences.
+        // every series, from the middle of a plateau (neighbours within 1 point): 1,000-row
+        // robust baseline, 2-row average, 2,000-row likelihood history, 30-row suppression, new
+        // extremes beyond 5 % of the seen range, seasonal differences.
         Self {
             baseline_window: 1_000,
-            short_window: 3,
+            short_window: 2,
             history_window: 2_000,
             min_history: 40,
-            suppress: 20,
+            suppress: 30,
             spatial_tolerance: 0.05,
             seasonal: true,
         }
@@ -318,12 +319,11 @@ impl StreamingDetector {
                 Some(d) if self.diffs.len() >= 8 => robust_z(d, &self.diffs),
                 _ => 0.0,
             };
-            // With a known season, a change at the same phase as one season ago is normal: the
-            // seasonal difference replaces the plain one.
+            // With a known season the deviation from the same phase one season ago replaces both:
+            // seasonal values are multi-modal (a median/MAD baseline calls every peak abnormal)
+            // and a change at the usual phase is normal.
             match self.seasonal_diff(x) {
-                Some(sd) if self.seasonal_diffs.len() >= 8 => {
-                    zv.max(robust_z(sd, &self.seasonal_diffs))
-                }
+                Some(sd) if self.seasonal_diffs.len() >= 8 => robust_z(sd, &self.seasonal_diffs),
                 _ => zv.max(zd),
             }
             .ln_1p()
@@ -341,9 +341,14 @@ impl StreamingDetector {
             if self.seen % PERIOD_EVERY == PERIOD_EVERY - 1 {
                 let p = estimate_period(&self.past, MAX_PERIOD);
                 if p != self.period {
-                    // A new season makes old seasonal differences meaningless.
+                    // A new season makes old seasonal differences meaningless, and the deviations
+                    // measured without it (every seasonal jump looked abnormal) a wrong history
+                    // for the likelihood.
                     self.seasonal_diffs = SortedWindow::new(self.p.baseline_window);
                     self.period = p;
+                    self.history.clear();
+                    self.sum = 0.0;
+                    self.sum_sq = 0.0;
                 }
             }
         }
