@@ -11,6 +11,7 @@
 //! Incidents, feedback and alerting (issue #3) are not built yet.
 
 mod error;
+pub mod incident;
 pub mod isolation_forest;
 pub mod streaming;
 

@@ -219,6 +219,8 @@ pub struct StreamingDetector {
     /// Range of every value seen.
     min: f64,
     max: f64,
+    last_likelihood: f64,
+    last_baseline: f64,
     /// Recent values (for the season), newest last.
     past: VecDeque<f64>,
     period: Option<usize>,
@@ -229,6 +231,9 @@ pub struct StreamingDetector {
 const MAX_PERIOD: usize = 1_008;
 /// Values kept for period estimation.
 const PERIOD_HISTORY: usize = 2 * MAX_PERIOD + 16;
+/// A row whose deviation `ln(1 + z)` exceeds this (z ≈ 20 robust deviations) is not
+/// remembered as the seasonal reference.
+const ANOMALOUS_RAW: f64 = 3.0;
 /// Rows between period estimates.
 const PERIOD_EVERY: usize = 512;
 
@@ -290,6 +295,8 @@ impl StreamingDetector {
             emitted: VecDeque::new(),
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
+            last_likelihood: 0.0,
+            last_baseline: 0.0,
             past: VecDeque::with_capacity(PERIOD_HISTORY + 1),
             period: None,
             seasonal_diffs: SortedWindow::new(p.baseline_window),
@@ -307,12 +314,19 @@ impl StreamingDetector {
         let range = self.max - self.min;
         let tol = self.p.spatial_tolerance * range;
         let new_extreme = self.p.spatial_tolerance > 0.0
-            && self.seen >= self.p.min_history
+            // A young series reaches new extremes as a matter of course: wait for a quarter
+            // of a baseline of history.
+            && self.seen >= self.p.min_history.max(self.p.baseline_window / 4)
             && range > 0.0
             && (x > self.max + tol || x < self.min - tol);
         self.min = self.min.min(x);
         self.max = self.max.max(x);
         // Deviation of this row against the baseline of earlier rows only.
+        self.last_baseline = if self.values.len() > 0 {
+            self.values.median()
+        } else {
+            x
+        };
         let raw = if self.values.len() >= 8 {
             let zv = robust_z(x, &self.values);
             let zd = match diff {
@@ -334,7 +348,15 @@ impl StreamingDetector {
             if let Some(sd) = self.seasonal_diff(x) {
                 self.seasonal_diffs.push(sd);
             }
-            self.past.push_back(x);
+            // An anomalous value would come back as an anomaly one season later (comparing
+            // against it): remember the expected value instead.
+            let remembered = match self.seasonal_diff(x) {
+                Some(_) if raw > ANOMALOUS_RAW => {
+                    self.past[self.past.len() - self.period.unwrap_or(1)]
+                }
+                _ => x,
+            };
+            self.past.push_back(remembered);
             if self.past.len() > PERIOD_HISTORY {
                 self.past.pop_front();
             }
@@ -377,6 +399,7 @@ impl StreamingDetector {
             0.0
         };
         let score = if new_extreme { 1.0 } else { score };
+        self.last_likelihood = score;
         self.history.push_back(avg);
         self.sum += avg;
         self.sum_sq += avg * avg;
@@ -396,6 +419,17 @@ impl StreamingDetector {
             self.emitted.pop_front();
         }
         if score > prior { score } else { 0.0 }
+    }
+
+    /// The score of the last row before suppression: how abnormal it is, even when it only
+    /// continues an anomaly already reported.
+    pub fn likelihood(&self) -> f64 {
+        self.last_likelihood
+    }
+
+    /// The median of the trailing baseline the last row was compared with.
+    pub fn baseline(&self) -> f64 {
+        self.last_baseline
     }
 
     /// `x − (value one period ago)`, when a period is known and that far back is kept.

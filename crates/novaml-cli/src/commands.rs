@@ -2,6 +2,7 @@
 
 pub(crate) mod collect;
 pub(crate) mod demo;
+pub(crate) mod detect;
 pub(crate) mod eval;
 pub(crate) mod features;
 pub(crate) mod pipeline;

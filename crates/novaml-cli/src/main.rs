@@ -59,6 +59,16 @@ enum Command {
     ///   novaml features --in ../shared/data/vm-traces/bitbrains/vm_194.csv --column cpu_pct --out f.csv
     #[command(verbatim_doc_comment)]
     Features(commands::features::Args),
+    /// Find the anomalies of one series in a file and print them as incidents (JSON).
+    ///
+    /// Runs the streaming detector (each score uses only earlier rows) and merges anomalous rows
+    /// into incidents with start, end, peak, baseline, type (from the metric name and direction),
+    /// severity and recommended actions.
+    ///
+    /// Example:
+    ///   novaml detect --in ../shared/data/nab/data/realAWSCloudwatch/ec2_cpu_utilization_24ae8d.csv
+    #[command(verbatim_doc_comment)]
+    Detect(commands::detect::Args),
     /// Evaluate on real data (NAB anomaly benchmark, …) and print the figures.
     Eval(commands::eval::Args),
 }
@@ -77,6 +87,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => commands::demo::run(args),
         Command::Collect(args) => commands::collect::run(args),
         Command::Features(args) => commands::features::run(args),
+        Command::Detect(args) => commands::detect::run(args),
         Command::Eval(args) => commands::eval::run(args),
     };
     match result {

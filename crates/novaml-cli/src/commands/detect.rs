@@ -1,0 +1,94 @@
+//! `novaml detect`: incidents of one series from a file.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow, bail};
+use novaml_anomaly::incident::detect;
+use novaml_anomaly::streaming::{DEFAULT_THRESHOLD, StreamingParams};
+use novaml_collect::sources::file::{FileConfig, import};
+
+/// Arguments of `novaml detect`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Input file (CSV or JSON lines; see `novaml collect --file`).
+    #[arg(long = "in", value_name = "FILE")]
+    input: PathBuf,
+    /// The value column (metric name after import); required when the file has several.
+    #[arg(long)]
+    column: Option<String>,
+    /// A row is anomalous when its score is at least this (scores are in [0, 1]).
+    #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
+    threshold: f64,
+    /// Anomalies closer than this many rows to an open incident join it.
+    #[arg(long, default_value_t = 12)]
+    merge_gap: usize,
+    /// Write the incidents here (JSON) instead of stdout.
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: Args) -> Result<()> {
+    if !(0.0..=1.0).contains(&args.threshold) {
+        bail!("--threshold {} is outside [0, 1]", args.threshold);
+    }
+    let columns = args.column.iter().cloned().collect();
+    let imported = import(&FileConfig {
+        path: args.input.clone(),
+        columns,
+        ..FileConfig::default()
+    })?;
+    let series = match imported.series.len() {
+        0 => bail!(
+            "{} has no series{}",
+            args.input.display(),
+            args.column
+                .as_ref()
+                .map(|c| format!(" named {c:?}"))
+                .unwrap_or_default()
+        ),
+        1 => &imported.series[0],
+        _ => {
+            let names: Vec<&str> = imported
+                .series
+                .iter()
+                .map(|s| s.key.name.as_str())
+                .collect();
+            bail!(
+                "{} has several columns ({}); pick one with --column",
+                args.input.display(),
+                names.join(", ")
+            )
+        }
+    };
+    let params = StreamingParams::default()
+        .check()
+        .map_err(|e| anyhow!("{e}"))?;
+    let incidents = detect(
+        &series.key.name,
+        &series.timestamps(),
+        &series.values(),
+        params,
+        args.threshold,
+        args.merge_gap,
+    );
+    let json = serde_json::json!({
+        "series": series.key.to_string(),
+        "rows": series.points.len(),
+        "threshold": args.threshold,
+        "incidents": incidents,
+    });
+    let text = serde_json::to_string_pretty(&json)?;
+    match &args.out {
+        Some(p) => {
+            std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?
+        }
+        None => println!("{text}"),
+    }
+    eprintln!(
+        "{} incidents in {} rows of {}",
+        incidents.len(),
+        series.points.len(),
+        args.input.display()
+    );
+    Ok(())
+}
