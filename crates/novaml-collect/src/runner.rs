@@ -241,12 +241,8 @@ impl SourceTask {
             }
             let started = Instant::now();
             let Some(collected) = self.attempt(&name, &mut shutdown).await else {
-                // Stopped (fatal error) or shutting down.
-                if *shutdown.borrow() {
-                    break;
-                }
-                next = started + self.schedule.interval;
-                continue;
+                // A fatal error (the source is stopped; the others go on) or shutdown.
+                break;
             };
             let Some(collected) = collected else {
                 next = started + self.schedule.interval;

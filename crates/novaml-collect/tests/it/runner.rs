@@ -229,3 +229,60 @@ async fn failed_store_writes_are_retried_and_nothing_is_lost() {
     want.sort_by(|a, b| a.key.cmp(&b.key));
     assert_eq!(stored, want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_error_stops_that_source_only() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    // 404: the path is wrong; retrying cannot help.
+    let port = serve(Router::new().route(
+        "/other",
+        get(move || {
+            c.fetch_add(1, Ordering::SeqCst);
+            async { "up 1\n" }
+        }),
+    ))
+    .await;
+    let bad = PrometheusScrape::new(
+        ScrapeConfig {
+            name: "bad".into(),
+            url: format!("http://127.0.0.1:{port}/metrics"),
+            job: None,
+            max_labels: 64,
+        },
+        Duration::from_secs(1),
+    )
+    .expect("source");
+    let good = PrometheusScrape::new(
+        ScrapeConfig {
+            name: "good".into(),
+            url: format!("http://127.0.0.1:{port}/other"),
+            job: None,
+            max_labels: 64,
+        },
+        Duration::from_secs(1),
+    )
+    .expect("source");
+    let metrics = CollectMetrics::default();
+    let mut runner = Runner::new(4, metrics.clone());
+    runner.add(Box::new(bad), fast_schedule(1000));
+    runner.add(Box::new(good), fast_schedule(1000));
+    let (tx, rx) = watch::channel(false);
+    let handle = tokio::spawn(runner.run(SqliteStore::in_memory().expect("store"), rx));
+    while calls.load(Ordering::SeqCst) < 5 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tx.send(true).expect("stop");
+    handle.await.expect("join").expect("run");
+    assert_eq!(
+        metrics.errors("bad", "fatal"),
+        1,
+        "counted once, then the source stopped"
+    );
+    assert_eq!(
+        metrics.errors("bad", "transient"),
+        0,
+        "a 404 is not retried"
+    );
+    assert!(metrics.samples("good") >= 4, "the other source kept going");
+}
