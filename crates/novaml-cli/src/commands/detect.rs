@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, anyhow, bail};
 use novaml_anomaly::incident::detect;
 use novaml_anomaly::streaming::{DEFAULT_THRESHOLD, StreamingParams};
-use novaml_collect::sources::file::{FileConfig, import};
 
 /// Arguments of `novaml detect`.
 #[derive(Debug, clap::Args)]
@@ -31,35 +30,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     if !(0.0..=1.0).contains(&args.threshold) {
         bail!("--threshold {} is outside [0, 1]", args.threshold);
     }
-    let columns = args.column.iter().cloned().collect();
-    let imported = import(&FileConfig {
-        path: args.input.clone(),
-        columns,
-        ..FileConfig::default()
-    })?;
-    let series = match imported.series.len() {
-        0 => bail!(
-            "{} has no series{}",
-            args.input.display(),
-            args.column
-                .as_ref()
-                .map(|c| format!(" named {c:?}"))
-                .unwrap_or_default()
-        ),
-        1 => &imported.series[0],
-        _ => {
-            let names: Vec<&str> = imported
-                .series
-                .iter()
-                .map(|s| s.key.name.as_str())
-                .collect();
-            bail!(
-                "{} has several columns ({}); pick one with --column",
-                args.input.display(),
-                names.join(", ")
-            )
-        }
-    };
+    let (series, _) = super::one_series(&args.input, args.column.as_deref())?;
     let params = StreamingParams::default()
         .check()
         .map_err(|e| anyhow!("{e}"))?;

@@ -3,8 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, anyhow, bail};
-use novaml_collect::sources::file::{FileConfig, import};
+use anyhow::{Context, Result, anyhow};
 use novaml_features::{FeatureConfig, build};
 
 /// Arguments of `novaml features`.
@@ -33,35 +32,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         .with_context(|| format!("invalid feature settings in {}", p.display()))?,
         None => FeatureConfig::default(),
     };
-    let columns = args.column.iter().cloned().collect();
-    let imported = import(&FileConfig {
-        path: args.input.clone(),
-        columns,
-        ..FileConfig::default()
-    })?;
-    let series = match imported.series.len() {
-        0 => bail!(
-            "{} has no series{}",
-            args.input.display(),
-            args.column
-                .as_ref()
-                .map(|c| format!(" named {c:?}"))
-                .unwrap_or_default()
-        ),
-        1 => &imported.series[0],
-        _ => {
-            let names: Vec<&str> = imported
-                .series
-                .iter()
-                .map(|s| s.key.name.as_str())
-                .collect();
-            bail!(
-                "{} has several columns ({}); pick one with --column",
-                args.input.display(),
-                names.join(", ")
-            )
-        }
-    };
+    let (series, skipped) = super::one_series(&args.input, args.column.as_deref())?;
     let frame = build(&series.timestamps(), &series.values(), &cfg)
         .map_err(|e| anyhow!("{}: {e}", args.input.display()))?;
     let out: Box<dyn Write> = match &args.out {
@@ -98,7 +69,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         frame.rows(),
         frame.names.len(),
         args.input.display(),
-        imported.skipped.values().sum::<u64>()
+        skipped
     );
     Ok(())
 }
