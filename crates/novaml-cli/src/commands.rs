@@ -33,38 +33,49 @@ pub(crate) async fn termination() {
     }
 }
 
-/// Imports `input` and returns its one series (the one named `column` when given) and the number
-/// of rows or cells skipped on import: the input of the single-series commands (`features`,
-/// `detect`).
-pub(crate) fn one_series(
-    input: &std::path::Path,
-    column: Option<&str>,
-) -> anyhow::Result<(novaml_core::Series, u64)> {
-    use novaml_collect::sources::file::{FileConfig, import};
-    let columns = column.iter().map(|c| (*c).to_owned()).collect();
-    let mut imported = import(&FileConfig {
-        path: input.to_owned(),
-        columns,
-        ..FileConfig::default()
-    })?;
-    match imported.series.len() {
-        0 => anyhow::bail!(
-            "{} has no series{}",
-            input.display(),
-            column.map(|c| format!(" named {c:?}")).unwrap_or_default()
-        ),
-        1 => Ok((imported.series.remove(0), imported.skipped.values().sum())),
-        _ => {
-            let names: Vec<&str> = imported
-                .series
-                .iter()
-                .map(|s| s.key.name.as_str())
-                .collect();
-            anyhow::bail!(
-                "{} has several columns ({}); pick one with --column",
+/// The input of the single-series commands (`features`, `detect`): a file and, when it holds
+/// several series, which one.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SeriesInput {
+    /// Input file (CSV or JSON lines; see `novaml collect --file`).
+    #[arg(long = "in", value_name = "FILE")]
+    pub(crate) input: std::path::PathBuf,
+    /// The value column (metric name after import); required when the file has several.
+    #[arg(long)]
+    pub(crate) column: Option<String>,
+}
+
+impl SeriesInput {
+    /// Imports the file and returns its one series (the one named `--column` when given) and
+    /// the number of rows or cells skipped on import.
+    pub(crate) fn load(&self) -> anyhow::Result<(novaml_core::Series, u64)> {
+        use novaml_collect::sources::file::{FileConfig, import};
+        let (input, column) = (&self.input, self.column.as_deref());
+        let columns = column.iter().map(|c| (*c).to_owned()).collect();
+        let mut imported = import(&FileConfig {
+            path: input.clone(),
+            columns,
+            ..FileConfig::default()
+        })?;
+        match imported.series.len() {
+            0 => anyhow::bail!(
+                "{} has no series{}",
                 input.display(),
-                names.join(", ")
-            )
+                column.map(|c| format!(" named {c:?}")).unwrap_or_default()
+            ),
+            1 => Ok((imported.series.remove(0), imported.skipped.values().sum())),
+            _ => {
+                let names: Vec<&str> = imported
+                    .series
+                    .iter()
+                    .map(|s| s.key.name.as_str())
+                    .collect();
+                anyhow::bail!(
+                    "{} has several columns ({}); pick one with --column",
+                    input.display(),
+                    names.join(", ")
+                )
+            }
         }
     }
 }

@@ -131,6 +131,29 @@ fn parse_ts(s: &str) -> Option<i64> {
 }
 
 impl Corpus {
+    /// Checks that `scores` hold one list per file with one score per row.
+    pub fn check_scores(&self, scores: &[Vec<f64>]) -> Result<(), NabError> {
+        if scores.len() != self.files.len() {
+            return Err(NabError::Scores {
+                file: String::new(),
+                reason: format!(
+                    "{} score lists for {} files",
+                    scores.len(),
+                    self.files.len()
+                ),
+            });
+        }
+        for (file, s) in self.files.iter().zip(scores) {
+            if s.len() != file.timestamps.len() {
+                return Err(NabError::Scores {
+                    file: file.name.clone(),
+                    reason: format!("{} scores for {} rows", s.len(), file.timestamps.len()),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Loads `<dir>/data/**.csv` whose names appear in `<dir>/labels/combined_windows.json`.
     pub fn load(dir: &Path) -> Result<Self, NabError> {
         let labels_path = dir.join("labels/combined_windows.json");
@@ -237,27 +260,11 @@ struct Row {
 
 /// Scores one detector over the corpus. `scores[f]` are the per-row scores of `corpus.files[f]`.
 pub fn score(corpus: &Corpus, scores: &[Vec<f64>], profile: Profile) -> Result<NabScore, NabError> {
-    if scores.len() != corpus.files.len() {
-        return Err(NabError::Scores {
-            file: String::new(),
-            reason: format!(
-                "{} score lists for {} files",
-                scores.len(),
-                corpus.files.len()
-            ),
-        });
-    }
+    corpus.check_scores(scores)?;
     let max_tp = sigmoid(-1.0);
     let mut rows: Vec<Row> = Vec::new();
     let mut n_windows = 0usize;
     for (file, s) in corpus.files.iter().zip(scores) {
-        let n = file.timestamps.len();
-        if s.len() != n {
-            return Err(NabError::Scores {
-                file: file.name.clone(),
-                reason: format!("{} scores for {n} rows", s.len()),
-            });
-        }
         let p = file.probation();
         // `wi`: the first window not yet ended; `prev`: (end row, width) of the last one ended.
         let mut wi = 0usize;
@@ -385,25 +392,10 @@ pub fn point_rates(
     scores: &[Vec<f64>],
     threshold: f64,
 ) -> Result<PointRates, NabError> {
-    if scores.len() != corpus.files.len() {
-        return Err(NabError::Scores {
-            file: String::new(),
-            reason: format!(
-                "{} score lists for {} files",
-                scores.len(),
-                corpus.files.len()
-            ),
-        });
-    }
+    corpus.check_scores(scores)?;
     let (mut out_rows, mut out_flag, mut in_rows, mut in_flag, mut windows, mut hit) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     for (file, s) in corpus.files.iter().zip(scores) {
-        if s.len() != file.timestamps.len() {
-            return Err(NabError::Scores {
-                file: file.name.clone(),
-                reason: format!("{} scores for {} rows", s.len(), file.timestamps.len()),
-            });
-        }
         let p = file.probation();
         let mut inside = vec![false; s.len()];
         for &(a, b) in &file.windows {

@@ -9,12 +9,8 @@ use novaml_anomaly::streaming::{DEFAULT_THRESHOLD, StreamingParams};
 /// Arguments of `novaml detect`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Input file (CSV or JSON lines; see `novaml collect --file`).
-    #[arg(long = "in", value_name = "FILE")]
-    input: PathBuf,
-    /// The value column (metric name after import); required when the file has several.
-    #[arg(long)]
-    column: Option<String>,
+    #[command(flatten)]
+    series: super::SeriesInput,
     /// A row is anomalous when its score is at least this (scores are in [0, 1]).
     #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
     threshold: f64,
@@ -30,7 +26,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     if !(0.0..=1.0).contains(&args.threshold) {
         bail!("--threshold {} is outside [0, 1]", args.threshold);
     }
-    let (series, _) = super::one_series(&args.input, args.column.as_deref())?;
+    let (series, _) = args.series.load()?;
     let params = StreamingParams::default()
         .check()
         .map_err(|e| anyhow!("{e}"))?;
@@ -59,7 +55,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         "{} incidents in {} rows of {}",
         incidents.len(),
         series.points.len(),
-        args.input.display()
+        args.series.input.display()
     );
     Ok(())
 }

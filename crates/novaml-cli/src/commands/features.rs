@@ -9,12 +9,8 @@ use novaml_features::{FeatureConfig, build};
 /// Arguments of `novaml features`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Input file (CSV or JSON lines; see `novaml collect --file`).
-    #[arg(long = "in", value_name = "FILE")]
-    input: PathBuf,
-    /// The value column (metric name after import); required when the file has several.
-    #[arg(long)]
-    column: Option<String>,
+    #[command(flatten)]
+    series: super::SeriesInput,
     /// Output CSV (stdout when unset).
     #[arg(long, short)]
     out: Option<PathBuf>,
@@ -32,9 +28,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
         .with_context(|| format!("invalid feature settings in {}", p.display()))?,
         None => FeatureConfig::default(),
     };
-    let (series, skipped) = super::one_series(&args.input, args.column.as_deref())?;
+    let (series, skipped) = args.series.load()?;
     let frame = build(&series.timestamps(), &series.values(), &cfg)
-        .map_err(|e| anyhow!("{}: {e}", args.input.display()))?;
+        .map_err(|e| anyhow!("{}: {e}", args.series.input.display()))?;
     let out: Box<dyn Write> = match &args.out {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
@@ -68,7 +64,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         "{} rows × {} features from {} ({} rows skipped on import)",
         frame.rows(),
         frame.names.len(),
-        args.input.display(),
+        args.series.input.display(),
         skipped
     );
     Ok(())
