@@ -61,7 +61,29 @@ impl Default for StreamingParams {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidStreamingParams(StreamingParams);
 
+impl ValidStreamingParams {
+    /// The checked values.
+    pub fn get(&self) -> &StreamingParams {
+        &self.0
+    }
+}
+
 impl StreamingParams {
+    /// Rows after a score during which only a higher score is reported.
+    pub fn suppress_rows(&self) -> usize {
+        self.suppress
+    }
+
+    /// Rows of score history the likelihood compares against.
+    pub fn history_rows(&self) -> usize {
+        self.history_window
+    }
+
+    /// Rows seen before any score above 0.
+    pub fn min_history_rows(&self) -> usize {
+        self.min_history
+    }
+
     /// Rows of the robust baseline (≥ 8).
     pub fn baseline_window(mut self, n: usize) -> Self {
         self.baseline_window = n;
@@ -151,14 +173,14 @@ impl StreamingParams {
 
 /// A sorted window supporting insert/remove and median/MAD.
 #[derive(Debug, Clone, Default)]
-struct SortedWindow {
+pub(crate) struct SortedWindow {
     order: VecDeque<f64>,
     sorted: Vec<f64>,
     cap: usize,
 }
 
 impl SortedWindow {
-    fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         Self {
             order: VecDeque::with_capacity(cap + 1),
             sorted: Vec::with_capacity(cap + 1),
@@ -166,7 +188,7 @@ impl SortedWindow {
         }
     }
 
-    fn push(&mut self, x: f64) {
+    pub(crate) fn push(&mut self, x: f64) {
         self.order.push_back(x);
         let i = self.sorted.partition_point(|v| *v < x);
         self.sorted.insert(i, x);
@@ -178,8 +200,13 @@ impl SortedWindow {
         }
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.sorted.len()
+    }
+
+    /// Ascending values.
+    pub(crate) fn sorted(&self) -> &[f64] {
+        &self.sorted
     }
 
     fn median(&self) -> f64 {
@@ -222,7 +249,7 @@ impl SortedWindow {
 /// The anomaly likelihood of one ensemble member: the mean of its last `short_window` deviations
 /// against the mean and spread of that average over the last `history_window` rows.
 #[derive(Debug, Clone)]
-struct Tail {
+pub(crate) struct Tail {
     recent: VecDeque<f64>,
     history: VecDeque<f64>,
     /// Running sums over `history` for its mean and variance.
@@ -231,7 +258,7 @@ struct Tail {
 }
 
 impl Tail {
-    fn new(p: &StreamingParams) -> Self {
+    pub(crate) fn new(p: &StreamingParams) -> Self {
         Self {
             recent: VecDeque::with_capacity(p.short_window + 1),
             history: VecDeque::with_capacity(p.history_window + 1),
@@ -242,7 +269,7 @@ impl Tail {
 
     /// Learns `raw` and returns the upper-tail probability of the recent average (1 while the
     /// history is shorter than `min_history`).
-    fn push(&mut self, raw: f64, p: &StreamingParams) -> f64 {
+    pub(crate) fn push(&mut self, raw: f64, p: &StreamingParams) -> f64 {
         self.recent.push_back(raw);
         if self.recent.len() > p.short_window {
             self.recent.pop_front();
@@ -282,7 +309,8 @@ impl Tail {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct MemberScore {
     /// The member: `level` (value, change or seasonal change vs the robust baseline),
-    /// `changepoint` (CUSUM) or `forecast` (Holt residual).
+    /// `changepoint` (CUSUM), `forecast` (Holt residual) or `new_extreme` (beyond the range seen
+    /// so far).
     pub member: &'static str,
     /// Its robust deviation (MADs for `level`/`forecast`, the CUSUM statistic for `changepoint`).
     pub deviation: f64,
@@ -342,6 +370,9 @@ pub struct StreamingDetector {
     last_likelihood: f64,
     last_deviation: Deviation,
     members: [MemberScore; 3],
+    /// How far beyond the seen range the last row went, in shares of the range, when it was a
+    /// new extreme.
+    new_extreme: Option<f64>,
     /// Recent values (for the season), newest last.
     past: VecDeque<f64>,
     period: Option<usize>,
@@ -411,7 +442,7 @@ fn robust_z(x: f64, w: &SortedWindow) -> f64 {
 }
 
 /// A tail probability as a score in `[0, 1]`: `−log10 q / 12`.
-fn score_of(q: f64) -> f64 {
+pub(crate) fn score_of(q: f64) -> f64 {
     (-(q.max(1e-300)).log10() / 12.0).clamp(0.0, 1.0)
 }
 
@@ -446,6 +477,7 @@ impl StreamingDetector {
                     score: 0.0,
                 },
             ],
+            new_extreme: None,
             past: VecDeque::with_capacity(PERIOD_HISTORY + 1),
             period: None,
             seasonal_diffs: SortedWindow::new(p.baseline_window),
@@ -478,6 +510,8 @@ impl StreamingDetector {
             && self.seen >= self.p.min_history.max(self.p.baseline_window / 4)
             && range > 0.0
             && (x > self.max + tol || x < self.min - tol);
+        self.new_extreme =
+            new_extreme.then(|| (x - self.max).max(self.min - x) / range.max(f64::MIN_POSITIVE));
         self.min = self.min.min(x);
         self.max = self.max.max(x);
         // Deviation of this row against the baseline of earlier rows only.
@@ -643,13 +677,19 @@ impl StreamingDetector {
         self.seen += 1;
     }
 
-    /// Each member's deviation and score for the last row.
+    /// Each member's deviation and score for the last row, and `new_extreme` (deviation: how
+    /// far past the seen range, in shares of it; score 1) when the row was one.
     pub fn members(&self) -> impl Iterator<Item = MemberScore> + '_ {
         let on = [true, self.p.changepoint, self.p.forecast];
         self.members
             .iter()
             .zip(on)
             .filter_map(|(m, on)| on.then_some(*m))
+            .chain(self.new_extreme.map(|d| MemberScore {
+                member: "new_extreme",
+                deviation: d,
+                score: 1.0,
+            }))
     }
 
     /// The last row's value against its trailing baseline (mean, median, p95, robust z).

@@ -3,8 +3,10 @@
 pub(crate) mod collect;
 pub(crate) mod demo;
 pub(crate) mod detect;
+pub(crate) mod detection;
 pub(crate) mod eval;
 pub(crate) mod features;
+pub(crate) mod incidents;
 pub(crate) mod pipeline;
 
 use std::future::Future;
@@ -77,6 +79,21 @@ impl SeriesInput {
                 )
             }
         }
+    }
+}
+
+impl SeriesInput {
+    /// Imports every series of the file (at least one).
+    pub(crate) fn load_all(&self) -> anyhow::Result<Vec<novaml_core::Series>> {
+        use novaml_collect::sources::file::{FileConfig, import};
+        let imported = import(&FileConfig {
+            path: self.input.clone(),
+            ..FileConfig::default()
+        })?;
+        if imported.series.is_empty() {
+            anyhow::bail!("{} has no series", self.input.display());
+        }
+        Ok(imported.series)
     }
 }
 

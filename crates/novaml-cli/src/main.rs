@@ -59,16 +59,31 @@ enum Command {
     ///   novaml features --in ../shared/data/vm-traces/bitbrains/vm_194.csv --column cpu_pct --out f.csv
     #[command(verbatim_doc_comment)]
     Features(commands::features::Args),
-    /// Find the anomalies of one series in a file and print them as incidents (JSON).
+    /// Find the anomalies in a file and print them as incidents (JSON).
     ///
     /// Runs the streaming detector (each score uses only earlier rows) and merges anomalous rows
-    /// into incidents with start, end, peak, baseline, type (from the metric name and direction),
-    /// severity and recommended actions.
+    /// into incidents with start, end, peak, type (from the metric name and direction), severity
+    /// (from the score and absolute limits per metric kind), the metrics that deviated most
+    /// (value, baseline mean, p95, z), the detectors' scores and recommended actions.
+    /// A file with several value columns and no --column is one entity (e.g. a VM): all its
+    /// metrics are scored together (multivariate). With --db the incidents are recorded (and
+    /// labelled later with `novaml incidents`); --alertmanager / --webhook deliver new ones.
     ///
-    /// Example:
+    /// Examples:
     ///   novaml detect --in ../shared/data/nab/data/realAWSCloudwatch/ec2_cpu_utilization_24ae8d.csv
+    ///   novaml detect --in ../shared/data/vm-traces/bitbrains/vm_194.csv --db incidents.db
+    ///   novaml detect --in latency.csv --alertmanager http://127.0.0.1:9093 \
+    ///     --maintenance '{host="h1"};2026-11-27T10:00:00Z;2026-11-27T12:00:00Z;kernel upgrade'
     #[command(verbatim_doc_comment)]
     Detect(commands::detect::Args),
+    /// List incidents, label them true/false positive, and see the precision the labels give.
+    ///
+    /// Examples:
+    ///   novaml incidents list --label none
+    ///   novaml incidents label 12 fp --note "backup window"
+    ///   novaml incidents stats
+    #[command(verbatim_doc_comment)]
+    Incidents(commands::incidents::Args),
     /// Evaluate on real data (NAB anomaly benchmark, …) and print the figures.
     Eval(commands::eval::Args),
 }
@@ -88,6 +103,7 @@ fn main() -> ExitCode {
         Command::Collect(args) => commands::collect::run(args),
         Command::Features(args) => commands::features::run(args),
         Command::Detect(args) => commands::detect::run(args),
+        Command::Incidents(args) => commands::incidents::run(args),
         Command::Eval(args) => commands::eval::run(args),
     };
     match result {

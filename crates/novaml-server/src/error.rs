@@ -15,6 +15,12 @@ pub enum ApiError {
     /// The request was malformed.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// No such resource.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A mutating request without the right bearer token.
+    #[error("unauthorized")]
+    Unauthorized,
 }
 
 #[derive(Serialize)]
@@ -35,6 +41,13 @@ impl IntoResponse for ApiError {
                 )
             }
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
+            Self::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
+            Self::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this endpoint needs `Authorization: Bearer <token>` with the server's token"
+                    .to_owned(),
+            ),
         };
         (status, Json(Body { kind, message })).into_response()
     }

@@ -2,16 +2,19 @@
 //! status and the status page. Later resources (predictions, incidents, plans, tuning) each add a
 //! module with its own `router()`.
 
+pub mod alerts;
 mod error;
+mod incidents;
 mod metrics;
 mod status;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use prometheus_client::registry::Registry;
 
 pub use error::ApiError;
+pub use incidents::{IncidentStats, incident_stats};
 pub use status::{PipelineStatus, SourceStatus, StatusProvider};
 
 /// Shared state of the HTTP handlers.
@@ -21,6 +24,10 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// Produces the current pipeline status on demand.
     pub status: Arc<dyn StatusProvider>,
+    /// The incident log, when detection runs (the incident endpoints answer 404 otherwise).
+    pub incidents: Option<Arc<Mutex<novaml_store::incidents::IncidentLog>>>,
+    /// Bearer token required by mutating endpoints (none: they are open, for local use only).
+    pub token: Option<String>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -33,6 +40,7 @@ impl std::fmt::Debug for AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(metrics::router())
+        .merge(incidents::router())
         .merge(status::router())
         .with_state(state)
 }

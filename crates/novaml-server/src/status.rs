@@ -103,6 +103,8 @@ mod tests {
         AppState {
             registry: Arc::new(registry),
             status: Arc::new(Fixed(status)),
+            incidents: None,
+            token: None,
         }
     }
 

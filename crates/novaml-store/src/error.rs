@@ -43,6 +43,17 @@ pub enum StoreError {
         /// Row key (head record id or chunk start).
         key: i64,
     },
+    /// A stored incident's JSON body does not parse.
+    #[error("incident {id} has a corrupt body: {source}")]
+    CorruptIncident {
+        /// Incident id.
+        id: i64,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+    /// A caller passed a value the store cannot accept.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
     /// The database was written by a newer novaml with an unknown schema.
     #[error("database schema version {found} is newer than this build supports ({supported})")]
     SchemaTooNew {

@@ -1,9 +1,11 @@
 //! [`MetricStore`](novaml_core::MetricStore) implementations.
 //!
 //! - [`SqliteStore`]: the embedded default, one SQLite file in WAL mode.
+//! - [`incidents::IncidentLog`]: detected incidents with operator feedback, in the same file.
 
 mod codec;
 mod error;
+pub mod incidents;
 mod sqlite;
 
 pub use error::StoreError;

@@ -158,6 +158,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
             listen: args.listen,
             stop_after: None,
             banner: Some("novaml collect: following; status at {url}".into()),
+            detection: None,
+            token: None,
         };
         return super::block_on(pipeline.run());
     }

@@ -4,9 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 
-use super::pipeline::Pipeline;
+use novaml_server::alerts::{Webhook, WebhookFormat};
+
+use super::pipeline::{DetectionSettings, Pipeline};
 use crate::config::{Config, HostEntry, ScheduleEntry, SimEntry};
 
 /// Arguments of `novaml demo`.
@@ -24,6 +26,51 @@ pub(crate) struct Args {
     /// Stop after this long (e.g. 30s, 5m); runs until Ctrl-C when unset.
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
     run_for: Option<Duration>,
+    /// Seconds between anomaly-detection passes over the store.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    detect_every: u64,
+    /// Send new incidents to this Alertmanager (base URL). Repeatable.
+    #[arg(long, value_name = "URL")]
+    alertmanager: Vec<String>,
+    /// Send new incidents to this URL as JSON. Repeatable.
+    #[arg(long, value_name = "URL")]
+    webhook: Vec<String>,
+}
+
+/// The API token: `NOVAML_TOKEN`, else the one saved under the data directory, else a new random
+/// one saved there (mode 0600).
+fn api_token(data_dir: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    if let Ok(t) = std::env::var("NOVAML_TOKEN")
+        && !t.trim().is_empty()
+    {
+        return Ok(t.trim().to_owned());
+    }
+    let path = data_dir.join("api-token");
+    if let Ok(t) = std::fs::read_to_string(&path)
+        && !t.trim().is_empty()
+    {
+        return Ok(t.trim().to_owned());
+    }
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for a new API token; set NOVAML_TOKEN")?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(
+        &mut options
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?,
+        token.as_bytes(),
+    )
+    .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(token)
 }
 
 fn parse_duration(s: &str) -> Result<Duration> {
@@ -52,6 +99,21 @@ pub(crate) fn run(args: Args) -> Result<()> {
         schedule: schedule("10s"),
     });
     cfg.check()?;
+    let token = api_token(&args.data_dir)?;
+    let mut webhooks: Vec<Webhook> = args
+        .alertmanager
+        .iter()
+        .map(|u| Webhook {
+            url: u.clone(),
+            format: WebhookFormat::Alertmanager,
+            bearer_token: None,
+        })
+        .collect();
+    webhooks.extend(args.webhook.iter().map(|u| Webhook {
+        url: u.clone(),
+        format: WebhookFormat::Json,
+        bearer_token: None,
+    }));
     let pipeline = Pipeline {
         store_path: args.data_dir.join("novaml.db"),
         sources: cfg.resolve_sources()?,
@@ -61,9 +123,14 @@ pub(crate) fn run(args: Args) -> Result<()> {
         listen: Some(args.listen),
         stop_after: args.run_for,
         banner: Some(format!(
-            "novaml demo: collecting this host and a SIMULATED cluster into {}\n  status page: {{url}}\n  metrics:     {{url}}metrics\nPress Ctrl-C to stop.",
+            "novaml demo: collecting this host and a SIMULATED cluster into {}\n  status page: {{url}}\n  metrics:     {{url}}metrics\n  incidents:   {{url}}api/incidents\n  API token:   {token} (for POST requests: Authorization: Bearer <token>)\nPress Ctrl-C to stop.",
             args.data_dir.join("novaml.db").display()
         )),
+        detection: Some(DetectionSettings {
+            interval: Duration::from_secs(args.detect_every),
+            webhooks,
+        }),
+        token: Some(token.clone()),
     };
     super::block_on(pipeline.run())
 }

@@ -8,14 +8,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use novaml_anomaly::metrics::AnomalyMetrics;
 use novaml_collect::{CollectMetrics, Runner};
 use novaml_core::MetricStore;
 use novaml_server::{AppState, PipelineStatus, SourceStatus, StatusProvider};
 use novaml_store::SqliteStore;
+use novaml_store::incidents::IncidentLog;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use super::detection::Detection;
 use crate::config::Resolved;
 
 /// What to run.
@@ -30,6 +33,18 @@ pub(crate) struct Pipeline {
     pub(crate) stop_after: Option<Duration>,
     /// Printed once the server listens (`{url}` is replaced).
     pub(crate) banner: Option<String>,
+    /// Live anomaly detection over the store, when set.
+    pub(crate) detection: Option<DetectionSettings>,
+    /// Bearer token for the API's mutating endpoints.
+    pub(crate) token: Option<String>,
+}
+
+/// How the pipeline runs live detection.
+pub(crate) struct DetectionSettings {
+    /// Between passes.
+    pub(crate) interval: Duration,
+    /// Alert receivers.
+    pub(crate) webhooks: Vec<novaml_server::alerts::Webhook>,
 }
 
 struct Status {
@@ -91,6 +106,18 @@ impl Pipeline {
         let store = open_store(&self.store_path)?;
         let mut registry = Registry::default();
         let metrics = CollectMetrics::register(&mut registry);
+        let anomaly_metrics = AnomalyMetrics::register(&mut registry);
+        let incident_log = match &self.detection {
+            Some(_) => Some(Arc::new(Mutex::new(
+                IncidentLog::open(&self.store_path).with_context(|| {
+                    format!(
+                        "cannot open the incident log in {}",
+                        self.store_path.display()
+                    )
+                })?,
+            ))),
+            None => None,
+        };
         let mut runner = Runner::new(self.buffer, metrics.clone()).with_seed(self.seed);
         let mut described = Vec::new();
         for r in self.sources {
@@ -104,6 +131,7 @@ impl Pipeline {
         }
         let (stop_tx, stop_rx) = watch::channel(false);
 
+        let mut base_url = None;
         let server = match self.listen {
             Some(addr) => {
                 let listener = tokio::net::TcpListener::bind(addr)
@@ -120,12 +148,15 @@ impl Pipeline {
                 let state = AppState {
                     registry: Arc::new(registry),
                     status: Arc::new(status),
+                    incidents: incident_log.clone(),
+                    token: self.token.clone(),
                 };
                 let mut rx = stop_rx.clone();
                 let handle = tokio::spawn(novaml_server::serve(listener, state, async move {
                     let _ = rx.wait_for(|s| *s).await;
                 }));
                 let url = format!("http://{local}/");
+                base_url = Some(format!("http://{local}"));
                 if let Some(b) = &self.banner {
                     println!("{}", b.replace("{url}", &url));
                 }
@@ -159,6 +190,30 @@ impl Pipeline {
                     }
                 }
             });
+        }
+
+        if let (Some(settings), Some(log)) = (self.detection, incident_log) {
+            let notifier = if settings.webhooks.is_empty() {
+                None
+            } else {
+                Some(novaml_server::alerts::Notifier::new(
+                    settings.webhooks,
+                    4,
+                    Duration::from_secs(1),
+                    Duration::from_secs(10),
+                )?)
+            };
+            let detection = Detection {
+                store_path: self.store_path.clone(),
+                log,
+                metrics: anomaly_metrics,
+                notifier,
+                interval: settings.interval,
+                lookback: Duration::from_secs(3 * 86_400),
+                max_rows: 3_000,
+                base_url: base_url.clone().unwrap_or_default(),
+            };
+            tokio::spawn(detection.run(stop_rx.clone()));
         }
 
         let stop_after = self.stop_after;

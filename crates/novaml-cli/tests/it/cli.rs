@@ -146,3 +146,157 @@ fn detect_reports_one_incident_per_event() {
     );
     assert!(!ok && err.contains("--threshold"), "{err}");
 }
+
+/// A latency series at 5-minute steps with a spike of `height` at each of `at`.
+fn latency_csv(path: &std::path::Path, at: &[i64], height: f64) {
+    let mut text = String::from("timestamp,latency_ms\n");
+    for i in 0..3_000i64 {
+        let base = 50.0
+            + 20.0 * (i as f64 * std::f64::consts::TAU / 288.0).sin()
+            + ((i * 7_919) % 13) as f64 * 0.1;
+        let v = if at.iter().any(|a| (*a..*a + 5).contains(&i)) {
+            base + height
+        } else {
+            base
+        };
+        text.push_str(&format!("{},{v}\n", 1_700_000_000 + i * 300));
+    }
+    std::fs::write(path, text).expect("write");
+}
+
+#[test]
+fn feedback_from_the_cli_raises_the_threshold_and_maintenance_suppresses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("latency.csv");
+    // Spikes that grow: the first ones will be labelled false positives.
+    latency_csv(&input, &[1_200, 1_600, 2_000, 2_400, 2_800], 12.0);
+    let inp = input.to_str().expect("path");
+    let (ok, stdout, err) = novaml(&["detect", "--in", inp, "--db", "inc.db"], dir.path());
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let incidents = v["incidents"].as_array().expect("incidents").clone();
+    assert!(incidents.len() >= 5, "{stdout}");
+    assert!(incidents.iter().all(|i| i["id"].is_i64()));
+    assert!(incidents[0]["contributors"][0]["baseline_p95"].is_f64());
+    // Re-running records nothing new: the log merges re-detections.
+    let (ok, _, err) = novaml(&["detect", "--in", inp, "--db", "inc.db"], dir.path());
+    assert!(ok, "{err}");
+    let (ok, list, _) = novaml(&["incidents", "--db", "inc.db", "list"], dir.path());
+    assert!(ok);
+    assert_eq!(list.lines().count(), incidents.len(), "{list}");
+
+    // Label every incident a false positive.
+    for i in &incidents {
+        let id = i["id"].to_string();
+        let (ok, _, err) = novaml(
+            &[
+                "incidents",
+                "--db",
+                "inc.db",
+                "label",
+                &id,
+                "fp",
+                "--note",
+                "noise",
+            ],
+            dir.path(),
+        );
+        assert!(ok, "{err}");
+    }
+    let (ok, stats, _) = novaml(&["incidents", "--db", "inc.db", "stats"], dir.path());
+    assert!(ok);
+    let s: serde_json::Value = serde_json::from_str(&stats).expect("json");
+    assert_eq!(s["overall"]["precision"], 0.0);
+    assert_eq!(s["overall"]["false_alarm_rate"], 1.0);
+    let series = incidents[0]["series"].as_str().expect("series");
+    let adapted = s["thresholds"]["per_series"][series]
+        .as_f64()
+        .expect("the series has its own threshold");
+    assert!(adapted > 0.5, "{stats}");
+    // The next run uses it and reports fewer incidents.
+    let (ok, stdout, err) = novaml(&["detect", "--in", inp, "--db", "inc.db"], dir.path());
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["threshold"].as_f64(), Some(adapted));
+    assert!(v["incidents"].as_array().expect("array").len() < incidents.len());
+
+    // Bad input to the feedback commands fails clearly.
+    let (ok, _, err) = novaml(
+        &["incidents", "--db", "inc.db", "label", "99999", "tp"],
+        dir.path(),
+    );
+    assert!(!ok && err.contains("no incident 99999"), "{err}");
+    let (ok, _, err) = novaml(
+        &["incidents", "--db", "inc.db", "label", "1", "maybe"],
+        dir.path(),
+    );
+    assert!(!ok && err.contains("tp or fp"), "{err}");
+    let (ok, _, err) = novaml(&["incidents", "--db", "missing.db", "stats"], dir.path());
+    assert!(!ok && err.contains("does not exist"), "{err}");
+
+    // A maintenance window over the last spike suppresses it; a malformed one is refused.
+    let window = "{__name__=\"latency_ms\"};2023-11-24T00:00:00Z;2023-11-30T00:00:00Z;upgrade";
+    let (ok, stdout, err) = novaml(
+        &["detect", "--in", inp, "--maintenance", window],
+        dir.path(),
+    );
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let inc = v["incidents"].as_array().expect("array");
+    let last = inc.last().expect("an incident");
+    assert_eq!(last["suppressed"], "upgrade", "{stdout}");
+    assert!(inc[0]["suppressed"].is_null());
+    let (ok, _, err) = novaml(
+        &["detect", "--in", inp, "--maintenance", "{x=1};a;b"],
+        dir.path(),
+    );
+    assert!(!ok && err.contains("--maintenance"), "{err}");
+}
+
+#[test]
+fn detect_scores_all_metrics_of_an_entity_together() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("vm.csv");
+    let mut text = String::from("timestamp,cpu_pct,net_rx_kbps\n");
+    for i in 0..3_000i64 {
+        // Deterministic load in [0, 1); CPU and network follow it together, except for a
+        // stretch where the network is busy and the CPU idle.
+        let hash = |x: u64| {
+            let mut z = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            (z ^ (z >> 31)) as f64 / u64::MAX as f64
+        };
+        let load = hash(i as u64);
+        let (c, n) = if (2_500..2_510).contains(&i) {
+            (0.1, 0.9)
+        } else {
+            (load, load)
+        };
+        text.push_str(&format!(
+            "{},{},{}\n",
+            1_700_000_000 + i * 300,
+            50.0 * c + hash(i as u64 + 1_000_000),
+            1_000.0 * n + 20.0 * hash(i as u64 + 2_000_000)
+        ));
+    }
+    std::fs::write(&input, text).expect("write");
+    let (ok, stdout, err) = novaml(
+        &["detect", "--in", input.to_str().expect("path")],
+        dir.path(),
+    );
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let inc = v["incidents"].as_array().expect("array");
+    let hit = inc
+        .iter()
+        .find(|i| {
+            i["start"].as_i64().is_some_and(|s| {
+                ((1_700_000_000 + 2_500 * 300) * 1000..=(1_700_000_000 + 2_510 * 300) * 1000)
+                    .contains(&s)
+            })
+        })
+        .unwrap_or_else(|| panic!("the broken correlation is found: {stdout}"));
+    assert_eq!(hit["contributors"].as_array().map(Vec::len), Some(2));
+    assert_eq!(hit["detectors"][2]["member"], "mahalanobis");
+    assert_eq!(inc.len(), 1, "only the break: {stdout}");
+}

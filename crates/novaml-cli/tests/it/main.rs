@@ -2,5 +2,6 @@
 //! node_exporter (Debian packages, started here on free loopback ports).
 
 mod cli;
+mod demo;
 mod env;
 mod prometheus;

@@ -1,0 +1,427 @@
+//! Multivariate detection per entity (a VM or a host): all its metrics at once.
+//!
+//! Each metric keeps its own [`StreamingDetector`]; a row of the entity is scored by two members:
+//!
+//! - **univariate**: the most anomalous metric's tail probability, times the number of metrics
+//!   (Bonferroni, so an entity with 20 metrics is not 20 times as noisy as one with one);
+//! - **isolation forest** over the vector of the metrics' signed robust z-scores, refitted every
+//!   `refit_every` rows on the trailing `window` rows (no look-ahead): it sees combinations that
+//!   no single metric shows, e.g. network traffic without the CPU that always comes with it;
+//! - **Mahalanobis distance** of the same vector from the window's mean under its (shrunk)
+//!   covariance, refitted with the forest: where metrics move together on a thin band (a
+//!   correlation), leaving the band is many standard deviations away even when the forest, whose
+//!   cuts see the band's long extent, scores it only a little above the band's ends.
+//!
+//! The three tail probabilities combine by Bonferroni again, and rows group into incidents as for
+//! one series, with the metrics ranked by their deviation at the peak as contributors.
+
+use std::collections::VecDeque;
+
+use novaml_core::{Series, SeriesKey};
+use serde::{Deserialize, Serialize};
+
+use crate::AnomalyError;
+use crate::incident::{Contributor, DetectConfig, Grouper, Incident, Peak};
+use crate::isolation_forest::{IsolationForest, IsolationForestParams, MaxSamples};
+use crate::streaming::{MemberScore, SortedWindow, StreamingDetector, Tail, score_of};
+
+/// Parameters of the joint member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MultivariateParams {
+    /// Rows the isolation forest is fitted on (the most recent ones).
+    pub window: usize,
+    /// Rows between refits.
+    pub refit_every: usize,
+    /// Trees of the forest.
+    pub n_estimators: usize,
+    /// Seed of the forest.
+    pub seed: u64,
+    /// Contributors listed per incident.
+    pub top: usize,
+}
+
+impl Default for MultivariateParams {
+    fn default() -> Self {
+        Self {
+            window: 1_000,
+            refit_every: 250,
+            n_estimators: 100,
+            seed: 1,
+            top: 5,
+        }
+    }
+}
+
+/// z-scores are clipped to this before the forest sees them (a spike is already the univariate
+/// member's; the forest is for unusual combinations).
+const Z_CLIP: f64 = 10.0;
+
+/// The tail probability of a score against the history of scores, by peaks over threshold
+/// (as SPOT, Siffer et al., KDD 2017): below the history's 90th percentile the empirical share of
+/// scores at least as high; above it `0.1 · exp(−(s − u)/β)`, the exponential fitted to the
+/// excesses over `u` (β their mean). Isolation-forest scores are bounded and skewed, so a
+/// Gaussian tail (as for the deviations) overstates how rare a high one is.
+#[derive(Debug)]
+struct PotTail {
+    history: SortedWindow,
+    min_history: usize,
+}
+
+impl PotTail {
+    fn new(window: usize, min_history: usize) -> Self {
+        Self {
+            history: SortedWindow::new(window),
+            min_history,
+        }
+    }
+
+    fn push(&mut self, s: f64) -> f64 {
+        let h = self.history.sorted();
+        let n = h.len();
+        let q = if n < self.min_history {
+            1.0
+        } else {
+            let k = (n as f64 * 0.9) as usize;
+            let u = h[k.min(n - 1)];
+            let tail = &h[k..];
+            let beta = (tail.iter().map(|x| x - u).sum::<f64>() / tail.len() as f64).max(1e-9);
+            if s <= u {
+                let at_least = n - h.partition_point(|x| *x < s);
+                at_least as f64 / n as f64
+            } else {
+                (tail.len() as f64 / n as f64) * (-(s - u) / beta).exp()
+            }
+        };
+        self.history.push(s);
+        q
+    }
+}
+
+/// A Gaussian model of the z-vectors: the mean and the Cholesky factor of the covariance, shrunk
+/// towards its diagonal so a degenerate window (a constant metric, perfectly collinear ones)
+/// still factors.
+#[derive(Debug)]
+struct Gaussian {
+    mean: Vec<f64>,
+    /// Lower-triangular, row-major `m × m`.
+    chol: Vec<f64>,
+    m: usize,
+}
+
+impl Gaussian {
+    fn fit(rows: &VecDeque<Vec<f64>>, m: usize) -> Option<Self> {
+        let n = rows.len() as f64;
+        let mut mean = vec![0.0; m];
+        for r in rows {
+            for (a, x) in mean.iter_mut().zip(r) {
+                *a += x / n;
+            }
+        }
+        let mut cov = vec![0.0; m * m];
+        for r in rows {
+            for i in 0..m {
+                for j in 0..=i {
+                    cov[i * m + j] += (r[i] - mean[i]) * (r[j] - mean[j]) / n;
+                }
+            }
+        }
+        let avg_var = (0..m).map(|i| cov[i * m + i]).sum::<f64>() / m as f64;
+        for i in 0..m {
+            cov[i * m + i] += 0.01 * avg_var + 1e-6;
+        }
+        // Cholesky–Banachiewicz on the lower triangle.
+        let mut l = vec![0.0; m * m];
+        for i in 0..m {
+            for j in 0..=i {
+                let s: f64 = (0..j).map(|k| l[i * m + k] * l[j * m + k]).sum();
+                if i == j {
+                    let d = cov[i * m + i] - s;
+                    if d <= 0.0 {
+                        return None;
+                    }
+                    l[i * m + i] = d.sqrt();
+                } else {
+                    l[i * m + j] = (cov[i * m + j] - s) / l[j * m + j];
+                }
+            }
+        }
+        Some(Self { mean, chol: l, m })
+    }
+
+    /// Mahalanobis distance of `z`.
+    fn distance(&self, z: &[f64]) -> f64 {
+        let m = self.m;
+        let mut y = vec![0.0; m];
+        for i in 0..m {
+            let s: f64 = (0..i).map(|k| self.chol[i * m + k] * y[k]).sum();
+            y[i] = (z[i] - self.mean[i] - s) / self.chol[i * m + i];
+        }
+        y.iter().map(|v| v * v).sum::<f64>().sqrt()
+    }
+}
+
+/// Aligns the series on the union of their timestamps (a metric missing at a timestamp is NaN
+/// there, which its detector skips).
+fn align(series: &[Series]) -> (Vec<i64>, Vec<Vec<f64>>) {
+    let mut ts: Vec<i64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.ts))
+        .collect();
+    ts.sort_unstable();
+    ts.dedup();
+    let cols = series
+        .iter()
+        .map(|s| {
+            let mut col = vec![f64::NAN; ts.len()];
+            for p in &s.points {
+                if let Ok(i) = ts.binary_search(&p.ts) {
+                    col[i] = p.value;
+                }
+            }
+            col
+        })
+        .collect();
+    (ts, cols)
+}
+
+/// Runs multivariate detection over the metrics of one entity. `entity` names the incidents
+/// (e.g. `{vm="vm-3"}`).
+pub fn detect_entity(
+    entity: &SeriesKey,
+    series: &[Series],
+    cfg: &DetectConfig,
+    mp: &MultivariateParams,
+) -> Result<Vec<Incident>, AnomalyError> {
+    if series.is_empty() {
+        return Err(AnomalyError::InvalidInput {
+            reason: format!("entity {entity} has no series"),
+        });
+    }
+    if mp.window < 64 || mp.refit_every == 0 || mp.n_estimators == 0 || mp.top == 0 {
+        return Err(AnomalyError::InvalidParam {
+            name: "multivariate",
+            reason: "window must be ≥ 64, refit_every, n_estimators and top ≥ 1".into(),
+        });
+    }
+    let m = series.len();
+    // Fully extended (random hyperplanes): axis-parallel cuts leave "ghost" regions between
+    // correlated metrics where an unseen combination looks normal (Hariri et al., 2019).
+    let forest_params = IsolationForestParams::default()
+        .n_estimators(mp.n_estimators)
+        .max_samples(MaxSamples::Count(256.min(mp.window)))
+        .extension_level(m - 1)
+        .seed(mp.seed)
+        .check()?;
+    let (ts, cols) = align(series);
+    let p = cfg.params.get();
+    let mut detectors: Vec<StreamingDetector> = (0..m)
+        .map(|_| StreamingDetector::new(cfg.params.clone()))
+        .collect();
+    let mut zs: VecDeque<Vec<f64>> = VecDeque::with_capacity(mp.window + 1);
+    let mut forest: Option<IsolationForest> = None;
+    let mut gaussian: Option<Gaussian> = None;
+    let mut maha_tail = Tail::new(p);
+    let mut forest_tail = PotTail::new(p.history_rows(), p.min_history_rows());
+    let mut emitted: VecDeque<f64> = VecDeque::new();
+    let mut g = Grouper::new(cfg.threshold, cfg.merge_gap);
+    let keys: Vec<SeriesKey> = series.iter().map(|s| s.key.clone()).collect();
+    let mut flat = Vec::with_capacity(mp.window * m);
+    for (i, &t) in ts.iter().enumerate() {
+        let mut z = vec![0.0; m];
+        let mut q_uni = 1.0f64;
+        for (j, d) in detectors.iter_mut().enumerate() {
+            let x = cols[j][i];
+            if x.is_finite() {
+                d.update(x);
+                q_uni = q_uni.min(10f64.powf(-12.0 * d.likelihood()));
+                z[j] = d.deviation().z.clamp(-Z_CLIP, Z_CLIP);
+            }
+        }
+        let q_uni = (q_uni * m as f64).min(1.0);
+        if i % mp.refit_every == 0 && zs.len() >= 64 {
+            flat.clear();
+            flat.extend(zs.iter().flatten());
+            forest = Some(forest_params.fit(&flat, m)?);
+            gaussian = Gaussian::fit(&zs, m);
+        }
+        let maha = gaussian.as_ref().map_or(0.0, |g| g.distance(&z));
+        let q_maha = if gaussian.is_some() {
+            maha_tail.push(maha.ln_1p(), p)
+        } else {
+            1.0
+        };
+        let if_raw = match &forest {
+            Some(f) => f.anomaly_score(&z)?[0],
+            None => 0.0,
+        };
+        let q_if = if forest.is_some() {
+            forest_tail.push(if_raw)
+        } else {
+            1.0
+        };
+        zs.push_back(z);
+        if zs.len() > mp.window {
+            zs.pop_front();
+        }
+        let likelihood = score_of((3.0 * q_uni.min(q_if).min(q_maha)).min(1.0));
+        let prior = emitted.iter().copied().fold(0.0, f64::max);
+        emitted.push_back(likelihood);
+        if emitted.len() > p.suppress_rows() {
+            emitted.pop_front();
+        }
+        let score = if p.suppress_rows() == 0 || likelihood > prior {
+            likelihood
+        } else {
+            0.0
+        };
+        g.push(i, t, score, likelihood, || {
+            let mut contributors: Vec<(f64, Contributor, &str)> = detectors
+                .iter()
+                .zip(&keys)
+                .enumerate()
+                .filter(|(j, _)| cols[*j][i].is_finite())
+                .map(|(_, (d, k))| {
+                    let dev = d.deviation();
+                    (dev.z.abs(), Contributor::new(k, &dev), k.name.as_str())
+                })
+                .collect();
+            contributors.sort_by(|a, b| b.0.total_cmp(&a.0));
+            contributors.truncate(mp.top);
+            let (metric_name, value, baseline) = contributors
+                .first()
+                .map(|(_, c, name)| ((*name).to_owned(), c.value, c.baseline_mean))
+                .unwrap_or_default();
+            Peak {
+                metric_name,
+                value,
+                baseline,
+                detectors: vec![
+                    MemberScore {
+                        member: "univariate",
+                        deviation: contributors.first().map_or(0.0, |c| c.0),
+                        score: score_of(q_uni),
+                    },
+                    MemberScore {
+                        member: "isolation_forest",
+                        deviation: if_raw,
+                        score: score_of(q_if),
+                    },
+                    MemberScore {
+                        member: "mahalanobis",
+                        deviation: maha,
+                        score: score_of(q_maha),
+                    },
+                ],
+                contributors: contributors.into_iter().map(|(_, c, _)| c).collect(),
+            }
+        });
+    }
+    Ok(g.finish(entity, &cfg.severity, &cfg.suppressions, &keys))
+}
+
+/// The entity of a series: its labels without the metric name (`{host="h1", vm="vm-3"}`).
+pub fn entity_of(key: &SeriesKey) -> SeriesKey {
+    SeriesKey {
+        name: String::new(),
+        labels: key.labels.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::streaming::StreamingParams;
+    use novaml_core::Point;
+    use rand::Rng;
+
+    /// CPU and network that move together (both follow a shared load), and a stretch where the
+    /// network is high while the CPU is low: each value within its usual range, the combination
+    /// never seen.
+    fn coupled(broken: std::ops::Range<usize>) -> Vec<Series> {
+        let mut rng = novaml_testing::generators::rng(3);
+        let n = 4_000;
+        let mut cpu = Vec::with_capacity(n);
+        let mut net = Vec::with_capacity(n);
+        for i in 0..n {
+            let load: f64 = rng.random::<f64>();
+            let (c, k) = if broken.contains(&i) {
+                (0.1, 0.9)
+            } else {
+                (load, load)
+            };
+            cpu.push(Point::new(
+                i as i64 * 60_000,
+                50.0 * c + rng.random::<f64>(),
+            ));
+            net.push(Point::new(
+                i as i64 * 60_000,
+                1e6 * k + 2e4 * rng.random::<f64>(),
+            ));
+        }
+        let key = |name: &str| {
+            SeriesKey::new(name)
+                .and_then(|k| k.with_label("vm", "vm-1"))
+                .expect("valid")
+        };
+        vec![
+            Series::new(key("vm_cpu_usage_percent"), cpu),
+            Series::new(key("vm_network_receive_bytes_per_second"), net),
+        ]
+    }
+
+    #[test]
+    fn a_broken_correlation_is_found_with_its_contributors() {
+        let series = coupled(3_000..3_010);
+        let cfg = DetectConfig::new(StreamingParams::default().check().expect("valid"));
+        let entity = entity_of(&series[0].key);
+        assert_eq!(entity.to_string(), r#"{vm="vm-1"}"#);
+        let inc =
+            detect_entity(&entity, &series, &cfg, &MultivariateParams::default()).expect("detects");
+        let hit: Vec<&Incident> = inc
+            .iter()
+            .filter(|i| i.start >= 3_000 * 60_000 && i.start <= 3_010 * 60_000)
+            .collect();
+        assert_eq!(hit.len(), 1, "{inc:#?}");
+        let h = hit[0];
+        assert_eq!(h.detectors[1].member, "isolation_forest");
+        assert_eq!(h.detectors[2].member, "mahalanobis");
+        assert!(
+            h.detectors[1].score > h.detectors[0].score
+                && h.detectors[2].score > h.detectors[0].score,
+            "the joint members, not one metric, see it: {:?}",
+            h.detectors
+        );
+        assert_eq!(h.contributors.len(), 2);
+        assert!(h.contributors[0].z.abs() >= h.contributors[1].z.abs());
+        assert_eq!(h.series, r#"{vm="vm-1"}"#);
+        // Outside the break, few incidents: uniform load is not anomalous.
+        assert!(
+            inc.len() <= 3,
+            "{:#?}",
+            inc.iter()
+                .map(|i| (i.start / 60_000, i.peak_score, &i.detectors))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        let cfg = DetectConfig::new(StreamingParams::default().check().expect("valid"));
+        let entity = SeriesKey {
+            name: String::new(),
+            labels: Default::default(),
+        };
+        assert!(detect_entity(&entity, &[], &cfg, &MultivariateParams::default()).is_err());
+        let bad = MultivariateParams {
+            window: 10,
+            ..MultivariateParams::default()
+        };
+        assert!(detect_entity(&entity, &coupled(0..0), &cfg, &bad).is_err());
+        // Series of different lengths and gaps align on the union of timestamps.
+        let mut s = coupled(0..0);
+        s[1].points.truncate(100);
+        let inc = detect_entity(&entity, &s, &cfg, &MultivariateParams::default());
+        assert!(inc.is_ok());
+    }
+}

@@ -1,0 +1,235 @@
+//! Incidents and operator feedback:
+//!
+//! - `GET /api/incidents?series=&type=&severity=&since=&label=&limit=`: newest first;
+//! - `GET /api/incidents/{id}`;
+//! - `POST /api/incidents/{id}/feedback` with `{"label": "tp" | "fp", "note": "…"}` (token);
+//! - `POST /api/incidents/{id}/ack` (token);
+//! - `GET /api/incidents/stats`: precision and false-alarm share from the labels, per type, and
+//!   the thresholds the labels call for.
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use novaml_anomaly::feedback::{AdaptPolicy, FeedbackStats, Label, Labelled, Thresholds};
+use novaml_anomaly::streaming::DEFAULT_THRESHOLD;
+use novaml_store::incidents::{IncidentFilter, IncidentLog, IncidentRecord};
+use serde::{Deserialize, Serialize};
+
+use crate::{ApiError, AppState};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/incidents", get(list))
+        .route("/api/incidents/stats", get(stats))
+        .route("/api/incidents/{id}", get(one))
+        .route("/api/incidents/{id}/feedback", post(feedback))
+        .route("/api/incidents/{id}/ack", post(ack))
+}
+
+/// Checks the bearer token of a mutating request.
+pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &state.token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Constant-time comparison: the token is a secret.
+    match given {
+        Some(g)
+            if g.len() == token.len()
+                && g.bytes()
+                    .zip(token.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0 =>
+        {
+            Ok(())
+        }
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
+async fn with_log<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&mut IncidentLog) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let log: Arc<Mutex<IncidentLog>> = state
+        .incidents
+        .clone()
+        .ok_or_else(|| ApiError::NotFound("incident detection is not enabled".into()))?;
+    tokio::task::spawn_blocking(move || {
+        let mut guard = log
+            .lock()
+            .map_err(|_| ApiError::Internal("incident log lock poisoned".into()))?;
+        f(&mut guard)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+fn path_id(p: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
+    p.map(|Path(id)| id)
+        .map_err(|e| ApiError::BadRequest(format!("incident id: {}", e.body_text())))
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    series: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    severity: Option<String>,
+    since: Option<i64>,
+    label: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<IncidentRecord>>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    if let Some(l) = &q.label
+        && !matches!(l.as_str(), "tp" | "fp" | "none")
+    {
+        return Err(ApiError::BadRequest(format!(
+            "label must be tp, fp or none, not {l:?}"
+        )));
+    }
+    let filter = IncidentFilter {
+        series: q.series,
+        kind: q.kind,
+        severity: q.severity,
+        since: q.since,
+        label: q.label,
+        limit: Some(q.limit.unwrap_or(100).min(1_000)),
+    };
+    with_log(&state, move |log| log.list(&filter).map_err(internal))
+        .await
+        .map(Json)
+}
+
+async fn one(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Json<IncidentRecord>, ApiError> {
+    let id = path_id(id)?;
+    with_log(&state, move |log| {
+        log.get(id)
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))
+    })
+    .await
+    .map(Json)
+}
+
+/// The feedback body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Feedback {
+    label: String,
+    note: Option<String>,
+}
+
+async fn feedback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<i64>, PathRejection>,
+    body: Result<Json<Feedback>, JsonRejection>,
+) -> Result<Json<IncidentRecord>, ApiError> {
+    authorize(&state, &headers)?;
+    let id = path_id(id)?;
+    let Json(fb) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let label = Label::parse(&fb.label).ok_or_else(|| {
+        ApiError::BadRequest(format!("label must be tp or fp, not {:?}", fb.label))
+    })?;
+    if fb.note.as_ref().is_some_and(|n| n.len() > 4_096) {
+        return Err(ApiError::BadRequest(
+            "note is longer than 4096 bytes".into(),
+        ));
+    }
+    let now = now_ms();
+    with_log(&state, move |log| {
+        if !log
+            .label(id, label.as_str(), fb.note.as_deref(), now)
+            .map_err(internal)?
+        {
+            return Err(ApiError::NotFound(format!("no incident {id}")));
+        }
+        log.get(id)
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))
+    })
+    .await
+    .map(Json)
+}
+
+async fn ack(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Json<IncidentRecord>, ApiError> {
+    authorize(&state, &headers)?;
+    let id = path_id(id)?;
+    with_log(&state, move |log| {
+        if !log.acknowledge(id).map_err(internal)? {
+            return Err(ApiError::NotFound(format!("no incident {id}")));
+        }
+        log.get(id)
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))
+    })
+    .await
+    .map(Json)
+}
+
+/// Feedback statistics and the thresholds they call for.
+#[derive(Debug, Serialize)]
+pub struct IncidentStats {
+    /// Precision and false-alarm share from the labels.
+    #[serde(flatten)]
+    pub feedback: FeedbackStats,
+    /// Thresholds adapted to the labels.
+    pub thresholds: Thresholds,
+}
+
+/// Reads the labels of `log` into statistics and adapted thresholds (also used by the CLI).
+pub fn incident_stats(log: &IncidentLog) -> Result<IncidentStats, novaml_store::StoreError> {
+    let labelled: Vec<Labelled> = log
+        .labelled()?
+        .into_iter()
+        .filter_map(|(series, kind, peak_score, label)| {
+            Some(Labelled {
+                series,
+                kind,
+                peak_score,
+                label: Label::parse(&label)?,
+            })
+        })
+        .collect();
+    Ok(IncidentStats {
+        feedback: FeedbackStats::new(&labelled, log.count()?),
+        thresholds: Thresholds::adapt(DEFAULT_THRESHOLD, &labelled, &AdaptPolicy::default()),
+    })
+}
+
+async fn stats(State(state): State<AppState>) -> Result<Json<IncidentStats>, ApiError> {
+    with_log(&state, |log| incident_stats(log).map_err(internal))
+        .await
+        .map(Json)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
