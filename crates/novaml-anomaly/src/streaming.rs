@@ -177,6 +177,10 @@ pub(crate) struct SortedWindow {
     order: VecDeque<f64>,
     sorted: Vec<f64>,
     cap: usize,
+    /// Running sum of the values (for the mean), recomputed exactly every `cap` pushes so
+    /// rounding cannot accumulate.
+    sum: f64,
+    pushes: usize,
 }
 
 impl SortedWindow {
@@ -185,18 +189,27 @@ impl SortedWindow {
             order: VecDeque::with_capacity(cap + 1),
             sorted: Vec::with_capacity(cap + 1),
             cap,
+            sum: 0.0,
+            pushes: 0,
         }
     }
 
     pub(crate) fn push(&mut self, x: f64) {
         self.order.push_back(x);
+        self.sum += x;
         let i = self.sorted.partition_point(|v| *v < x);
         self.sorted.insert(i, x);
         if self.order.len() > self.cap
             && let Some(old) = self.order.pop_front()
         {
+            self.sum -= old;
             let i = self.sorted.partition_point(|v| *v < old);
             self.sorted.remove(i);
+        }
+        self.pushes += 1;
+        if self.pushes >= self.cap {
+            self.pushes = 0;
+            self.sum = self.sorted.iter().sum();
         }
     }
 
@@ -207,6 +220,11 @@ impl SortedWindow {
     /// Ascending values.
     pub(crate) fn sorted(&self) -> &[f64] {
         &self.sorted
+    }
+
+    /// Mean of the values.
+    fn mean(&self) -> f64 {
+        self.sum / self.sorted.len().max(1) as f64
     }
 
     fn median(&self) -> f64 {
@@ -514,14 +532,20 @@ impl StreamingDetector {
             new_extreme.then(|| (x - self.max).max(self.min - x) / range.max(f64::MIN_POSITIVE));
         self.min = self.min.min(x);
         self.max = self.max.max(x);
-        // Deviation of this row against the baseline of earlier rows only.
-        self.last_deviation = self.deviation_of(x);
+        // Deviation of this row against the baseline of earlier rows only (the value's robust z
+        // is computed once: its MAD is the costliest step of a row).
+        let zv_signed = if self.values.len() >= 8 {
+            signed_z(x, &self.values)
+        } else {
+            0.0
+        };
+        self.last_deviation = self.deviation_of(x, zv_signed);
         let seasonal = self.seasonal_diff(x);
         // The signed deviation the change-point member accumulates: seasonally adjusted when a
         // season is known.
         let mut signed = 0.0;
         let raw = if self.values.len() >= 8 {
-            let zv = robust_z(x, &self.values);
+            let zv = zv_signed.abs();
             let zd = match diff {
                 Some(d) if self.diffs.len() >= 8 => robust_z(d, &self.diffs),
                 _ => 0.0,
@@ -535,7 +559,7 @@ impl StreamingDetector {
                     signed.abs()
                 }
                 _ => {
-                    signed = signed_z(x, &self.values);
+                    signed = zv_signed;
                     zv.max(zd)
                 }
             }
@@ -597,7 +621,7 @@ impl StreamingDetector {
     }
 
     /// The value's deviation from the baseline of earlier rows.
-    fn deviation_of(&self, x: f64) -> Deviation {
+    fn deviation_of(&self, x: f64, z: f64) -> Deviation {
         let w = &self.values;
         if w.len() == 0 {
             return Deviation {
@@ -611,10 +635,10 @@ impl StreamingDetector {
         let n = w.len();
         Deviation {
             value: x,
-            baseline_mean: w.sorted.iter().sum::<f64>() / n as f64,
+            baseline_mean: w.mean(),
             baseline_median: w.median(),
             baseline_p95: w.sorted[((n - 1) as f64 * 0.95).round() as usize],
-            z: if n >= 8 { signed_z(x, w) } else { 0.0 },
+            z,
         }
     }
 
