@@ -25,6 +25,143 @@ pub(crate) struct Config {
     pub(crate) collect: CollectConfig,
     pub(crate) server: ServerConfig,
     pub(crate) sources: SourcesConfig,
+    pub(crate) detect: DetectSection,
+}
+
+/// `[detect]`: live anomaly detection over the store (always on in `novaml demo`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct DetectSection {
+    /// Run detection alongside `collect --follow`.
+    pub(crate) enabled: bool,
+    /// Between passes.
+    pub(crate) interval: String,
+    /// Scores at or above this open an incident.
+    pub(crate) threshold: f64,
+    /// Add the CUSUM change-point member.
+    pub(crate) changepoint: bool,
+    /// Add the Holt forecast-residual member.
+    pub(crate) forecast: bool,
+    /// How far back each pass reads.
+    pub(crate) lookback: String,
+    /// At most this many of the latest rows per series.
+    pub(crate) max_rows: usize,
+    /// Metric-name prefixes that are not scored.
+    pub(crate) exclude: Vec<String>,
+    /// Alert receivers.
+    pub(crate) webhooks: Vec<novaml_server::alerts::Webhook>,
+    /// Maintenance windows.
+    pub(crate) maintenance: Vec<MaintenanceEntry>,
+    /// Absolute severity rules, checked before the built-in ones (first match wins).
+    pub(crate) severity: Vec<novaml_anomaly::incident::SeverityRule>,
+}
+
+impl Default for DetectSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval: "30s".into(),
+            threshold: novaml_anomaly::streaming::DEFAULT_THRESHOLD,
+            changepoint: false,
+            forecast: false,
+            lookback: "3d".into(),
+            max_rows: 3_000,
+            exclude: vec!["novaml_".into()],
+            webhooks: Vec::new(),
+            maintenance: Vec::new(),
+            severity: Vec::new(),
+        }
+    }
+}
+
+/// `[[detect.maintenance]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MaintenanceEntry {
+    /// Label matchers, e.g. `{host="h1"}`.
+    pub(crate) selector: String,
+    /// RFC 3339 or Unix seconds.
+    pub(crate) start: String,
+    /// RFC 3339 or Unix seconds.
+    pub(crate) end: String,
+    /// Shown on the suppressed incidents.
+    #[serde(default = "d_reason")]
+    pub(crate) reason: String,
+}
+
+fn d_reason() -> String {
+    "maintenance".into()
+}
+
+/// `[detect]` resolved.
+pub(crate) struct ResolvedDetect {
+    pub(crate) interval: Duration,
+    pub(crate) lookback: Duration,
+    pub(crate) max_rows: usize,
+    pub(crate) exclude: Vec<String>,
+    pub(crate) config: novaml_anomaly::incident::DetectConfig,
+    pub(crate) webhooks: Vec<novaml_server::alerts::Webhook>,
+}
+
+impl DetectSection {
+    /// Checks and builds the detection settings.
+    pub(crate) fn resolve(&self) -> Result<ResolvedDetect> {
+        use novaml_anomaly::incident::{DetectConfig, SeverityRules, Suppression};
+        let interval = duration("detect.interval", &self.interval)?;
+        if interval.is_zero() {
+            bail!("invalid configuration `detect.interval`: must be positive");
+        }
+        if !(0.0..=1.0).contains(&self.threshold) {
+            bail!("invalid configuration `detect.threshold`: must be in [0, 1]");
+        }
+        if self.max_rows < 300 {
+            bail!("invalid configuration `detect.max_rows`: must be at least 300");
+        }
+        let params = novaml_anomaly::streaming::StreamingParams::default()
+            .changepoint(self.changepoint)
+            .forecast(self.forecast)
+            .check()?;
+        let mut config = DetectConfig::new(params);
+        config.threshold = self.threshold;
+        let mut rules = self.severity.clone();
+        rules.extend(SeverityRules::defaults());
+        config.severity = SeverityRules::new(rules)
+            .map_err(|e| anyhow!("invalid configuration `detect.severity`: {e}"))?;
+        for (i, m) in self.maintenance.iter().enumerate() {
+            let field = format!("detect.maintenance[{i}]");
+            let time = |k: &str, v: &str| {
+                novaml_collect::time::parse_timestamp(v).ok_or_else(|| {
+                    anyhow!("invalid configuration `{field}.{k}`: {v:?} is not a timestamp")
+                })
+            };
+            let (start, end) = (time("start", &m.start)?, time("end", &m.end)?);
+            if end < start {
+                bail!("invalid configuration `{field}`: ends before it starts");
+            }
+            config.suppressions.push(Suppression {
+                selector: m
+                    .selector
+                    .parse()
+                    .map_err(|e| anyhow!("invalid configuration `{field}.selector`: {e}"))?,
+                start,
+                end,
+                reason: m.reason.clone(),
+            });
+        }
+        for (i, w) in self.webhooks.iter().enumerate() {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                bail!("invalid configuration `detect.webhooks[{i}].url`: must be an http(s) URL");
+            }
+        }
+        Ok(ResolvedDetect {
+            interval,
+            lookback: duration("detect.lookback", &self.lookback)?,
+            max_rows: self.max_rows,
+            exclude: self.exclude.clone(),
+            config,
+            webhooks: self.webhooks.clone(),
+        })
+    }
 }
 
 /// `[store]`
@@ -331,6 +468,7 @@ impl Config {
                 );
             }
         }
+        self.detect.resolve()?;
         // Resolving builds every source, which validates the rest.
         self.resolve_sources().map(|_| ())
     }
@@ -484,6 +622,23 @@ mod tests {
             vec!["prometheus_api", "prometheus_scrape", "host", "file"]
         );
         assert!(cfg.sources.simulator.as_ref().is_some_and(|s| !s.enabled));
+        let d = cfg.detect.resolve().expect("detect section");
+        assert_eq!(d.webhooks.len(), 1);
+        assert_eq!(d.config.suppressions.len(), 1);
+        // The user's rule comes first, the built-in ones after it.
+        assert_eq!(
+            d.config
+                .severity
+                .severity("dwcp_acp_consensus_time_ms", 300.0)
+                .map(|(s, n)| (s.as_str(), n.to_owned())),
+            Some(("high", "consensus_ms".to_owned()))
+        );
+        assert!(
+            d.config
+                .severity
+                .severity("vm_cpu_usage_percent", 99.5)
+                .is_some()
+        );
     }
 
     #[test]
@@ -506,6 +661,24 @@ mod tests {
             (
                 "[[sources.scrape]]\nname = \"n\"\nurl = \"http://x/metrics\"\nintervall = \"1s\"",
                 "intervall",
+            ),
+            ("[detect]\nthreshold = 2.0", "detect.threshold"),
+            ("[detect]\ninterval = \"never\"", "detect.interval"),
+            (
+                "[[detect.maintenance]]\nselector = '{host=\"a\"}'\nstart = \"x\"\nend = \"1\"",
+                "detect.maintenance[0].start",
+            ),
+            (
+                "[[detect.maintenance]]\nselector = 'host=='\nstart = \"1\"\nend = \"2\"",
+                "detect.maintenance[0].selector",
+            ),
+            (
+                "[[detect.severity]]\nname = \"x\"\nmetric = \"(\"\ndirection = \"above\"\nthresholds = [1.0, 2.0, 3.0, 4.0]",
+                "detect.severity",
+            ),
+            (
+                "[[detect.webhooks]]\nurl = \"ftp://x\"\nformat = \"json\"",
+                "detect.webhooks[0].url",
             ),
         ];
         for (text, field) in cases {

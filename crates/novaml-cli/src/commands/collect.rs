@@ -158,8 +158,14 @@ pub(crate) fn run(args: Args) -> Result<()> {
             listen: args.listen,
             stop_after: None,
             banner: Some("novaml collect: following; status at {url}".into()),
-            detection: None,
-            token: None,
+            detection: cfg
+                .detect
+                .enabled
+                .then(|| cfg.detect.resolve())
+                .transpose()?,
+            token: std::env::var("NOVAML_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty()),
         };
         return super::block_on(pipeline.run());
     }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, anyhow};
 
 use novaml_server::alerts::{Webhook, WebhookFormat};
 
-use super::pipeline::{DetectionSettings, Pipeline};
+use super::pipeline::Pipeline;
 use crate::config::{Config, HostEntry, ScheduleEntry, SimEntry};
 
 /// Arguments of `novaml demo`.
@@ -100,20 +100,23 @@ pub(crate) fn run(args: Args) -> Result<()> {
     });
     cfg.check()?;
     let token = api_token(&args.data_dir)?;
-    let mut webhooks: Vec<Webhook> = args
-        .alertmanager
-        .iter()
-        .map(|u| Webhook {
+    cfg.detect.enabled = true;
+    cfg.detect.interval = format!("{}s", args.detect_every);
+    cfg.detect
+        .webhooks
+        .extend(args.alertmanager.iter().map(|u| Webhook {
             url: u.clone(),
             format: WebhookFormat::Alertmanager,
             bearer_token: None,
-        })
-        .collect();
-    webhooks.extend(args.webhook.iter().map(|u| Webhook {
-        url: u.clone(),
-        format: WebhookFormat::Json,
-        bearer_token: None,
-    }));
+        }));
+    cfg.detect
+        .webhooks
+        .extend(args.webhook.iter().map(|u| Webhook {
+            url: u.clone(),
+            format: WebhookFormat::Json,
+            bearer_token: None,
+        }));
+    let detection = cfg.detect.resolve()?;
     let pipeline = Pipeline {
         store_path: args.data_dir.join("novaml.db"),
         sources: cfg.resolve_sources()?,
@@ -126,10 +129,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             "novaml demo: collecting this host and a SIMULATED cluster into {}\n  status page: {{url}}\n  metrics:     {{url}}metrics\n  incidents:   {{url}}api/incidents\n  API token:   {token} (for POST requests: Authorization: Bearer <token>)\nPress Ctrl-C to stop.",
             args.data_dir.join("novaml.db").display()
         )),
-        detection: Some(DetectionSettings {
-            interval: Duration::from_secs(args.detect_every),
-            webhooks,
-        }),
+        detection: Some(detection),
         token: Some(token.clone()),
     };
     super::block_on(pipeline.run())

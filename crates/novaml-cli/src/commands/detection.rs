@@ -15,7 +15,6 @@ use anyhow::{Context, Result};
 use novaml_anomaly::alert::{WebhookEvent, to_alertmanager};
 use novaml_anomaly::incident::{DetectConfig, Incident, detect_series};
 use novaml_anomaly::metrics::AnomalyMetrics;
-use novaml_anomaly::streaming::StreamingParams;
 use novaml_core::{MetricStore, Selector, TimeRange};
 use novaml_server::alerts::Notifier;
 use novaml_store::SqliteStore;
@@ -39,6 +38,10 @@ pub(crate) struct Detection {
     pub(crate) lookback: Duration,
     /// At most this many of the latest rows per series.
     pub(crate) max_rows: usize,
+    /// Metric-name prefixes not scored.
+    pub(crate) exclude: Vec<String>,
+    /// Threshold, members, severity rules, maintenance windows.
+    pub(crate) config: DetectConfig,
     /// Where the API serves incidents (for alert links).
     pub(crate) base_url: String,
 }
@@ -102,7 +105,6 @@ impl Detection {
                 .map_err(|_| anyhow::anyhow!("incident log lock poisoned"))?;
             novaml_server::incident_stats(&log)?.thresholds
         };
-        let params = StreamingParams::default().check()?;
         let mut out = Pass {
             series: 0,
             rows: 0,
@@ -110,14 +112,19 @@ impl Detection {
         };
         let mut found = Vec::new();
         for s in all {
-            // Our own series: ground truth of the simulator and self-metrics.
-            if s.key.name.starts_with("novaml_") || s.points.len() <= WARMUP_ROWS {
+            // By default our own series: the simulator's ground truth and self-metrics.
+            if self
+                .exclude
+                .iter()
+                .any(|p| s.key.name.starts_with(p.as_str()))
+                || s.points.len() <= WARMUP_ROWS
+            {
                 continue;
             }
             let points = &s.points[s.points.len().saturating_sub(self.max_rows)..];
             let ts: Vec<i64> = points.iter().map(|p| p.ts).collect();
             let vs: Vec<f64> = points.iter().map(|p| p.value).collect();
-            let mut cfg = DetectConfig::new(params.clone());
+            let mut cfg = self.config.clone();
             cfg.threshold = cfg.threshold.max(thresholds.for_series(&s.key.to_string()));
             let (incidents, last) = detect_series(&s.key, &ts, &vs, &cfg);
             self.metrics.set_score(&s.key.name, &s.key.labels, last);

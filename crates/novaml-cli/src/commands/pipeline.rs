@@ -34,17 +34,9 @@ pub(crate) struct Pipeline {
     /// Printed once the server listens (`{url}` is replaced).
     pub(crate) banner: Option<String>,
     /// Live anomaly detection over the store, when set.
-    pub(crate) detection: Option<DetectionSettings>,
+    pub(crate) detection: Option<crate::config::ResolvedDetect>,
     /// Bearer token for the API's mutating endpoints.
     pub(crate) token: Option<String>,
-}
-
-/// How the pipeline runs live detection.
-pub(crate) struct DetectionSettings {
-    /// Between passes.
-    pub(crate) interval: Duration,
-    /// Alert receivers.
-    pub(crate) webhooks: Vec<novaml_server::alerts::Webhook>,
 }
 
 struct Status {
@@ -209,8 +201,10 @@ impl Pipeline {
                 metrics: anomaly_metrics,
                 notifier,
                 interval: settings.interval,
-                lookback: Duration::from_secs(3 * 86_400),
-                max_rows: 3_000,
+                lookback: settings.lookback,
+                max_rows: settings.max_rows,
+                exclude: settings.exclude,
+                config: settings.config,
                 base_url: base_url.clone().unwrap_or_default(),
             };
             tokio::spawn(detection.run(stop_rx.clone()));

@@ -300,3 +300,55 @@ fn detect_scores_all_metrics_of_an_entity_together() {
     assert_eq!(hit["detectors"][2]["member"], "mahalanobis");
     assert_eq!(inc.len(), 1, "only the break: {stdout}");
 }
+
+#[test]
+fn detect_is_neutral_on_short_constant_and_gappy_series() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (
+            "short.csv",
+            (0..5)
+                .map(|i| format!("{},{}\n", 1_700_000_000 + i * 60, i))
+                .collect::<String>(),
+        ),
+        (
+            "constant.csv",
+            (0..2_000)
+                .map(|i| format!("{},42\n", 1_700_000_000 + i * 60))
+                .collect(),
+        ),
+        (
+            // Irregular steps and empty cells (gaps).
+            "gappy.csv",
+            (0..2_000)
+                .map(|i| {
+                    let v = if i % 7 == 0 {
+                        String::new()
+                    } else {
+                        format!("{}", (i % 13) as f64)
+                    };
+                    format!("{},{v}\n", 1_700_000_000 + i * 60 + (i % 5) * 17)
+                })
+                .collect(),
+        ),
+    ];
+    for (name, body) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("timestamp,value\n{body}")).expect("write");
+        let (ok, stdout, err) = novaml(&["detect", "--in", p.to_str().expect("path")], dir.path());
+        assert!(ok, "{name}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+        assert_eq!(
+            v["incidents"].as_array().map(Vec::len),
+            Some(0),
+            "{name}: {stdout}"
+        );
+    }
+    let empty = dir.path().join("empty.csv");
+    std::fs::write(&empty, "timestamp,value\n").expect("write");
+    let (ok, _, err) = novaml(
+        &["detect", "--in", empty.to_str().expect("path")],
+        dir.path(),
+    );
+    assert!(!ok && err.contains("no series"), "{err}");
+}
