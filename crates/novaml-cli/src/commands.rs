@@ -6,6 +6,7 @@ pub(crate) mod detect;
 pub(crate) mod detection;
 pub(crate) mod eval;
 pub(crate) mod features;
+pub(crate) mod forecast;
 pub(crate) mod incidents;
 pub(crate) mod pipeline;
 

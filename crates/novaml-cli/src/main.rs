@@ -84,6 +84,18 @@ enum Command {
     ///   novaml incidents stats
     #[command(verbatim_doc_comment)]
     Incidents(commands::incidents::Args),
+    /// Forecast one series from a file with a calibrated interval (CSV out).
+    ///
+    /// Resamples --column to --freq by the mean, selects a model (seasonal naive, linear trend,
+    /// AutoETS, MSTL, Prophet, ensemble) by a rolling-origin backtest, forecasts --horizon ahead
+    /// and adds a conformal --level % interval from the winner's backtest errors. Writes
+    /// timestamp,yhat,yhat_lower,yhat_upper; names the chosen model on stderr.
+    ///
+    /// Example:
+    ///   novaml forecast --in ../shared/data/vm-traces/bitbrains/vm_192.csv --column cpu_pct \
+    ///     --freq 1h --horizon 30d --level 80 --out forecast.csv
+    #[command(verbatim_doc_comment)]
+    Forecast(commands::forecast::Args),
     /// Evaluate on real data (NAB anomaly benchmark, …) and print the figures.
     Eval(commands::eval::Args),
 }
@@ -104,6 +116,7 @@ fn main() -> ExitCode {
         Command::Features(args) => commands::features::run(args),
         Command::Detect(args) => commands::detect::run(args),
         Command::Incidents(args) => commands::incidents::run(args),
+        Command::Forecast(args) => commands::forecast::run(args),
         Command::Eval(args) => commands::eval::run(args),
     };
     match result {

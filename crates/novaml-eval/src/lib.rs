@@ -2,5 +2,7 @@
 //!
 //! - [`nab`]: the Numenta Anomaly Benchmark v1.1 scorer (corpus loading, row weights, the
 //!   corpus-wide threshold sweep, normalised scores for the three cost profiles).
+//! - [`forecast`]: forecast accuracy (MASE, sMAPE, wMAPE, interval coverage).
 
+pub mod forecast;
 pub mod nab;

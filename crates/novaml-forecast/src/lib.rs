@@ -2,8 +2,13 @@
 //!
 //! - [`prophet`]: Prophet (`augurs-prophet`) fitted by our own L-BFGS on Prophet's MAP objective
 //!   with an analytic gradient, so no Stan binary is needed.
+//! - [`models`]: seasonal naive, linear trend, AutoETS, MSTL, Prophet and an ensemble behind one
+//!   point-forecast function.
+//! - [`select`]: model selection by rolling-origin backtest, conformal intervals, resampling.
 
 mod error;
+pub mod models;
 pub mod prophet;
+pub mod select;
 
 pub use error::ForecastError;

@@ -24,6 +24,19 @@ enum What {
     /// normalised score for the three NAB profiles. The detector is streaming (each score uses
     /// only earlier rows) and uses the same parameters on every file.
     Nab(NabArgs),
+    /// Forecast the held-out tail of each series and score it (MASE, sMAPE, wMAPE, coverage).
+    ///
+    /// Each file's --column is resampled to --freq by the mean; the last --test-fraction is held
+    /// out; the model is selected by a rolling-origin backtest on the rest and forecasts the whole
+    /// tail in one go, with a conformal interval. MASE is scaled by the in-sample seasonal naive
+    /// MAE (season: one day of steps, 24 at 1h). Every candidate's own direct forecast is scored
+    /// too, so the peers' figures come from the same run.
+    ///
+    /// Example:
+    ///   novaml eval forecast --data ../shared/data/vm-traces/bitbrains/*.csv --column cpu_pct \
+    ///     --freq 1h --test-fraction 0.2 --out report.json
+    #[command(verbatim_doc_comment)]
+    Forecast(super::forecast::EvalArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -45,6 +58,7 @@ struct NabArgs {
 pub(crate) fn run(args: Args) -> Result<()> {
     match args.what {
         What::Nab(a) => nab(a),
+        What::Forecast(a) => super::forecast::eval(a),
     }
 }
 

@@ -1,0 +1,330 @@
+//! `novaml forecast` (one series → CSV with an interval) and `novaml eval forecast` (held-out
+//! accuracy over many series → JSON report and a table).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use novaml_eval::forecast::{Accuracy, accuracy, median};
+use novaml_forecast::models::{ModelKind, Regular, forecast, season_of};
+use novaml_forecast::select::{SelectConfig, resample_mean, select_and_forecast};
+
+fn parse_duration(s: &str) -> Result<Duration> {
+    novaml_collect::time::parse_duration(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| anyhow!("{s:?} is not a positive duration like 1h, 30d"))
+}
+
+/// A comma-separated list of models.
+#[derive(Debug, Clone)]
+pub(crate) struct Models(Vec<ModelKind>);
+
+fn parse_models(s: &str) -> Result<Models> {
+    s.split(',')
+        .map(|m| {
+            ModelKind::parse(m.trim()).ok_or_else(|| {
+                anyhow!(
+                    "unknown model {m:?}; one of {}",
+                    ModelKind::ALL.map(ModelKind::as_str).join(", ")
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Models)
+}
+
+/// Arguments of `novaml forecast`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    series: super::SeriesInput,
+    /// Resample to this step by the mean of each bucket (gaps inside are interpolated).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    freq: Duration,
+    /// How far ahead.
+    #[arg(long, default_value = "30d", value_parser = parse_duration)]
+    horizon: Duration,
+    /// Interval level in percent.
+    #[arg(long, default_value_t = 80.0)]
+    level: f64,
+    /// Candidate models, comma-separated (the backtest picks one).
+    #[arg(long, default_value = "seasonal_naive,seasonal_mean,mstl,prophet,ensemble", value_parser = parse_models)]
+    models: Models,
+    /// Output CSV: timestamp,yhat,yhat_lower,yhat_upper (stdout when unset).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+}
+
+/// A file's series resampled to a regular grid.
+struct Loaded {
+    start: i64,
+    step: i64,
+    y: Vec<f64>,
+    filled: usize,
+}
+
+fn load_regular(series: &novaml_core::Series, step: Duration) -> Result<Loaded> {
+    let step = step.as_secs() as i64;
+    if step <= 0 {
+        bail!("--freq must be at least 1s");
+    }
+    let pts: Vec<(i64, f64)> = series
+        .points
+        .iter()
+        .map(|p| (p.ts.div_euclid(1000), p.value))
+        .collect();
+    let (start, y, filled) = resample_mean(&pts, step)?;
+    Ok(Loaded {
+        start,
+        step,
+        y,
+        filled,
+    })
+}
+
+pub(crate) fn run(args: Args) -> Result<()> {
+    if !(0.0 < args.level && args.level < 100.0) {
+        bail!("--level {} is not in (0, 100)", args.level);
+    }
+    let (series, _) = args.series.load()?;
+    let l = load_regular(&series, args.freq)?;
+    let horizon = (args.horizon.as_secs() as i64 / l.step).max(1) as usize;
+    let cfg = SelectConfig {
+        candidates: args.models.0.clone(),
+        level: args.level / 100.0,
+        ..SelectConfig::default()
+    };
+    let t0 = Instant::now();
+    let s = Regular {
+        start: l.start,
+        step: l.step,
+        y: &l.y,
+    };
+    let sel = select_and_forecast(s, horizon, &cfg)?;
+    let last = l.start + (l.y.len() as i64 - 1) * l.step;
+    let mut w: Box<dyn Write> = match &args.out {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    writeln!(w, "timestamp,yhat,yhat_lower,yhat_upper")?;
+    for h in 0..horizon {
+        let t = last + (h as i64 + 1) * l.step;
+        let ts = chrono::DateTime::from_timestamp(t, 0)
+            .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|| t.to_string());
+        writeln!(
+            w,
+            "{ts},{},{},{}",
+            sel.yhat[h], sel.lower[h], sel.upper[h]
+        )?;
+    }
+    w.flush()?;
+    let maes: Vec<String> = sel
+        .backtest_mae
+        .iter()
+        .map(|(k, v)| format!("{}={v:.4}", k.as_str()))
+        .collect();
+    eprintln!(
+        "model: {} (backtest MAE {}); {} rows at {}s ({} gaps filled), {horizon} steps ahead, {}% conformal interval, {:.2}s",
+        sel.model.as_str(),
+        maes.join(" "),
+        l.y.len(),
+        l.step,
+        l.filled,
+        args.level,
+        t0.elapsed().as_secs_f64()
+    );
+    for (k, why) in &sel.failed {
+        eprintln!("  {} failed: {why}", k.as_str());
+    }
+    Ok(())
+}
+
+/// Arguments of `novaml eval forecast`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct EvalArgs {
+    /// Input files (CSV or JSON lines).
+    #[arg(long, num_args = 1.., required = true, value_name = "FILE")]
+    data: Vec<PathBuf>,
+    /// The value column; files that lack it are an error.
+    #[arg(long)]
+    column: String,
+    /// Resample to this step by the mean.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    freq: Duration,
+    /// The held-out tail's share of each series.
+    #[arg(long, default_value_t = 0.2)]
+    test_fraction: f64,
+    /// Interval level in percent.
+    #[arg(long, default_value_t = 80.0)]
+    level: f64,
+    /// Candidate models (comma-separated).
+    #[arg(long, default_value = "seasonal_naive,seasonal_mean,mstl,prophet,ensemble", value_parser = parse_models)]
+    models: Models,
+    /// Write the report (JSON) here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// One series in the report.
+#[derive(Debug, serde::Serialize)]
+struct SeriesReport {
+    file: String,
+    rows: usize,
+    train: usize,
+    test: usize,
+    gaps_filled: usize,
+    /// The selected model and its accuracy.
+    model: ModelKind,
+    accuracy: Accuracy,
+    /// Selection + fit + forecast time.
+    fit_seconds: f64,
+    backtest_mae: BTreeMap<ModelKind, f64>,
+    /// Every candidate forecasting the same tail directly (no selection), for comparison.
+    per_model: BTreeMap<ModelKind, Accuracy>,
+}
+
+fn name_of(p: &Path) -> String {
+    p.file_stem()
+        .map_or_else(|| p.display().to_string(), |s| s.to_string_lossy().into_owned())
+}
+
+pub(crate) fn eval(a: EvalArgs) -> Result<()> {
+    if !(0.0 < a.test_fraction && a.test_fraction < 1.0) {
+        bail!("--test-fraction {} is not in (0, 1)", a.test_fraction);
+    }
+    if !(0.0 < a.level && a.level < 100.0) {
+        bail!("--level {} is not in (0, 100)", a.level);
+    }
+    let bar = indicatif::ProgressBar::new(a.data.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let cfg = SelectConfig {
+        candidates: a.models.0.clone(),
+        level: a.level / 100.0,
+        ..SelectConfig::default()
+    };
+    let mut reports = Vec::new();
+    for path in &a.data {
+        bar.set_message(name_of(path));
+        let input = super::SeriesInput {
+            input: path.clone(),
+            column: Some(a.column.clone()),
+        };
+        let (series, _) = input.load()?;
+        let l = load_regular(&series, a.freq)?;
+        let n = l.y.len();
+        let test = ((n as f64) * a.test_fraction).round() as usize;
+        let train = n - test;
+        let m = season_of(l.step);
+        if test == 0 || train < 2 * m {
+            bail!(
+                "{}: {n} rows at {}s leave {train} for training: need two seasons ({})",
+                path.display(),
+                l.step,
+                2 * m
+            );
+        }
+        let s = Regular {
+            start: l.start,
+            step: l.step,
+            y: &l.y[..train],
+        };
+        let t0 = Instant::now();
+        let sel = select_and_forecast(s, test, &cfg)?;
+        let fit_seconds = t0.elapsed().as_secs_f64();
+        let actual = &l.y[train..];
+        let acc = accuracy(&l.y[..train], m, actual, &sel.yhat, &sel.lower, &sel.upper)
+            .ok_or_else(|| anyhow!("{}: the training part is constant", path.display()))?;
+        let mut per_model = BTreeMap::new();
+        for &k in &cfg.candidates {
+            if let Ok(f) = forecast(k, s, test)
+                && let Some(acc) = accuracy(&l.y[..train], m, actual, &f, &f, &f)
+            {
+                per_model.insert(k, acc);
+            }
+        }
+        reports.push(SeriesReport {
+            file: path.display().to_string(),
+            rows: n,
+            train,
+            test,
+            gaps_filled: l.filled,
+            model: sel.model,
+            accuracy: acc,
+            fit_seconds,
+            backtest_mae: sel.backtest_mae,
+            per_model,
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    let col = |f: &dyn Fn(&SeriesReport) -> f64| reports.iter().map(f).collect::<Vec<f64>>();
+    let med_mase = median(&col(&|r| r.accuracy.mase));
+    let mean_cov = col(&|r| r.accuracy.coverage).iter().sum::<f64>() / reports.len() as f64;
+    let per_model_median: BTreeMap<&str, Option<f64>> = cfg
+        .candidates
+        .iter()
+        .map(|k| {
+            let v: Vec<f64> = reports
+                .iter()
+                .filter_map(|r| r.per_model.get(k).map(|a| a.mase))
+                .collect();
+            (k.as_str(), median(&v))
+        })
+        .collect();
+    println!(
+        "{:<44} {:>7} {:>15} {:>7} {:>7} {:>7} {:>6} {:>7}",
+        "series", "rows", "model", "MASE", "sMAPE", "wMAPE", "cov", "fit s"
+    );
+    for r in &reports {
+        println!(
+            "{:<44} {:>7} {:>15} {:>7.3} {:>7.2} {:>7.2} {:>6.2} {:>7.2}",
+            name_of(Path::new(&r.file)),
+            r.rows,
+            r.model.as_str(),
+            r.accuracy.mase,
+            r.accuracy.smape,
+            r.accuracy.wmape,
+            r.accuracy.coverage,
+            r.fit_seconds
+        );
+    }
+    println!(
+        "median MASE (selected) {:.3}; mean {:.0} % interval coverage {:.1} %",
+        med_mase.unwrap_or(f64::NAN),
+        a.level,
+        100.0 * mean_cov
+    );
+    println!(
+        "median MASE per model, each forecasting directly: {}",
+        per_model_median
+            .iter()
+            .map(|(k, v)| format!("{k} {:.3}", v.unwrap_or(f64::NAN)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if let Some(out) = &a.out {
+        let json = serde_json::json!({
+            "column": a.column,
+            "freq_seconds": a.freq.as_secs(),
+            "test_fraction": a.test_fraction,
+            "level": a.level,
+            "season": "1 day",
+            "series": reports,
+            "median_mase": med_mase,
+            "mean_coverage": mean_cov,
+            "median_mase_per_model": per_model_median,
+        });
+        std::fs::write(out, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    Ok(())
+}
