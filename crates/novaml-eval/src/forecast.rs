@@ -30,16 +30,22 @@ pub fn accuracy(
     upper: &[f64],
 ) -> Option<Accuracy> {
     let n = actual.len();
-    if n == 0 || forecast.len() != n || lower.len() != n || upper.len() != n || train.len() <= m
-    {
+    if n == 0 || forecast.len() != n || lower.len() != n || upper.len() != n || train.len() <= m {
         return None;
     }
-    let scale = train.windows(m + 1).map(|w| (w[m] - w[0]).abs()).sum::<f64>()
+    let scale = train
+        .windows(m + 1)
+        .map(|w| (w[m] - w[0]).abs())
+        .sum::<f64>()
         / (train.len() - m) as f64;
     if scale <= 0.0 {
         return None;
     }
-    let abs_err: Vec<f64> = actual.iter().zip(forecast).map(|(a, f)| (a - f).abs()).collect();
+    let abs_err: Vec<f64> = actual
+        .iter()
+        .zip(forecast)
+        .map(|(a, f)| (a - f).abs())
+        .collect();
     let mae = abs_err.iter().sum::<f64>() / n as f64;
     let smape = 100.0
         * actual
@@ -47,7 +53,11 @@ pub fn accuracy(
             .zip(forecast)
             .map(|(a, f)| {
                 let d = a.abs() + f.abs();
-                if d == 0.0 { 0.0 } else { 2.0 * (a - f).abs() / d }
+                if d == 0.0 {
+                    0.0
+                } else {
+                    2.0 * (a - f).abs() / d
+                }
             })
             .sum::<f64>()
         / n as f64;

@@ -86,7 +86,11 @@ fn model_err(model: &'static str) -> impl Fn(String) -> ForecastError {
 }
 
 /// Point forecast of `horizon` steps after the series.
-pub fn forecast(kind: ModelKind, s: Regular<'_>, horizon: usize) -> Result<Vec<f64>, ForecastError> {
+pub fn forecast(
+    kind: ModelKind,
+    s: Regular<'_>,
+    horizon: usize,
+) -> Result<Vec<f64>, ForecastError> {
     let y = s.y;
     let m = season_of(s.step);
     if y.len() < 2 * m {
@@ -100,9 +104,7 @@ pub fn forecast(kind: ModelKind, s: Regular<'_>, horizon: usize) -> Result<Vec<f
         ModelKind::SeasonalMean => {
             let k = (y.len() / m).min(7);
             Ok((0..horizon)
-                .map(|h| {
-                    (1..=k).map(|j| y[y.len() - j * m + h % m]).sum::<f64>() / k as f64
-                })
+                .map(|h| (1..=k).map(|j| y[y.len() - j * m + h % m]).sum::<f64>() / k as f64)
                 .collect())
         }
         ModelKind::LinearTrend => {
@@ -117,9 +119,7 @@ pub fn forecast(kind: ModelKind, s: Regular<'_>, horizon: usize) -> Result<Vec<f
                 sxx += dx * dx;
             }
             let b = if sxx > 0.0 { sxy / sxx } else { 0.0 };
-            Ok((0..horizon)
-                .map(|h| my + b * (n + h as f64 - mx))
-                .collect())
+            Ok((0..horizon).map(|h| my + b * (n + h as f64 - mx)).collect())
         }
         ModelKind::Ets => {
             let fitted = AutoETS::non_seasonal()
@@ -136,9 +136,7 @@ pub fn forecast(kind: ModelKind, s: Regular<'_>, horizon: usize) -> Result<Vec<f
                 periods.push(7 * m);
             }
             let model = MSTLModel::new(periods, AutoETS::non_seasonal().into_trend_model());
-            let fitted = model
-                .fit(y)
-                .map_err(|e| model_err("mstl")(e.to_string()))?;
+            let fitted = model.fit(y).map_err(|e| model_err("mstl")(e.to_string()))?;
             fitted
                 .predict(horizon, None)
                 .map(|f| f.point)

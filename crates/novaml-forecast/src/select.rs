@@ -92,18 +92,15 @@ fn base_forecasts(
         }
     }
     if needs_parts {
-        let parts: Result<Vec<&Vec<f64>>, String> = [
-            ModelKind::SeasonalMean,
-            ModelKind::Mstl,
-            ModelKind::Prophet,
-        ]
-        .iter()
-        .map(|k| match out.get(k) {
-            Some(Ok(v)) => Ok(v),
-            Some(Err(e)) => Err(e.clone()),
-            None => Err("missing part".to_owned()),
-        })
-        .collect();
+        let parts: Result<Vec<&Vec<f64>>, String> =
+            [ModelKind::SeasonalMean, ModelKind::Mstl, ModelKind::Prophet]
+                .iter()
+                .map(|k| match out.get(k) {
+                    Some(Ok(v)) => Ok(v),
+                    Some(Err(e)) => Err(e.clone()),
+                    None => Err("missing part".to_owned()),
+                })
+                .collect();
         let ens = parts.map(|p| {
             (0..horizon)
                 .map(|h| p.iter().map(|v| v[h]).sum::<f64>() / p.len() as f64)
@@ -211,7 +208,10 @@ pub fn select_and_forecast(
 /// Resamples irregular `(unix seconds, value)` points to a regular grid of `step` seconds by the
 /// mean of each bucket; empty buckets inside the range are filled by linear interpolation
 /// (returned count). Points must be finite; order does not matter.
-pub fn resample_mean(points: &[(i64, f64)], step: i64) -> Result<(i64, Vec<f64>, usize), ForecastError> {
+pub fn resample_mean(
+    points: &[(i64, f64)],
+    step: i64,
+) -> Result<(i64, Vec<f64>, usize), ForecastError> {
     if step <= 0 {
         return Err(ForecastError::InvalidInput("step must be positive".into()));
     }
@@ -225,7 +225,9 @@ pub fn resample_mean(points: &[(i64, f64)], step: i64) -> Result<(i64, Vec<f64>,
     let (mut sum, mut cnt) = (vec![0.0; len], vec![0usize; len]);
     for &(t, v) in points {
         if !v.is_finite() {
-            return Err(ForecastError::InvalidInput(format!("non-finite value at {t}")));
+            return Err(ForecastError::InvalidInput(format!(
+                "non-finite value at {t}"
+            )));
         }
         let i = (bucket(t) - first) as usize;
         sum[i] += v;
@@ -289,7 +291,11 @@ mod tests {
             y: &y[..24 * 60],
         };
         let cfg = SelectConfig {
-            candidates: vec![ModelKind::SeasonalNaive, ModelKind::LinearTrend, ModelKind::Mstl],
+            candidates: vec![
+                ModelKind::SeasonalNaive,
+                ModelKind::LinearTrend,
+                ModelKind::Mstl,
+            ],
             ..SelectConfig::default()
         };
         let s = select_and_forecast(train, 48, &cfg).expect("selects");
@@ -298,7 +304,10 @@ mod tests {
         let inside = (0..48)
             .filter(|&h| (s.lower[h]..=s.upper[h]).contains(&y[24 * 60 + h]))
             .count();
-        assert!((30..=46).contains(&inside), "80 % interval covered {inside} of 48");
+        assert!(
+            (30..=46).contains(&inside),
+            "80 % interval covered {inside} of 48"
+        );
         let bad = SelectConfig {
             level: 1.5,
             ..SelectConfig::default()

@@ -116,11 +116,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         let ts = chrono::DateTime::from_timestamp(t, 0)
             .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
             .unwrap_or_else(|| t.to_string());
-        writeln!(
-            w,
-            "{ts},{},{},{}",
-            sel.yhat[h], sel.lower[h], sel.upper[h]
-        )?;
+        writeln!(w, "{ts},{},{},{}", sel.yhat[h], sel.lower[h], sel.upper[h])?;
     }
     w.flush()?;
     let maes: Vec<String> = sel
@@ -189,8 +185,10 @@ struct SeriesReport {
 }
 
 fn name_of(p: &Path) -> String {
-    p.file_stem()
-        .map_or_else(|| p.display().to_string(), |s| s.to_string_lossy().into_owned())
+    p.file_stem().map_or_else(
+        || p.display().to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    )
 }
 
 pub(crate) fn eval(a: EvalArgs) -> Result<()> {

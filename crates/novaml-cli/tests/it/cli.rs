@@ -352,3 +352,95 @@ fn detect_is_neutral_on_short_constant_and_gappy_series() {
     );
     assert!(!ok && err.contains("no series"), "{err}");
 }
+
+#[test]
+fn forecast_writes_an_interval_and_refuses_bad_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("cpu.csv");
+    // 40 days of 5-minute CPU with a daily cycle and deterministic jitter.
+    let mut text = String::from("timestamp,cpu_pct\n");
+    for i in 0..(40 * 288) {
+        let v = 40.0
+            + 15.0 * (i as f64 * std::f64::consts::TAU / 288.0).sin()
+            + ((i * 7_919) % 17) as f64 * 0.2;
+        text.push_str(&format!("{},{v}\n", 1_700_000_000 + i * 300));
+    }
+    std::fs::write(&input, text).expect("write");
+    let inp = input.to_str().expect("path");
+    let (ok, _, err) = novaml(
+        &[
+            "forecast",
+            "--in",
+            inp,
+            "--column",
+            "cpu_pct",
+            "--freq",
+            "1h",
+            "--horizon",
+            "2d",
+            "--level",
+            "80",
+            "--models",
+            "seasonal_naive,seasonal_mean,mstl",
+            "--out",
+            "f.csv",
+        ],
+        dir.path(),
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("model: "), "{err}");
+    let out = std::fs::read_to_string(dir.path().join("f.csv")).expect("output");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("timestamp,yhat,yhat_lower,yhat_upper"));
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| {
+            l.split(',')
+                .skip(1)
+                .map(|v| v.parse().expect("number"))
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 48);
+    assert!(
+        rows.iter().all(|r| r[1] <= r[0] && r[0] <= r[2]),
+        "lower ≤ yhat ≤ upper"
+    );
+    // The forecast starts after the data (which ends 2023-12-24T22:08Z), never in the past.
+    assert!(
+        out.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("2023-12-24T23:00:00Z")),
+        "{out}"
+    );
+    for bad in [
+        vec!["--level", "120"],
+        vec!["--horizon", "0s"],
+        vec!["--models", "crystal_ball"],
+    ] {
+        let mut args = vec!["forecast", "--in", inp, "--column", "cpu_pct"];
+        args.extend(bad.iter());
+        let (ok, _, err) = novaml(&args, dir.path());
+        assert!(
+            !ok && err.contains(bad[0].trim_start_matches("--")),
+            "{bad:?}: {err}"
+        );
+    }
+    // Shorter than two seasons.
+    let short = dir.path().join("short.csv");
+    std::fs::write(
+        &short,
+        "timestamp,cpu_pct\n1700000000,1\n1700003600,2\n1700007200,3\n",
+    )
+    .expect("write");
+    let (ok, _, err) = novaml(
+        &[
+            "forecast",
+            "--in",
+            short.to_str().expect("path"),
+            "--column",
+            "cpu_pct",
+        ],
+        dir.path(),
+    );
+    assert!(!ok && err.contains("too short"), "{err}");
+}
