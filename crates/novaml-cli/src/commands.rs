@@ -9,6 +9,7 @@ pub(crate) mod features;
 pub(crate) mod forecast;
 pub(crate) mod incidents;
 pub(crate) mod pipeline;
+pub(crate) mod plan;
 
 use std::future::Future;
 

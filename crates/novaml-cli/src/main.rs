@@ -96,6 +96,17 @@ enum Command {
     ///     --freq 1h --horizon 30d --level 80 --out forecast.csv
     #[command(verbatim_doc_comment)]
     Forecast(commands::forecast::Args),
+    /// Plan capacity: runway per resource as P10/P50/P90, bottleneck, hosts to add, cost, what-if.
+    ///
+    /// Reads utilisation series (percent of each host's capacity, from files or the store) per
+    /// host and resource, forecasts each host and the cluster mean (model chosen by backtest,
+    /// 80 % conformal interval = P10..P90), and writes plan.json, summary.txt and one SVG chart
+    /// per resource into the output directory. See config/plan.example.toml.
+    ///
+    /// Example:
+    ///   novaml plan --config config/plan.example.toml --out plan
+    #[command(verbatim_doc_comment)]
+    Plan(commands::plan::Args),
     /// Evaluate on real data (NAB anomaly benchmark, …) and print the figures.
     Eval(commands::eval::Args),
 }
@@ -117,6 +128,7 @@ fn main() -> ExitCode {
         Command::Detect(args) => commands::detect::run(args),
         Command::Incidents(args) => commands::incidents::run(args),
         Command::Forecast(args) => commands::forecast::run(args),
+        Command::Plan(args) => commands::plan::run(args),
         Command::Eval(args) => commands::eval::run(args),
     };
     match result {

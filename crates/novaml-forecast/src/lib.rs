@@ -5,7 +5,11 @@
 //! - [`models`]: seasonal naive, linear trend, AutoETS, MSTL, Prophet and an ensemble behind one
 //!   point-forecast function.
 //! - [`select`]: model selection by rolling-origin backtest, conformal intervals, resampling.
+//! - [`capacity`]: runway per quantile, bottleneck, hosts to add, cost, what-if scenarios;
+//!   [`chart`]: SVG charts of history, forecast band and thresholds.
 
+pub mod capacity;
+pub mod chart;
 mod error;
 pub mod models;
 pub mod prophet;

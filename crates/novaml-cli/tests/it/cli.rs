@@ -444,3 +444,97 @@ fn forecast_writes_an_interval_and_refuses_bad_input() {
     );
     assert!(!ok && err.contains("too short"), "{err}");
 }
+
+/// Hourly utilisation growing `growth` points a day from `base`, with a daily cycle.
+fn utilisation_csv(path: &std::path::Path, base: f64, growth: f64) {
+    let mut text = String::from("timestamp,util\n");
+    for i in 0..(35 * 24) {
+        let v = base
+            + growth * i as f64 / 24.0
+            + 5.0 * (i as f64 * std::f64::consts::TAU / 24.0).sin()
+            + ((i * 7_919) % 13) as f64 * 0.1;
+        text.push_str(&format!("{},{v}\n", 1_700_000_000 + i * 3_600));
+    }
+    std::fs::write(path, text).expect("write");
+}
+
+#[test]
+fn plan_gives_runway_hosts_scenarios_and_charts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    utilisation_csv(&dir.path().join("h1_cpu.csv"), 50.0, 0.8);
+    utilisation_csv(&dir.path().join("h2_cpu.csv"), 55.0, 0.8);
+    utilisation_csv(&dir.path().join("h1_mem.csv"), 40.0, 0.1);
+    utilisation_csv(&dir.path().join("h2_mem.csv"), 42.0, 0.1);
+    let series = |host: &str, res: &str, file: &str| {
+        format!(
+            "[[series]]\nhost = \"{host}\"\nresource = \"{res}\"\nfile = \"{file}\"\ncolumn = \"util\"\n"
+        )
+    };
+    let cfg = format!(
+        "horizon = \"30d\"\nfreq = \"1h\"\nout = \"plan\"\n[policy]\nhost_month_price = 1000.0\n{}{}{}{}\
+         [[scenarios]]\nname = \"add 10 VMs\"\nadd_vms = 10\nvm_template = {{ memory = 8.0 }}\n\
+         [[scenarios]]\nname = \"drain one\"\ndrain_hosts = 1\n",
+        series("h1", "cpu", "h1_cpu.csv"),
+        series("h2", "cpu", "h2_cpu.csv"),
+        series("h1", "memory", "h1_mem.csv"),
+        series("h2", "memory", "h2_mem.csv"),
+    );
+    std::fs::write(dir.path().join("plan.toml"), cfg).expect("write");
+    let (ok, stdout, err) = novaml(&["plan", "--config", "plan.toml"], dir.path());
+    assert!(ok, "{err}");
+    assert!(stdout.contains("Bottleneck: cpu"), "{stdout}");
+    let plan: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("plan/plan.json")).expect("plan.json"),
+    )
+    .expect("json");
+    let cpu = &plan["cluster"]["resources"][0];
+    assert_eq!(cpu["plan"]["resource"], "cpu");
+    // CPU at ~80 % after 35 days, growing 0.8 points a day: warning within days, P90 first.
+    let w = &cpu["plan"]["warning_runway"];
+    let (p90, p50) = (
+        w["p90"].as_f64().expect("p90"),
+        w["p50"].as_f64().expect("p50"),
+    );
+    assert!(p90 <= p50, "{w}");
+    assert!(p50 < 20.0 * 86_400.0, "{w}");
+    let add = plan["cluster"]["hosts_to_add"].as_u64().expect("hosts");
+    assert!(add >= 1, "{plan}");
+    assert_eq!(
+        plan["cluster"]["monthly_cost"].as_f64(),
+        Some(add as f64 * 1000.0)
+    );
+    assert_eq!(cpu["forecast"]["p50"].as_array().map(Vec::len), Some(720));
+    // The forecast starts after the history, never in the past.
+    assert!(cpu["forecast"]["start"].as_i64() > cpu["history_end"].as_i64());
+    // Draining one of two hosts doubles the load: more hosts needed than without.
+    let drain = &plan["scenarios"][1];
+    assert_eq!(drain["name"], "drain one");
+    assert!(drain["hosts_to_add"].as_u64().expect("n") > add);
+    for f in ["plan/cpu.svg", "plan/memory.svg", "plan/summary.txt"] {
+        assert!(dir.path().join(f).exists(), "{f}");
+    }
+
+    // Bad plans fail and name the problem.
+    let bad = [
+        ("[policy]\nwarning = 99.0\ncritical = 90.0\n", "policy"),
+        ("bogus = 1\n", "bogus"),
+        ("horizon = \"soon\"\n", "horizon"),
+    ];
+    for (extra, want) in bad {
+        let text = format!("{extra}{}", series("h1", "cpu", "h1_cpu.csv"));
+        std::fs::write(dir.path().join("bad.toml"), text).expect("write");
+        let (ok, _, err) = novaml(&["plan", "--config", "bad.toml"], dir.path());
+        assert!(!ok && err.contains(want), "{extra}: {err}");
+    }
+}
+
+#[test]
+fn the_example_plan_config_is_valid() {
+    let root = novaml_testing::repo_root();
+    let (ok, stdout, err) = novaml(
+        &["plan", "--config", "config/plan.example.toml", "--check"],
+        &root,
+    );
+    assert!(ok, "{err}");
+    assert!(stdout.contains("valid; 4 series"), "{stdout}");
+}
