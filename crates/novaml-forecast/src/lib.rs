@@ -11,6 +11,7 @@
 pub mod capacity;
 pub mod chart;
 mod error;
+pub mod metrics;
 pub mod models;
 pub mod prophet;
 pub mod select;

@@ -28,6 +28,8 @@ pub struct AppState {
     pub incidents: Option<Arc<Mutex<novaml_store::incidents::IncidentLog>>>,
     /// Bearer token required by mutating endpoints (none: they are open, for local use only).
     pub token: Option<String>,
+    /// The latest capacity plan (JSON), when planning runs.
+    pub capacity: Option<Arc<std::sync::RwLock<Option<serde_json::Value>>>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -41,8 +43,25 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(metrics::router())
         .merge(incidents::router())
+        .route("/api/capacity", axum::routing::get(capacity))
         .merge(status::router())
         .with_state(state)
+}
+
+/// `GET /api/capacity`: the latest capacity plan.
+async fn capacity(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let plan = state
+        .capacity
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound("capacity planning is not enabled".into()))?
+        .read()
+        .map_err(|_| ApiError::Internal("capacity plan lock poisoned".into()))?
+        .clone();
+    plan.map(axum::Json).ok_or_else(|| {
+        ApiError::NotFound("no capacity plan yet: the first one is being computed".into())
+    })
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves.

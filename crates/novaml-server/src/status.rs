@@ -105,6 +105,7 @@ mod tests {
             status: Arc::new(Fixed(status)),
             incidents: None,
             token: None,
+            capacity: None,
         }
     }
 

@@ -50,6 +50,7 @@ fn state_with(log: IncidentLog, token: Option<&str>) -> AppState {
         status: Arc::new(NoStatus),
         incidents: Some(Arc::new(Mutex::new(log))),
         token: token.map(str::to_owned),
+        capacity: None,
     }
 }
 

@@ -166,6 +166,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             token: std::env::var("NOVAML_TOKEN")
                 .ok()
                 .filter(|t| !t.trim().is_empty()),
+            planning: None,
         };
         return super::block_on(pipeline.run());
     }

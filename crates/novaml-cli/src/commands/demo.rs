@@ -8,7 +8,7 @@ use anyhow::{Context, Result, anyhow};
 
 use novaml_server::alerts::{Webhook, WebhookFormat};
 
-use super::pipeline::Pipeline;
+use super::pipeline::{Pipeline, PlanningSettings};
 use crate::config::{Config, HostEntry, ScheduleEntry, SimEntry};
 
 /// Arguments of `novaml demo`.
@@ -126,10 +126,17 @@ pub(crate) fn run(args: Args) -> Result<()> {
         listen: Some(args.listen),
         stop_after: args.run_for,
         banner: Some(format!(
-            "novaml demo: collecting this host and a SIMULATED cluster into {}\n  status page: {{url}}\n  metrics:     {{url}}metrics\n  incidents:   {{url}}api/incidents\n  API token:   {token} (for POST requests: Authorization: Bearer <token>)\nPress Ctrl-C to stop.",
+            "novaml demo: collecting this host and a SIMULATED cluster into {}\n  status page: {{url}}\n  metrics:     {{url}}metrics\n  incidents:   {{url}}api/incidents\n  capacity:    {{url}}api/capacity\n  API token:   {token} (for POST requests: Authorization: Bearer <token>)\nPress Ctrl-C to stop.",
             args.data_dir.join("novaml.db").display()
         )),
         detection: Some(detection),
+        planning: Some(PlanningSettings {
+            interval: Duration::from_secs(300),
+            selector: "host_cpu_usage_percent"
+                .parse()
+                .map_err(|e| anyhow!("built-in selector: {e}"))?,
+            resource: novaml_forecast::capacity::Resource::Cpu,
+        }),
         token: Some(token.clone()),
     };
     super::block_on(pipeline.run())

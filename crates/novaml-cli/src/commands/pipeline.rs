@@ -37,6 +37,18 @@ pub(crate) struct Pipeline {
     pub(crate) detection: Option<crate::config::ResolvedDetect>,
     /// Bearer token for the API's mutating endpoints.
     pub(crate) token: Option<String>,
+    /// Capacity planning over the store, when set.
+    pub(crate) planning: Option<PlanningSettings>,
+}
+
+/// What the pipeline plans.
+pub(crate) struct PlanningSettings {
+    /// Between refreshes.
+    pub(crate) interval: Duration,
+    /// Utilisation series (percent), one per host.
+    pub(crate) selector: novaml_core::Selector,
+    /// Which resource they measure.
+    pub(crate) resource: novaml_forecast::capacity::Resource,
 }
 
 struct Status {
@@ -99,6 +111,11 @@ impl Pipeline {
         let mut registry = Registry::default();
         let metrics = CollectMetrics::register(&mut registry);
         let anomaly_metrics = AnomalyMetrics::register(&mut registry);
+        let capacity_metrics = novaml_forecast::metrics::CapacityMetrics::register(&mut registry);
+        let capacity_doc = self
+            .planning
+            .as_ref()
+            .map(|_| Arc::new(std::sync::RwLock::new(None)));
         let incident_log = match &self.detection {
             Some(_) => Some(Arc::new(Mutex::new(
                 IncidentLog::open(&self.store_path).with_context(|| {
@@ -142,6 +159,7 @@ impl Pipeline {
                     status: Arc::new(status),
                     incidents: incident_log.clone(),
                     token: self.token.clone(),
+                    capacity: capacity_doc.clone(),
                 };
                 let mut rx = stop_rx.clone();
                 let handle = tokio::spawn(novaml_server::serve(listener, state, async move {
@@ -208,6 +226,19 @@ impl Pipeline {
                 base_url: base_url.clone().unwrap_or_default(),
             };
             tokio::spawn(detection.run(stop_rx.clone()));
+        }
+
+        if let (Some(settings), Some(latest)) = (self.planning, capacity_doc) {
+            let planning = super::planning::Planning {
+                store_path: self.store_path.clone(),
+                metrics: capacity_metrics,
+                latest,
+                interval: settings.interval,
+                selector: settings.selector,
+                resource: settings.resource,
+                policy: novaml_forecast::capacity::Policy::default(),
+            };
+            tokio::spawn(planning.run(stop_rx.clone()));
         }
 
         let stop_after = self.stop_after;

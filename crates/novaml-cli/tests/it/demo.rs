@@ -21,7 +21,7 @@ fn demo_detects_incidents_and_takes_feedback_through_the_api() {
             "--detect-every",
             "3",
             "--for",
-            "120s",
+            "180s",
         ],
         dir.path(),
         &log,
@@ -68,6 +68,33 @@ fn demo_detects_incidents_and_takes_feedback_through_the_api() {
     let (_, stats) = http_get(port, "/api/incidents/stats").expect("stats");
     let s: serde_json::Value = serde_json::from_str(&stats).expect("json");
     assert_eq!(s["overall"]["false_positives"], 1, "{stats}");
+
+    // A capacity plan of the simulated hosts, on the API and on /metrics.
+    wait_for("the first capacity plan", Duration::from_secs(90), || {
+        http_get(port, "/api/capacity").is_some_and(|(s, _)| s == 200)
+    });
+    let (_, body) = http_get(port, "/api/capacity").expect("capacity");
+    let plan: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(plan["hosts"].as_array().map(Vec::len), Some(3), "{body}");
+    assert_eq!(
+        plan["cluster"]["forecast"]["p50"].as_array().map(Vec::len),
+        Some(720)
+    );
+    assert!(
+        plan["cluster"]["forecast"]["start"].as_i64()
+            > plan["hosts"][0]["forecast"]["start"]
+                .as_i64()
+                .map(|s| s - 3_600)
+    );
+    let (_, metrics) = http_get(port, "/metrics").expect("metrics");
+    for name in [
+        "novaml_capacity_runway_seconds{",
+        "novaml_forecast_yhat{",
+        "novaml_forecast_yhat_upper{",
+        "novaml_capacity_hosts_to_add{",
+    ] {
+        assert!(metrics.contains(name), "{name} missing");
+    }
 
     demo.signal("TERM");
     let status = demo.wait_exit(Duration::from_secs(30));
