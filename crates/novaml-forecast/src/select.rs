@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::ForecastError;
-use crate::models::{ModelKind, Regular, forecast, season_of};
+use crate::models::{ModelKind, ModelOptions, Regular, forecast_with, season_of};
 
 /// The models tried by default. Linear trend and non-seasonal ETS are left out: extrapolating a
 /// trend (or a level) over weeks of a daily-cycling VM series lost to seasonal naive by 2–3×
@@ -35,6 +35,8 @@ pub struct SelectConfig {
     pub folds: usize,
     /// Interval level in (0, 1), e.g. 0.8.
     pub level: f64,
+    /// Options of the models that take them.
+    pub options: ModelOptions,
 }
 
 impl Default for SelectConfig {
@@ -43,6 +45,7 @@ impl Default for SelectConfig {
             candidates: DEFAULT_CANDIDATES.to_vec(),
             folds: 3,
             level: 0.8,
+            options: ModelOptions::default(),
         }
     }
 }
@@ -78,6 +81,7 @@ fn base_forecasts(
     s: Regular<'_>,
     horizon: usize,
     wanted: &[ModelKind],
+    o: &ModelOptions,
 ) -> BTreeMap<ModelKind, Result<Vec<f64>, String>> {
     let mut out = BTreeMap::new();
     let needs_parts = wanted.contains(&ModelKind::Ensemble);
@@ -88,7 +92,10 @@ fn base_forecasts(
                 ModelKind::SeasonalMean | ModelKind::Mstl | ModelKind::Prophet
             );
         if wanted.contains(&k) || part {
-            out.insert(k, forecast(k, s, horizon).map_err(|e| e.to_string()));
+            out.insert(
+                k,
+                forecast_with(k, s, horizon, o).map_err(|e| e.to_string()),
+            );
         }
     }
     if needs_parts {
@@ -149,7 +156,7 @@ pub fn select_and_forecast(
             ..s
         };
         let actual = &s.y[origin..origin + hb];
-        for (k, r) in base_forecasts(train, hb, &cfg.candidates) {
+        for (k, r) in base_forecasts(train, hb, &cfg.candidates, &cfg.options) {
             match r {
                 Ok(fc) if fc.iter().all(|v| v.is_finite()) => residuals
                     .entry(k)
@@ -178,7 +185,7 @@ pub fn select_and_forecast(
             model: "selection",
             reason: format!("every candidate failed: {failed:?}"),
         })?;
-    let yhat = base_forecasts(s, horizon, &[model])
+    let yhat = base_forecasts(s, horizon, &[model], &cfg.options)
         .remove(&model)
         .ok_or_else(|| ForecastError::Model {
             model: "selection",

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use novaml_eval::forecast::{Accuracy, accuracy, median};
-use novaml_forecast::models::{ModelKind, Regular, forecast, season_of};
+use novaml_forecast::models::{ModelKind, ModelOptions, Regular, forecast, season_of};
 use novaml_forecast::select::{SelectConfig, resample_mean, select_and_forecast};
 
 fn parse_duration(s: &str) -> Result<Duration> {
@@ -52,9 +52,54 @@ pub(crate) struct Args {
     /// Candidate models, comma-separated (the backtest picks one).
     #[arg(long, default_value = "seasonal_naive,seasonal_mean,mstl,prophet,ensemble", value_parser = parse_models)]
     models: Models,
+    /// Prophet: logistic growth whose trend saturates at this capacity (e.g. 100 for percent);
+    /// must be above every value of the history.
+    #[arg(long)]
+    cap: Option<f64>,
+    /// Prophet: multiplicative seasonality (the daily swing grows with the level).
+    #[arg(long)]
+    multiplicative: bool,
+    /// Prophet: a calendar of events (holidays, maintenance windows) as CSV with a header and
+    /// columns name,start,end (RFC 3339 or Unix seconds). Give past and future occurrences:
+    /// those in the history teach the effect, those ahead apply it.
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
     /// Output CSV: timestamp,yhat,yhat_lower,yhat_upper (stdout when unset).
     #[arg(long, short)]
     out: Option<PathBuf>,
+}
+
+/// Reads an events CSV: `name,start,end`.
+fn read_events(path: &Path) -> Result<Vec<(String, i64, i64)>> {
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, row) in r.records().enumerate() {
+        let row = row.with_context(|| format!("{} row {}", path.display(), i + 2))?;
+        let field = |k: usize| row.get(k).map(str::trim).unwrap_or("");
+        let time = |k: usize| {
+            novaml_collect::time::parse_timestamp(field(k))
+                .map(|ms| ms.div_euclid(1000))
+                .ok_or_else(|| {
+                    anyhow!(
+                        "{} row {}: {:?} is not a timestamp",
+                        path.display(),
+                        i + 2,
+                        field(k)
+                    )
+                })
+        };
+        let (a, b) = (time(1)?, time(2)?);
+        if field(0).is_empty() || b < a {
+            bail!(
+                "{} row {}: need a name and end ≥ start",
+                path.display(),
+                i + 2
+            );
+        }
+        out.push((field(0).to_owned(), a, b));
+    }
+    Ok(out)
 }
 
 /// A file's series resampled to a regular grid.
@@ -91,9 +136,27 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let (series, _) = args.series.load()?;
     let l = load_regular(&series, args.freq)?;
     let horizon = (args.horizon.as_secs() as i64 / l.step).max(1) as usize;
+    if let Some(cap) = args.cap {
+        let max = l.y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if !(cap.is_finite() && cap > max) {
+            bail!(
+                "--cap {cap} is not above the history's maximum {max}: the capacity is below current usage"
+            );
+        }
+    }
     let cfg = SelectConfig {
         candidates: args.models.0.clone(),
         level: args.level / 100.0,
+        options: ModelOptions {
+            cap: args.cap,
+            multiplicative: args.multiplicative,
+            events: args
+                .events
+                .as_deref()
+                .map(read_events)
+                .transpose()?
+                .unwrap_or_default(),
+        },
         ..SelectConfig::default()
     };
     let t0 = Instant::now();

@@ -412,10 +412,38 @@ fn forecast_writes_an_interval_and_refuses_bad_input() {
             .is_some_and(|l| l.starts_with("2023-12-24T23:00:00Z")),
         "{out}"
     );
+    // A calendar and a cap are accepted; a cap below the history is refused.
+    std::fs::write(
+        dir.path().join("events.csv"),
+        "name,start,end\nupgrade,2023-12-20T02:00:00Z,2023-12-20T04:00:00Z\nupgrade,2023-12-26T02:00:00Z,2023-12-26T04:00:00Z\n",
+    )
+    .expect("write");
+    let (ok, _, err) = novaml(
+        &[
+            "forecast",
+            "--in",
+            inp,
+            "--column",
+            "cpu_pct",
+            "--horizon",
+            "1d",
+            "--models",
+            "prophet",
+            "--events",
+            "events.csv",
+            "--cap",
+            "100",
+            "--out",
+            "g.csv",
+        ],
+        dir.path(),
+    );
+    assert!(ok && err.contains("model: prophet"), "{err}");
     for bad in [
         vec!["--level", "120"],
         vec!["--horizon", "0s"],
         vec!["--models", "crystal_ball"],
+        vec!["--cap", "10"],
     ] {
         let mut args = vec!["forecast", "--in", inp, "--column", "cpu_pct"];
         args.extend(bad.iter());
