@@ -1,5 +1,8 @@
-//! Prophet without Stan: an [`augurs_prophet::Optimizer`] that maximises Prophet's posterior
-//! with L-BFGS (`argmin`, Moré–Thuente line search) on an analytic gradient.
+//! Prophet without Stan: an [`augurs_prophet::Optimizer`] that maximises Prophet's posterior.
+//! For Prophet's default form (linear or flat trend, additive seasonality and regressors) it
+//! solves the problem exactly, alternating a lasso over the changepoints (active set) and the
+//! closed-form noise scale; otherwise L-BFGS (`argmin`, Moré–Thuente line search) on an analytic
+//! gradient.
 //!
 //! Why our own: `augurs-prophet` ships only optimizers that run Stan (a `cmdstan` binary, which
 //! cannot be downloaded here, or a WASM build under `wasmtime`, a heavy dependency). Prophet's
@@ -342,6 +345,213 @@ fn gamma_adjoint(m: f64, ks: &[f64], tc: &[f64], big_u: &[f64]) -> (f64, f64, Ve
     (dk, m_bar_next, dd)
 }
 
+/// The exact solver for Prophet's most common form (linear or flat trend, additive features
+/// only): the mean is linear in `θ = [k, m, δ, β]`, `μ = Z·θ`, so for a fixed `σ` the objective
+/// is a quadratic in `θ` plus the Laplace prior's `Σ|δ|/τ` (a lasso), solved exactly by
+/// coordinate descent with soft-thresholding on the Gram matrix `ZᵀZ` (computed once, O(n·p²));
+/// and for a fixed `θ` the best `σ` solves `4σ⁴ + (n − j)σ² − SS = 0` (`j` = 1 with the
+/// Jacobian term). Alternating the two lowers the objective every round and reaches the optimum
+/// in milliseconds, where L-BFGS needed thousands of iterations against the prior's kink.
+/// Returns `None` for other forms (logistic trend, multiplicative features).
+fn solve_additive(obj: &Objective<'_>, x0: &[f64]) -> Option<Vec<f64>> {
+    let d = obj.d;
+    if d.trend_indicator == TrendIndicator::Logistic || d.s_m.iter().any(|v| *v != 0) {
+        return None;
+    }
+    let (n, s, kk) = (obj.n, obj.s, obj.k);
+    // θ layout: k, m, δ (s), β (kk); x layout has log σ between δ and β.
+    let p = 2 + s + kk;
+    let linear = d.trend_indicator == TrendIndicator::Linear;
+    let mut gram = vec![0.0; p * p];
+    let mut zy = vec![0.0; p];
+    let mut z = vec![0.0; p];
+    let mut yy = 0.0;
+    for i in 0..n {
+        z.iter_mut().for_each(|v| *v = 0.0);
+        if linear {
+            z[0] = d.t[i];
+            for j in 0..obj.c[i] {
+                z[2 + j] = d.t[i] - d.t_change[j];
+            }
+        }
+        z[1] = 1.0;
+        for j in 0..kk {
+            z[2 + s + j] = d.X[i * kk + j] * f64::from(d.s_a[j]);
+        }
+        let yi = d.y[i];
+        yy += yi * yi;
+        for a in 0..p {
+            if z[a] == 0.0 {
+                continue;
+            }
+            zy[a] += z[a] * yi;
+            for b in a..p {
+                gram[a * p + b] += z[a] * z[b];
+            }
+        }
+    }
+    for a in 0..p {
+        for b in 0..a {
+            gram[a * p + b] = gram[b * p + a];
+        }
+    }
+    // Ridge priors (k, m ~ N(0, 5); β ~ N(0, σ_β)) as curvature; the δ's get the lasso.
+    let mut ridge = vec![0.0; p];
+    ridge[0] = 1.0 / 25.0;
+    ridge[1] = 1.0 / 25.0;
+    for j in 0..kk {
+        ridge[2 + s + j] = 1.0 / (*d.sigmas[j] * *d.sigmas[j]);
+    }
+    let lasso = 1.0 / *d.tau;
+    let mut theta: Vec<f64> = x0[..2 + s].iter().chain(&x0[3 + s..]).copied().collect();
+    let ss_of = |th: &[f64]| -> f64 {
+        let mut q = 0.0;
+        for a in 0..p {
+            let row: f64 = (0..p).map(|b| gram[a * p + b] * th[b]).sum();
+            q += th[a] * row;
+        }
+        let by: f64 = zy.iter().zip(th).map(|(a, b)| a * b).sum();
+        (yy - 2.0 * by + q).max(0.0)
+    };
+    let dof = n as f64 - if obj.jacobian { 1.0 } else { 0.0 };
+    let sigma_of = |ss: f64| {
+        ((-dof + (dof * dof + 16.0 * ss).sqrt()) / 8.0)
+            .sqrt()
+            .max(1e-10)
+    };
+    let mut sigma = x0[2 + s].exp();
+    let is_delta = |j: usize| (2..2 + s).contains(&j);
+    for _round in 0..200 {
+        let inv = 1.0 / (sigma * sigma);
+        let h: Vec<f64> = (0..p * p)
+            .map(|ab| gram[ab] * inv + if ab / p == ab % p { ridge[ab / p] } else { 0.0 })
+            .collect();
+        let c: Vec<f64> = zy.iter().map(|v| v * inv).collect();
+        lasso_active_set(&h, &c, lasso, &is_delta, &mut theta, p);
+        let new_sigma = sigma_of(ss_of(&theta));
+        let done = ((new_sigma - sigma) / sigma).abs() < 1e-12;
+        sigma = new_sigma;
+        if done {
+            break;
+        }
+    }
+    let mut x = Vec::with_capacity(obj.dim());
+    x.extend(&theta[..2 + s]);
+    x.push(sigma.ln());
+    x.extend(&theta[2 + s..]);
+    x.iter().all(|v| v.is_finite()).then_some(x)
+}
+
+/// Solves `a·x = b` for a symmetric positive definite `a` (row-major `p × p`) by Cholesky;
+/// `None` when `a` is not positive definite.
+fn cholesky_solve(a: &[f64], b: &[f64], p: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0.0; p * p];
+    for i in 0..p {
+        for j in 0..=i {
+            let s: f64 = (0..j).map(|k| l[i * p + k] * l[j * p + k]).sum();
+            if i == j {
+                let d = a[i * p + i] - s;
+                if d <= 0.0 || !d.is_finite() {
+                    return None;
+                }
+                l[i * p + i] = d.sqrt();
+            } else {
+                l[i * p + j] = (a[i * p + j] - s) / l[j * p + j];
+            }
+        }
+    }
+    let mut y = vec![0.0; p];
+    for i in 0..p {
+        let s: f64 = (0..i).map(|k| l[i * p + k] * y[k]).sum();
+        y[i] = (b[i] - s) / l[i * p + i];
+    }
+    let mut x = vec![0.0; p];
+    for i in (0..p).rev() {
+        let s: f64 = (i + 1..p).map(|k| l[k * p + i] * x[k]).sum();
+        x[i] = (y[i] - s) / l[i * p + i];
+    }
+    Some(x)
+}
+
+/// Minimises `½θᵀHθ − cᵀθ + λ·Σ_{j∈L}|θ_j|` (the coordinates where `lasso(j)`) by an active-set
+/// method: solve the linear system on the free coordinates with the penalised ones' signs fixed,
+/// step back to the first sign change when one occurs (that coordinate leaves), else add the
+/// zero coordinate that violates optimality most (`|∂_j| > λ`), until none does. Warm-started
+/// from `theta`. Returns the number of steps.
+fn lasso_active_set(
+    h: &[f64],
+    c: &[f64],
+    lambda: f64,
+    lasso: &dyn Fn(usize) -> bool,
+    theta: &mut [f64],
+    p: usize,
+) -> usize {
+    // Signs of the penalised coordinates in the active set; unpenalised ones are always active.
+    let mut sign: Vec<f64> = (0..p)
+        .map(|j| {
+            if lasso(j) {
+                theta[j].signum() * f64::from(u8::from(theta[j] != 0.0))
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let active = |sign: &[f64], j: usize| !lasso(j) || sign[j] != 0.0;
+    let mut steps = 0;
+    while steps < 4 * p + 20 {
+        steps += 1;
+        let idx: Vec<usize> = (0..p).filter(|&j| active(&sign, j)).collect();
+        let q = idx.len();
+        let mut hq = vec![0.0; q * q];
+        let mut rhs = vec![0.0; q];
+        for (a, &i) in idx.iter().enumerate() {
+            rhs[a] = c[i] - lambda * sign[i];
+            for (b, &j) in idx.iter().enumerate() {
+                hq[a * q + b] = h[i * p + j];
+            }
+        }
+        let Some(sol) = cholesky_solve(&hq, &rhs, q) else {
+            return steps;
+        };
+        // Walk from the current point towards the solution; stop at the first sign change.
+        let mut t = 1.0f64;
+        let mut leaving = None;
+        for (a, &j) in idx.iter().enumerate() {
+            if lasso(j) && sol[a] * sign[j] < 0.0 {
+                let tj = theta[j] / (theta[j] - sol[a]);
+                if tj < t {
+                    t = tj;
+                    leaving = Some(j);
+                }
+            }
+        }
+        for (a, &j) in idx.iter().enumerate() {
+            theta[j] += t * (sol[a] - theta[j]);
+        }
+        if let Some(j) = leaving {
+            theta[j] = 0.0;
+            sign[j] = 0.0;
+            continue;
+        }
+        // Optimality of the zero coordinates: |∂_j| ≤ λ.
+        let mut worst = None;
+        let mut worst_excess = 1e-12 * (1.0 + lambda);
+        for j in (0..p).filter(|&j| !active(&sign, j)) {
+            let grad: f64 = (0..p).map(|b| h[j * p + b] * theta[b]).sum::<f64>() - c[j];
+            let excess = grad.abs() - lambda;
+            if excess > worst_excess {
+                worst_excess = excess;
+                worst = Some((j, -grad.signum()));
+            }
+        }
+        match worst {
+            Some((j, sg)) => sign[j] = sg,
+            None => return steps,
+        }
+    }
+    steps
+}
+
 /// The objective as argmin sees it: scaled by `1/n`.
 struct Problem<'a>(&'a Objective<'a>);
 
@@ -370,7 +580,37 @@ fn opt_err(e: impl std::fmt::Display) -> augurs_prophet::optimizer::Error {
     augurs_prophet::optimizer::Error::string(e.to_string())
 }
 
+impl LbfgsOptimizer {
+    /// L-BFGS on the full objective (every trend and feature mode).
+    fn lbfgs(
+        &self,
+        obj: &Objective<'_>,
+        x0: Vec<f64>,
+        opts: &OptimizeOpts,
+    ) -> Result<Vec<f64>, augurs_prophet::optimizer::Error> {
+        // Tighter than Stan's defaults: on real series the posterior has flat valleys where Stan's
+        // L-BFGS stops early (a VM's hourly CPU: yhat 2 % of its range away from the optimum).
+        let linesearch = MoreThuenteLineSearch::new();
+        let solver = LBFGS::new(linesearch, self.history)
+            .with_tolerance_grad(opts.tol_grad.unwrap_or(1e-10))
+            .map_err(opt_err)?
+            .with_tolerance_cost(opts.tol_rel_obj.map_or(1e-15, |t| t * f64::EPSILON))
+            .map_err(opt_err)?;
+        let iters = opts.iter.map_or(self.max_iters, u64::from);
+        let res = Executor::new(Problem(obj), solver)
+            .configure(|state| state.param(x0).max_iters(iters))
+            .run()
+            .map_err(opt_err)?;
+        res.state()
+            .get_best_param()
+            .cloned()
+            .ok_or_else(|| augurs_prophet::optimizer::Error::static_str("no solution"))
+    }
+}
+
 impl augurs_prophet::Optimizer for LbfgsOptimizer {
+    /// The exact alternating solver ([`solve_additive`]) for linear or flat trends with additive
+    /// features (Prophet's default form), L-BFGS otherwise.
     fn optimize(
         &self,
         init: &InitialParams,
@@ -396,24 +636,10 @@ impl augurs_prophet::Optimizer for LbfgsOptimizer {
                 obj.dim()
             )));
         }
-        // Tighter than Stan's defaults: on real series the posterior has flat valleys where Stan's
-        // L-BFGS stops early (a VM's hourly CPU: yhat 2 % of its range away from the optimum).
-        let linesearch = MoreThuenteLineSearch::new();
-        let solver = LBFGS::new(linesearch, self.history)
-            .with_tolerance_grad(opts.tol_grad.unwrap_or(1e-10))
-            .map_err(opt_err)?
-            .with_tolerance_cost(opts.tol_rel_obj.map_or(1e-15, |t| t * f64::EPSILON))
-            .map_err(opt_err)?;
-        let iters = opts.iter.map_or(self.max_iters, u64::from);
-        let res = Executor::new(Problem(&obj), solver)
-            .configure(|state| state.param(x0.clone()).max_iters(iters))
-            .run()
-            .map_err(opt_err)?;
-        let x = res
-            .state()
-            .get_best_param()
-            .cloned()
-            .ok_or_else(|| augurs_prophet::optimizer::Error::static_str("no solution"))?;
+        let x = match solve_additive(&obj, &x0) {
+            Some(x) => x,
+            None => self.lbfgs(&obj, x0, opts)?,
+        };
         if x.iter().any(|v| !v.is_finite()) {
             return Err(augurs_prophet::optimizer::Error::static_str(
                 "the optimizer diverged",
@@ -527,5 +753,45 @@ mod tests {
         assert!((p.beta[0] - 0.05).abs() < 0.01, "beta {:?}", p.beta);
         assert!(*p.sigma_obs < 0.05);
         assert_eq!(p.trend.len(), 60);
+    }
+
+    #[test]
+    fn the_exact_solver_meets_the_optimality_conditions_and_beats_lbfgs() {
+        // Additive features only, so the exact path applies.
+        let mut d = data(TrendIndicator::Linear);
+        d.s_a = vec![1, 1];
+        d.s_m = vec![0, 0];
+        // A slope change at t = 0.5 for the lasso to find.
+        for (yi, ti) in d.y.iter_mut().zip(&d.t) {
+            *yi += 0.6 * (ti - 0.5).max(0.0);
+        }
+        let obj = Objective::new(&d, false);
+        let mut x0 = vec![0.0; obj.dim()];
+        x0[2 + obj.s] = 0.0; // σ = 1
+        let x = solve_additive(&obj, &x0).expect("additive form");
+        let mut g = vec![0.0; x.len()];
+        let f = obj.eval(&x, Some(&mut g));
+        let tau = *d.tau;
+        for (j, gj) in g.iter().enumerate() {
+            let is_delta = (2..2 + obj.s).contains(&j);
+            if is_delta && x[j] == 0.0 {
+                // Subgradient condition at a kink: the smooth part's pull stays within 1/τ.
+                assert!(gj.abs() <= 1.0 / tau + 1e-6, "δ{j}: {gj}");
+            } else {
+                assert!(gj.abs() < 1e-5 * obj.n as f64, "param {j}: gradient {gj}");
+            }
+        }
+        assert!(
+            x[2..2 + obj.s].iter().any(|v| *v > 0.1),
+            "the slope change: {x:?}"
+        );
+        let lb = LbfgsOptimizer::default()
+            .lbfgs(&obj, x0, &OptimizeOpts::default())
+            .expect("lbfgs");
+        assert!(f <= obj.eval(&lb, None) + 1e-9, "exact {f} vs lbfgs");
+        // Multiplicative features or a logistic trend are not for the exact path.
+        let m = data(TrendIndicator::Linear);
+        let om = Objective::new(&m, false);
+        assert!(solve_additive(&om, &vec![0.0; om.dim()]).is_none());
     }
 }
