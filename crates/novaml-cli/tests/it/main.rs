@@ -4,4 +4,5 @@
 mod cli;
 mod demo;
 mod env;
+mod grafana;
 mod prometheus;
