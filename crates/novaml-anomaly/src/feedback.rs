@@ -203,6 +203,45 @@ impl Thresholds {
     }
 }
 
+/// What the feedback says, and the thresholds it calls for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Precision and false-alarm share from the labels.
+    #[serde(flatten)]
+    pub feedback: FeedbackStats,
+    /// Thresholds adapted to the labels (from [`crate::streaming::DEFAULT_THRESHOLD`]).
+    pub thresholds: Thresholds,
+}
+
+impl Summary {
+    /// From an incident log's labelled rows `(series, kind, peak score, "tp" | "fp")` and its
+    /// number of incidents; rows with another label are ignored.
+    pub fn from_rows(
+        rows: impl IntoIterator<Item = (String, String, f64, String)>,
+        incidents: usize,
+    ) -> Self {
+        let labelled: Vec<Labelled> = rows
+            .into_iter()
+            .filter_map(|(series, kind, peak_score, label)| {
+                Some(Labelled {
+                    series,
+                    kind,
+                    peak_score,
+                    label: Label::parse(&label)?,
+                })
+            })
+            .collect();
+        Self {
+            feedback: FeedbackStats::new(&labelled, incidents),
+            thresholds: Thresholds::adapt(
+                crate::streaming::DEFAULT_THRESHOLD,
+                &labelled,
+                &AdaptPolicy::default(),
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

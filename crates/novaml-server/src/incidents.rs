@@ -14,10 +14,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use novaml_anomaly::feedback::{AdaptPolicy, FeedbackStats, Label, Labelled, Thresholds};
-use novaml_anomaly::streaming::DEFAULT_THRESHOLD;
+use novaml_anomaly::feedback::{Label, Summary};
 use novaml_store::incidents::{IncidentFilter, IncidentLog, IncidentRecord};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::{ApiError, AppState};
 
@@ -192,40 +191,15 @@ async fn ack(
     .map(Json)
 }
 
-/// Feedback statistics and the thresholds they call for.
-#[derive(Debug, Serialize)]
-pub struct IncidentStats {
-    /// Precision and false-alarm share from the labels.
-    #[serde(flatten)]
-    pub feedback: FeedbackStats,
-    /// Thresholds adapted to the labels.
-    pub thresholds: Thresholds,
-}
-
-/// Reads the labels of `log` into statistics and adapted thresholds (also used by the CLI).
-pub fn incident_stats(log: &IncidentLog) -> Result<IncidentStats, novaml_store::StoreError> {
-    let labelled: Vec<Labelled> = log
-        .labelled()?
-        .into_iter()
-        .filter_map(|(series, kind, peak_score, label)| {
-            Some(Labelled {
-                series,
-                kind,
-                peak_score,
-                label: Label::parse(&label)?,
-            })
-        })
-        .collect();
-    Ok(IncidentStats {
-        feedback: FeedbackStats::new(&labelled, log.count()?),
-        thresholds: Thresholds::adapt(DEFAULT_THRESHOLD, &labelled, &AdaptPolicy::default()),
+async fn stats(State(state): State<AppState>) -> Result<Json<Summary>, ApiError> {
+    with_log(&state, |log| {
+        Ok(Summary::from_rows(
+            log.labelled().map_err(internal)?,
+            log.count().map_err(internal)?,
+        ))
     })
-}
-
-async fn stats(State(state): State<AppState>) -> Result<Json<IncidentStats>, ApiError> {
-    with_log(&state, |log| incident_stats(log).map_err(internal))
-        .await
-        .map(Json)
+    .await
+    .map(Json)
 }
 
 fn now_ms() -> i64 {

@@ -14,7 +14,6 @@ use axum::Router;
 use prometheus_client::registry::Registry;
 
 pub use error::ApiError;
-pub use incidents::{IncidentStats, incident_stats};
 pub use status::{PipelineStatus, SourceStatus, StatusProvider};
 
 /// Shared state of the HTTP handlers.

@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 
-use novaml_server::alerts::{Webhook, WebhookFormat};
-
 use super::pipeline::{Pipeline, PlanningSettings};
 use crate::config::{Config, HostEntry, ScheduleEntry, SimEntry};
 
@@ -104,18 +102,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     cfg.detect.interval = format!("{}s", args.detect_every);
     cfg.detect
         .webhooks
-        .extend(args.alertmanager.iter().map(|u| Webhook {
-            url: u.clone(),
-            format: WebhookFormat::Alertmanager,
-            bearer_token: None,
-        }));
-    cfg.detect
-        .webhooks
-        .extend(args.webhook.iter().map(|u| Webhook {
-            url: u.clone(),
-            format: WebhookFormat::Json,
-            bearer_token: None,
-        }));
+        .extend(super::detect::webhooks(&args.alertmanager, &args.webhook));
     let detection = cfg.detect.resolve()?;
     let pipeline = Pipeline {
         store_path: args.data_dir.join("novaml.db"),

@@ -87,8 +87,25 @@ fn by_entity(series: Vec<Series>) -> BTreeMap<SeriesKey, Vec<Series>> {
     out
 }
 
-/// An open incident stays open this long past its last anomalous row (alerts resolve after).
-const OPEN_FOR_MS: i64 = 10 * 60_000;
+/// An open incident stays open this long past its last anomalous row (alerts resolve after);
+/// also the incident log's de-duplication window.
+pub(crate) const OPEN_FOR_MS: i64 = 10 * 60_000;
+
+/// Receivers from the `--alertmanager` and `--webhook` flags.
+pub(crate) fn webhooks(alertmanager: &[String], json: &[String]) -> Vec<Webhook> {
+    let hook = |format| {
+        move |url: &String| Webhook {
+            url: url.clone(),
+            format,
+            bearer_token: None,
+        }
+    };
+    alertmanager
+        .iter()
+        .map(hook(WebhookFormat::Alertmanager))
+        .chain(json.iter().map(hook(WebhookFormat::Json)))
+        .collect()
+}
 
 pub(crate) fn run(args: Args) -> Result<()> {
     if !(0.0..=1.0).contains(&args.threshold) {
@@ -111,7 +128,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         None => None,
     };
     let thresholds = match &log {
-        Some(l) => Some(novaml_server::incident_stats(l)?.thresholds),
+        Some(l) => Some(super::incidents::summary(l)?.thresholds),
         None => None,
     };
     let (all, rows) = if args.series.column.is_some() {
@@ -157,20 +174,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             fresh[i] = matches!(r, Recorded::New(_));
         }
     }
-    let mut hooks: Vec<Webhook> = args
-        .alertmanager
-        .iter()
-        .map(|u| Webhook {
-            url: u.clone(),
-            format: WebhookFormat::Alertmanager,
-            bearer_token: None,
-        })
-        .collect();
-    hooks.extend(args.webhook.iter().map(|u| Webhook {
-        url: u.clone(),
-        format: WebhookFormat::Json,
-        bearer_token: None,
-    }));
+    let hooks = webhooks(&args.alertmanager, &args.webhook);
     let mut delivered = 0;
     if !hooks.is_empty() {
         let send: Vec<usize> = (0..incidents.len())

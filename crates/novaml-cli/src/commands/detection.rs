@@ -22,10 +22,10 @@ use novaml_store::incidents::{IncidentLog, Recorded};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use super::detect::OPEN_FOR_MS;
+
 /// Rows a detector sees before its incidents are recorded (its baseline is still forming).
 const WARMUP_ROWS: usize = 250;
-/// An incident stays open (its alert firing) this long past its last anomalous row.
-const OPEN_FOR_MS: i64 = 10 * 60_000;
 
 /// The live detection task.
 pub(crate) struct Detection {
@@ -103,7 +103,7 @@ impl Detection {
                 .log
                 .lock()
                 .map_err(|_| anyhow::anyhow!("incident log lock poisoned"))?;
-            novaml_server::incident_stats(&log)?.thresholds
+            super::incidents::summary(&log)?.thresholds
         };
         let mut out = Pass {
             series: 0,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use novaml_anomaly::feedback::Label;
+use novaml_anomaly::feedback::{Label, Summary};
 use novaml_store::incidents::{IncidentFilter, IncidentLog};
 
 /// Arguments of `novaml incidents`.
@@ -53,6 +53,11 @@ enum Action {
     },
     /// Precision and false-alarm share from the labels, per type, and the adapted thresholds.
     Stats,
+}
+
+/// The feedback summary of an incident log (precision, adapted thresholds).
+pub(crate) fn summary(log: &IncidentLog) -> Result<Summary> {
+    Ok(Summary::from_rows(log.labelled()?, log.count()?))
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
@@ -109,7 +114,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             eprintln!("incident {id} acknowledged");
         }
         Action::Stats => {
-            let s = novaml_server::incident_stats(&log)?;
+            let s = summary(&log)?;
             println!("{}", serde_json::to_string_pretty(&s)?);
         }
     }

@@ -110,13 +110,24 @@ fn load(i: usize, e: &SeriesEntry) -> Result<Series> {
 }
 
 /// A regular series in seconds.
-struct Grid {
+pub(crate) struct Grid {
     start: i64,
     step: i64,
     y: Vec<f64>,
 }
 
 impl Grid {
+    /// A series resampled to `step` seconds by the mean (gaps interpolated).
+    pub(crate) fn from_series(s: &Series, step: i64) -> Result<Self> {
+        let pts: Vec<(i64, f64)> = s
+            .points
+            .iter()
+            .map(|p| (p.ts.div_euclid(1000), p.value))
+            .collect();
+        let (start, y, _) = resample_mean(&pts, step)?;
+        Ok(Self { start, step, y })
+    }
+
     fn last(&self) -> i64 {
         self.start + (self.y.len() as i64 - 1) * self.step
     }
@@ -128,14 +139,14 @@ impl Grid {
     }
 
     /// Mean of the last day.
-    fn current(&self) -> f64 {
+    pub(crate) fn current(&self) -> f64 {
         let k = ((86_400 / self.step) as usize).clamp(1, self.y.len());
         self.y[self.y.len() - k..].iter().sum::<f64>() / k as f64
     }
 }
 
 /// The mean over hosts at each step where all have a value (the overlap of their ranges).
-fn cluster_mean(grids: &[&Grid]) -> Result<Grid> {
+pub(crate) fn cluster_mean(grids: &[&Grid]) -> Result<Grid> {
     let step = grids[0].step;
     let start = grids.iter().map(|g| g.start).max().unwrap_or(0);
     let end = grids.iter().map(|g| g.last()).min().unwrap_or(0);
@@ -156,7 +167,7 @@ fn cluster_mean(grids: &[&Grid]) -> Result<Grid> {
     Ok(Grid { start, step, y })
 }
 
-fn forecast_grid(g: &Grid, horizon: usize) -> Result<(QuantileForecast, String)> {
+pub(crate) fn forecast_grid(g: &Grid, horizon: usize) -> Result<(QuantileForecast, String)> {
     let cfg = SelectConfig::default();
     let sel = select_and_forecast(
         Regular {
@@ -207,14 +218,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
     for (i, e) in cfg.series.iter().enumerate() {
         bar.set_message(format!("loading {} {}", e.host, e.resource.as_str()));
         let s = load(i, e)?;
-        let pts: Vec<(i64, f64)> = s
-            .points
-            .iter()
-            .map(|p| (p.ts.div_euclid(1000), p.value))
-            .collect();
-        let (start, y, _) = resample_mean(&pts, step)
+        let g = Grid::from_series(&s, step)
             .map_err(|err| anyhow!("series[{i}] ({} {}): {err}", e.host, e.resource.as_str()))?;
-        if y.iter().any(|v| *v > 100.0) {
+        if g.y.iter().any(|v| *v > 100.0) {
             warnings.push(format!(
                 "{} {}: utilisation above 100 % in the history: its capacity is below its usage",
                 e.host,
@@ -224,7 +230,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         grids
             .entry(e.resource)
             .or_default()
-            .push((e.host.clone(), Grid { start, step, y }));
+            .push((e.host.clone(), g));
         bar.inc(1);
     }
     if args.check {

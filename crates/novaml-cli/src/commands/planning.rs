@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use novaml_core::{MetricStore, Selector, TimeRange};
-use novaml_forecast::capacity::{Policy, QuantileForecast, Resource, bottleneck, plan_resource};
+use novaml_forecast::capacity::{Policy, Resource, bottleneck, plan_resource};
 use novaml_forecast::metrics::CapacityMetrics;
-use novaml_forecast::models::Regular;
-use novaml_forecast::select::{SelectConfig, resample_mean, select_and_forecast};
 use novaml_store::SqliteStore;
 use tokio::sync::watch;
 use tracing::{info, warn};
+
+use super::plan::{Grid, cluster_mean, forecast_grid};
 
 /// The planning task.
 pub(crate) struct Planning {
@@ -63,38 +63,26 @@ impl Planning {
         }
     }
 
+    /// One refresh: per host and for the cluster (the hosts' mean series, forecast itself), as
+    /// `novaml plan` does.
     fn pass(&self) -> Result<usize> {
         let store = SqliteStore::open(&self.store_path)
             .with_context(|| format!("cannot open {}", self.store_path.display()))?;
         let now = novaml_collect::now_ms();
         let range = TimeRange::new(now - 30 * 86_400_000, now + 60_000)?;
-        let series = store.query(&self.selector, range, None)?;
-        let cfg = SelectConfig::default();
         let mut host_plans = Vec::new();
         let mut grids = Vec::new();
-        for s in &series {
+        for s in store.query(&self.selector, range, None)? {
             let host = s.key.label("host").unwrap_or("unknown").to_owned();
-            let pts: Vec<(i64, f64)> = s
-                .points
-                .iter()
-                .map(|p| (p.ts.div_euclid(1000), p.value))
-                .collect();
-            let (start, y, _) = resample_mean(&pts, STEP)?;
-            let reg = Regular {
-                start,
-                step: STEP,
-                y: &y,
-            };
-            let sel = match select_and_forecast(reg, HORIZON, &cfg) {
-                Ok(sel) => sel,
+            let g = Grid::from_series(&s, STEP)?;
+            let (f, model) = match forecast_grid(&g, HORIZON) {
+                Ok(r) => r,
                 // Too little history yet (a fresh demo): skip this host for now.
                 Err(e) => {
-                    warn!(%host, error = %e, "Not planned yet.");
+                    warn!(%host, error = %format!("{e:#}"), "Not planned yet.");
                     continue;
                 }
             };
-            let last = start + (y.len() as i64 - 1) * STEP;
-            let f = QuantileForecast::from_selected(&sel, last, STEP)?;
             let mut labels: Vec<(String, String)> = s
                 .key
                 .labels
@@ -103,56 +91,35 @@ impl Planning {
                 .collect();
             labels.push(("metric".into(), s.key.name.clone()));
             self.metrics.set_forecast(&labels, &f);
-            let k = (24).min(y.len());
-            let current = y[y.len() - k..].iter().sum::<f64>() / k as f64;
-            let p = plan_resource(self.resource, 1, current, &f, &self.policy);
+            let p = plan_resource(self.resource, 1, g.current(), &f, &self.policy);
             self.metrics.set_plan(&host, &p);
             host_plans.push(serde_json::json!({
-                "host": host, "model": sel.model, "plan": p, "forecast": f,
+                "host": host, "model": model, "plan": p, "forecast": f,
             }));
-            grids.push((start, y, f));
+            grids.push(g);
         }
-        // The cluster: the mean of the hosts' forecasts over their common history end.
         let cluster = if grids.is_empty() {
             None
         } else {
-            let n = grids.len() as f64;
-            let mean = |pick: &dyn Fn(&QuantileForecast) -> &Vec<f64>| -> Vec<f64> {
-                (0..HORIZON)
-                    .map(|h| grids.iter().map(|(_, _, f)| pick(f)[h]).sum::<f64>() / n)
-                    .collect()
-            };
-            let f = QuantileForecast {
-                step: STEP,
-                start: grids.iter().map(|(_, _, f)| f.start).min().unwrap_or(0),
-                p10: mean(&|f| &f.p10),
-                p50: mean(&|f| &f.p50),
-                p90: mean(&|f| &f.p90),
-            };
-            let current = grids
-                .iter()
-                .map(|(_, y, _)| {
-                    y[y.len() - 24.min(y.len())..].iter().sum::<f64>() / 24.0f64.min(y.len() as f64)
-                })
-                .sum::<f64>()
-                / n;
-            let p = plan_resource(self.resource, grids.len(), current, &f, &self.policy);
+            let refs: Vec<&Grid> = grids.iter().collect();
+            let mean = cluster_mean(&refs)?;
+            let (f, model) = forecast_grid(&mean, HORIZON)?;
+            let p = plan_resource(self.resource, grids.len(), mean.current(), &f, &self.policy);
             self.metrics.set_plan("cluster", &p);
-            Some((p, f))
+            Some(serde_json::json!({
+                "plan": p,
+                "model": model,
+                "forecast": f,
+                "bottleneck": bottleneck(std::slice::from_ref(&p)),
+                "monthly_cost": p.hosts_to_add as f64 * self.policy.host_month_price,
+            }))
         };
-        let plans: Vec<_> = cluster.iter().map(|(p, _)| p.clone()).collect();
         let doc = serde_json::json!({
             "generated_at": now / 1000,
             "resource": self.resource,
             "policy": self.policy,
             "hosts": host_plans,
-            "cluster": cluster.as_ref().map(|(p, f)| serde_json::json!({
-                "plan": p,
-                "forecast": f,
-                "bottleneck": bottleneck(&plans),
-                "monthly_cost": p.hosts_to_add as f64 * self.policy.host_month_price,
-            })),
-            "note": "The cluster's quantiles are the means of the hosts' (a conservative band).",
+            "cluster": cluster,
         });
         if let Ok(mut w) = self.latest.write() {
             *w = Some(doc);
