@@ -10,6 +10,7 @@ pub(crate) mod forecast;
 pub(crate) mod incidents;
 pub(crate) mod pipeline;
 pub(crate) mod plan;
+pub(crate) mod predict;
 pub(crate) mod planning;
 
 use std::future::Future;

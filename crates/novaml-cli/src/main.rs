@@ -107,6 +107,32 @@ enum Command {
     ///   novaml plan --config config/plan.example.toml --out plan
     #[command(verbatim_doc_comment)]
     Plan(commands::plan::Args),
+    /// Train a performance predictor (LSTM or a baseline) on one series and register it.
+    ///
+    /// The series (--column, plus --covariates as extra inputs) is put on a --step grid; rows
+    /// are split in time: training, validation (early stopping, interval calibration), and a
+    /// final --holdout on which the new model is compared with the serving one (champion/
+    /// challenger): it serves only if its MAE there is lower. Every version is kept in --models
+    /// (config.json, weights.bin, scalers.json, meta.json). Training shows loss per epoch, writes
+    /// a checkpoint after each, and --resume continues from it.
+    ///
+    /// Examples:
+    ///   novaml train --in ../shared/data/vm-traces/bitbrains/vm_192.csv --column cpu_pct
+    ///   novaml train --in vm.csv --column cpu_pct --layers 128,128,128 --bidirectional --attention
+    #[command(verbatim_doc_comment)]
+    Train(commands::predict::TrainArgs),
+    /// Predict the next --horizon steps of a series with a registered model (JSON out).
+    ///
+    /// Uses the serving version (or --version), the file's most recent rows, and prints the
+    /// forecast with its interval; with --slo, also the probability that the metric crosses
+    /// the threshold within the horizon (degradation risk).
+    ///
+    /// Example:
+    ///   novaml predict --in vm.csv --column cpu_pct --name vm_192.cpu_pct --slo 90
+    #[command(verbatim_doc_comment)]
+    Predict(commands::predict::PredictArgs),
+    /// List registered models, show versions and metrics, promote or roll back.
+    Models(commands::predict::ModelsArgs),
     /// Evaluate on real data (NAB anomaly benchmark, …) and print the figures.
     Eval(commands::eval::Args),
 }
@@ -129,6 +155,9 @@ fn main() -> ExitCode {
         Command::Incidents(args) => commands::incidents::run(args),
         Command::Forecast(args) => commands::forecast::run(args),
         Command::Plan(args) => commands::plan::run(args),
+        Command::Train(args) => commands::predict::train(args),
+        Command::Predict(args) => commands::predict::predict(args),
+        Command::Models(args) => commands::predict::models(args),
         Command::Eval(args) => commands::eval::run(args),
     };
     match result {

@@ -3,6 +3,9 @@
 //! - [`nab`]: the Numenta Anomaly Benchmark v1.1 scorer (corpus loading, row weights, the
 //!   corpus-wide threshold sweep, normalised scores for the three cost profiles).
 //! - [`forecast`]: forecast accuracy (MASE, sMAPE, wMAPE, interval coverage).
+//! - [`predict`]: multi-step prediction accuracy per horizon step (MAE, relative MAE vs naive,
+//!   sMAPE, MASE, accuracy@5 %, coverage).
 
 pub mod forecast;
 pub mod nab;
+pub mod predict;

@@ -37,6 +37,20 @@ enum What {
     ///     --freq 1h --test-fraction 0.2 --out report.json
     #[command(verbatim_doc_comment)]
     Forecast(super::forecast::EvalArgs),
+    /// Predict the last --test-fraction of each series from every origin and score each step.
+    ///
+    /// Each file's --column is put on a --step grid; rows split in time into training,
+    /// validation (early stopping, conformal interval calibration, model selection) and test.
+    /// Every model predicts the next --horizon steps from every test origin; per step: MAE,
+    /// MAE relative to naive (last value), sMAPE, MASE, accuracy@5 % and interval coverage.
+    /// "selected" is the model with the lowest validation MAE per series, so the LSTM is kept
+    /// only where it wins.
+    ///
+    /// Example:
+    ///   novaml eval predict --data ../shared/data/vm-traces/bitbrains/*.csv --column cpu_pct \
+    ///     --horizon 12 --out report.json --predictions preds/
+    #[command(verbatim_doc_comment)]
+    Predict(super::predict::EvalArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,6 +73,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     match args.what {
         What::Nab(a) => nab(a),
         What::Forecast(a) => super::forecast::eval(a),
+        What::Predict(a) => super::predict::eval(a),
     }
 }
 

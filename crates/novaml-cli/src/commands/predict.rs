@@ -1,0 +1,653 @@
+//! `novaml train`, `novaml predict` and `novaml eval predict`: performance prediction with the
+//! LSTM and its baselines (novaml-predict).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use novaml_eval::predict::{HorizonMetrics, PredRow, PredSummary, naive_scale, per_horizon, summarize};
+use novaml_predict::dataset::{SeriesFrame, Split};
+use novaml_predict::inference::{FitConfig, ModelKind, Prediction, fit};
+use novaml_predict::registry::{Meta, ModelStore};
+
+fn parse_step(s: &str) -> Result<Duration> {
+    let d = novaml_collect::time::parse_duration(s).with_context(|| format!("bad step {s:?}"))?;
+    if d.is_zero() {
+        bail!("the step must be positive");
+    }
+    Ok(d)
+}
+
+/// A comma-separated list of model kinds.
+#[derive(Debug, Clone)]
+pub(crate) struct Kinds(Vec<ModelKind>);
+
+fn parse_kinds(s: &str) -> Result<Kinds> {
+    let v = s
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| p.trim().parse::<ModelKind>().map_err(anyhow::Error::from))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Kinds(v))
+}
+
+/// The model and data options shared by `train`, `eval predict` (and read back by `predict`).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ModelArgs {
+    /// The metric to predict (a column of the file).
+    #[arg(long)]
+    column: String,
+    /// Other columns of the same file fed to the model as inputs (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    covariates: Vec<String>,
+    /// Grid step: the data is bucketed to it by the mean; empty buckets are gaps.
+    #[arg(long, default_value = "5m", value_parser = parse_step)]
+    step: Duration,
+    /// Steps to predict (12 = 1 h at 5 min).
+    #[arg(long, default_value_t = 12)]
+    horizon: usize,
+    /// Rows per input window.
+    #[arg(long, default_value_t = 48)]
+    lookback: usize,
+    /// Season in rows for the seasonal input and seasonal naive (288 = 1 day at 5 min; 0 = off).
+    #[arg(long, default_value_t = 288)]
+    season: usize,
+    /// LSTM hidden sizes, bottom first (e.g. 128,128,128).
+    #[arg(long, value_delimiter = ',', default_value = "64,64")]
+    layers: Vec<usize>,
+    /// Bidirectional LSTM layers.
+    #[arg(long)]
+    bidirectional: bool,
+    /// Attention head over the top layer's outputs.
+    #[arg(long)]
+    attention: bool,
+    /// Dropout between layers during training.
+    #[arg(long, default_value_t = 0.1)]
+    dropout: f32,
+    /// Most training epochs (early stopping usually ends sooner).
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    /// Use every STRIDE-th training window (faster, for large histories).
+    #[arg(long, default_value_t = 1)]
+    stride: usize,
+    /// Interval level in percent (the LSTM learns its quantiles; conformal calibration on the
+    /// validation part fixes the coverage).
+    #[arg(long, default_value_t = 80.0)]
+    level: f64,
+    /// Seed of weights, shuffling and dropout.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Share of the rows before the test part used for validation (early stopping, calibration,
+    /// model selection).
+    #[arg(long, default_value_t = 0.2)]
+    validation: f64,
+    /// Every setting as TOML (sections [data], [net], [train]; see novaml-predict's FitConfig);
+    /// flags given here are ignored when it is set.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    fn fit_config(&self) -> Result<FitConfig> {
+        if let Some(p) = &self.config {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            return toml::from_str(&text).with_context(|| format!("parsing {}", p.display()));
+        }
+        if !(0.0 < self.level && self.level < 100.0) {
+            bail!("--level {} is not in (0, 100)", self.level);
+        }
+        let a = (1.0 - self.level / 100.0) / 2.0;
+        let mut cfg = FitConfig::default();
+        cfg.data.lookback = self.lookback;
+        cfg.data.horizon = self.horizon;
+        cfg.data.season = self.season;
+        cfg.data.covariates = self.covariates.clone();
+        cfg.net.layers = self.layers.clone();
+        cfg.net.bidirectional = self.bidirectional;
+        cfg.net.attention = self.attention;
+        cfg.net.dropout = self.dropout;
+        cfg.train.epochs = self.epochs;
+        cfg.train.stride = self.stride;
+        cfg.train.seed = self.seed;
+        cfg.train.quantiles = vec![a as f32, 0.5, (1.0 - a) as f32];
+        Ok(cfg)
+    }
+}
+
+/// Loads `column` and the covariates of `path` onto a grid.
+fn load_frame(path: &Path, column: &str, covariates: &[String], step: Duration) -> Result<SeriesFrame> {
+    let input = super::SeriesInput {
+        input: path.to_owned(),
+        column: None,
+    };
+    let all = input.load_all()?;
+    let points = |name: &str| -> Result<Vec<(i64, f64)>> {
+        let s = all.iter().find(|s| s.key.name == name).with_context(|| {
+            let names: Vec<&str> = all.iter().map(|s| s.key.name.as_str()).collect();
+            format!(
+                "{} has no column {name:?} (columns: {})",
+                path.display(),
+                names.join(", ")
+            )
+        })?;
+        Ok(s.points.iter().map(|p| (p.ts, p.value)).collect())
+    };
+    let target = points(column)?;
+    let cov = covariates
+        .iter()
+        .map(|c| Ok((c.clone(), points(c)?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(SeriesFrame::from_points(
+        &target,
+        &cov,
+        step.as_millis() as i64,
+    )?)
+}
+
+fn bar(len: u64) -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::new(len);
+    b.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    b
+}
+
+fn name_of(p: &Path) -> String {
+    p.file_stem().map_or_else(
+        || p.display().to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    )
+}
+
+/// Arguments of `novaml train`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TrainArgs {
+    /// Input file (CSV or JSON lines).
+    #[arg(long = "in", value_name = "FILE")]
+    input: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Which model (naive, seasonal_naive, ridge, lstm).
+    #[arg(long, default_value = "lstm")]
+    kind: ModelKind,
+    /// The model registry directory.
+    #[arg(long, default_value = "novaml-models")]
+    models: PathBuf,
+    /// The model's name in the registry (default: FILE's stem + column).
+    #[arg(long)]
+    name: Option<String>,
+    /// The last share of rows held out to compare the new model with the serving one.
+    #[arg(long, default_value_t = 0.1)]
+    holdout: f64,
+    /// Continue an interrupted training from its checkpoint (MODELS/NAME/checkpoint.json).
+    #[arg(long)]
+    resume: bool,
+}
+
+pub(crate) fn train(a: TrainArgs) -> Result<()> {
+    let cfg = a.model.fit_config()?;
+    let frame = load_frame(
+        &a.input,
+        &a.model.column,
+        &cfg.data.covariates,
+        a.model.step,
+    )?;
+    let n = frame.len();
+    let split = Split::new(n, a.model.validation, a.holdout, &cfg.data)?;
+    let name = a
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}.{}", name_of(&a.input), a.model.column));
+    let store = ModelStore::open(&a.models)?;
+    let ck_dir = a.models.join(&name);
+    std::fs::create_dir_all(&ck_dir).with_context(|| format!("creating {}", ck_dir.display()))?;
+    let ck = ck_dir.join("checkpoint.json");
+    let pb = bar(cfg.train.epochs as u64);
+    let started = Instant::now();
+    let fitted = fit(
+        a.kind,
+        &frame,
+        split,
+        &cfg,
+        Some((&ck, a.resume)),
+        &mut |r| {
+            pb.set_position(r.epoch as u64);
+            pb.set_message(format!(
+                "train {:.4} val {:.4}{} lr {:.1e} ({:.1}s)",
+                r.train_loss,
+                r.val_loss,
+                if r.best { " *" } else { "" },
+                r.learning_rate,
+                r.seconds
+            ));
+        },
+    )?;
+    pb.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    for r in &fitted.history {
+        eprintln!(
+            "epoch {:>3}  train {:.5}  val {:.5}{}  lr {:.1e}  {:.1}s",
+            r.epoch,
+            r.train_loss,
+            r.val_loss,
+            if r.best { " (best)" } else { "" },
+            r.learning_rate,
+            r.seconds
+        );
+    }
+    let meta = Meta {
+        version: 0,
+        created_ms: chrono::Utc::now().timestamp_millis(),
+        range: fitted.predictor.range,
+        metrics: Default::default(),
+        history: fitted.history.clone(),
+        source: format!("{} column {}", a.input.display(), a.model.column),
+    };
+    let d = store.submit(
+        &name,
+        &fitted.predictor,
+        meta,
+        &frame,
+        (split.val_end, n),
+    )?;
+    let _ = std::fs::remove_file(&ck);
+    println!(
+        "{name} v{}: {} in {secs:.1}s; holdout MAE {:.4}{}; {}",
+        d.version,
+        a.kind.as_str(),
+        d.challenger_mae,
+        d.champion_mae
+            .map(|c| format!(" vs champion {c:.4}"))
+            .unwrap_or_default(),
+        if d.promoted {
+            "promoted: now serving"
+        } else {
+            "kept the champion"
+        }
+    );
+    Ok(())
+}
+
+/// Arguments of `novaml predict`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PredictArgs {
+    /// Input file with the recent history (CSV or JSON lines).
+    #[arg(long = "in", value_name = "FILE")]
+    input: PathBuf,
+    /// The model registry directory.
+    #[arg(long, default_value = "novaml-models")]
+    models: PathBuf,
+    /// The model's name in the registry.
+    #[arg(long)]
+    name: String,
+    /// A version instead of the serving one.
+    #[arg(long)]
+    version: Option<u32>,
+    /// The metric column (default: the one the model was trained on is named in its name).
+    #[arg(long)]
+    column: String,
+    /// SLO threshold: also print the probability of crossing it within the horizon.
+    #[arg(long)]
+    slo: Option<f64>,
+}
+
+pub(crate) fn predict(a: PredictArgs) -> Result<()> {
+    let store = ModelStore::open(&a.models)?;
+    let art = match a.version {
+        Some(v) => store.load(&a.name, v)?,
+        None => store.champion(&a.name)?.with_context(|| {
+            format!(
+                "no serving version of {:?} in {} (train one with novaml train)",
+                a.name,
+                a.models.display()
+            )
+        })?,
+    };
+    let p = &art.predictor;
+    let frame = load_frame(
+        &a.input,
+        &a.column,
+        &p.data.covariates,
+        Duration::from_millis(p.step_ms as u64),
+    )?;
+    let f = p.predict(&frame)?;
+    let risk = a.slo.map(|t| f.risk_above(t, p.level));
+    let out = serde_json::json!({
+        "model": a.name,
+        "version": art.meta.version,
+        "kind": p.model.kind(),
+        "level": p.level,
+        "forecast": f,
+        "slo": a.slo,
+        "risk_of_crossing_slo": risk,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// Arguments of `novaml eval predict`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct EvalArgs {
+    /// Input files (CSV or JSON lines), one series each.
+    #[arg(long, num_args = 1.., required = true, value_name = "FILE")]
+    data: Vec<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The held-out tail's share of each series (rolling origins: every row is one).
+    #[arg(long, default_value_t = 0.2)]
+    test_fraction: f64,
+    /// Models to compare (comma-separated); the one with the lowest validation MAE is
+    /// "selected" per series.
+    #[arg(long, default_value = "naive,seasonal_naive,ridge,lstm", value_parser = parse_kinds)]
+    models: Kinds,
+    /// Write the report (JSON) here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write every prediction here: DIR/<series>.csv for the selected model and
+    /// DIR/<model>/<series>.csv for each model (origin,h,timestamp,actual,predicted,lower,upper).
+    #[arg(long, value_name = "DIR")]
+    predictions: Option<PathBuf>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ModelReport {
+    summary: PredSummary,
+    val_mae: f64,
+    fit_seconds: f64,
+    epochs: usize,
+    seconds_per_epoch: Option<f64>,
+    horizons: Vec<HorizonMetrics>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct SeriesReport {
+    file: String,
+    rows: usize,
+    train_rows: usize,
+    validation_rows: usize,
+    test_rows: usize,
+    test_origins: usize,
+    selected: ModelKind,
+    selected_summary: PredSummary,
+    models: BTreeMap<ModelKind, ModelReport>,
+}
+
+fn rows_of(preds: &[Prediction], frame: &SeriesFrame) -> Vec<PredRow> {
+    let mut rows = Vec::new();
+    for p in preds {
+        let f = &p.forecast;
+        for h in 0..f.predicted.len() {
+            rows.push(PredRow {
+                origin: f.origin_ms,
+                h: h + 1,
+                timestamp: f.timestamps[h],
+                actual: frame.target[p.origin + h + 1],
+                predicted: f.predicted[h],
+                lower: f.lower[h],
+                upper: f.upper[h],
+                last: f.last,
+            });
+        }
+    }
+    rows
+}
+
+fn write_predictions(path: &Path, rows: &[PredRow]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
+    w.write_record(["origin", "h", "timestamp", "actual", "predicted", "lower", "upper"])?;
+    for r in rows {
+        w.write_record([
+            r.origin.to_string(),
+            r.h.to_string(),
+            r.timestamp.to_string(),
+            r.actual.to_string(),
+            r.predicted.to_string(),
+            r.lower.to_string(),
+            r.upper.to_string(),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+pub(crate) fn eval(a: EvalArgs) -> Result<()> {
+    if !(0.0 < a.test_fraction && a.test_fraction < 1.0) {
+        bail!("--test-fraction {} is not in (0, 1)", a.test_fraction);
+    }
+    if a.models.0.is_empty() {
+        bail!("--models is empty");
+    }
+    let cfg = a.model.fit_config()?;
+    let pb = bar((a.data.len() * a.models.0.len()) as u64);
+    let mut reports = Vec::new();
+    for path in &a.data {
+        let name = name_of(path);
+        let frame = load_frame(path, &a.model.column, &cfg.data.covariates, a.model.step)
+            .with_context(|| format!("loading {}", path.display()))?;
+        let n = frame.len();
+        let split = Split::new(n, a.model.validation, a.test_fraction, &cfg.data)
+            .with_context(|| path.display().to_string())?;
+        let scale = naive_scale(&frame.target[..split.train_end]);
+        let mut models = BTreeMap::new();
+        let mut all_rows = BTreeMap::new();
+        let mut origins = 0;
+        for &kind in &a.models.0 {
+            pb.set_message(format!("{name} {}", kind.as_str()));
+            let t0 = Instant::now();
+            let fitted = fit(kind, &frame, split, &cfg, None, &mut |r| {
+                pb.set_message(format!(
+                    "{name} {} epoch {} val {:.4} ({:.1}s)",
+                    kind.as_str(),
+                    r.epoch,
+                    r.val_loss,
+                    r.seconds
+                ));
+            })
+            .with_context(|| format!("{name}: fitting {}", kind.as_str()))?;
+            let fit_seconds = t0.elapsed().as_secs_f64();
+            let preds = fitted
+                .predictor
+                .predict_range(&frame, split.test_origins(n), true)?;
+            origins = preds.len();
+            let rows = rows_of(&preds, &frame);
+            let horizons = per_horizon(&rows, cfg.data.horizon, scale);
+            let summary = summarize(&horizons)
+                .with_context(|| format!("{name}: no complete test windows"))?;
+            let epochs = fitted.history.len();
+            models.insert(
+                kind,
+                ModelReport {
+                    summary,
+                    val_mae: fitted.val_mae.iter().sum::<f64>() / fitted.val_mae.len() as f64,
+                    fit_seconds,
+                    epochs,
+                    seconds_per_epoch: (epochs > 0).then(|| {
+                        fitted.history.iter().map(|r| r.seconds).sum::<f64>() / epochs as f64
+                    }),
+                    horizons,
+                },
+            );
+            all_rows.insert(kind, rows);
+            pb.inc(1);
+        }
+        let selected = models
+            .iter()
+            .min_by(|x, y| x.1.val_mae.total_cmp(&y.1.val_mae))
+            .map(|(k, _)| *k)
+            .context("no model")?;
+        if let Some(dir) = &a.predictions {
+            for (kind, rows) in &all_rows {
+                write_predictions(&dir.join(kind.as_str()).join(format!("{name}.csv")), rows)?;
+            }
+            write_predictions(&dir.join(format!("{name}.csv")), &all_rows[&selected])?;
+        }
+        let test_rows = n - split.val_end;
+        reports.push(SeriesReport {
+            file: path.display().to_string(),
+            rows: n,
+            train_rows: split.train_end,
+            validation_rows: split.val_end - split.train_end,
+            test_rows,
+            test_origins: origins,
+            selected,
+            selected_summary: models[&selected].summary.clone(),
+            models,
+        });
+    }
+    pb.finish_and_clear();
+    // Medians over series.
+    let med = |f: &dyn Fn(&SeriesReport) -> Option<f64>| {
+        novaml_eval::forecast::median(&reports.iter().filter_map(f).collect::<Vec<_>>())
+    };
+    let mut overall = serde_json::Map::new();
+    for &kind in &a.models.0 {
+        overall.insert(
+            kind.as_str().into(),
+            serde_json::json!({
+                "median_rel_mae": med(&|r| r.models.get(&kind).map(|m| m.summary.median_rel_mae)),
+                "median_last_rel_mae": med(&|r| r.models.get(&kind).map(|m| m.summary.last_rel_mae)),
+                "median_mase": med(&|r| r.models.get(&kind).map(|m| m.summary.mean_mase)),
+                "median_accuracy_5pct": med(&|r| r.models.get(&kind).map(|m| m.summary.accuracy_5pct)),
+                "mean_coverage": reports.iter().filter_map(|r| r.models.get(&kind)).map(|m| m.summary.coverage).sum::<f64>() / reports.len() as f64,
+            }),
+        );
+    }
+    overall.insert(
+        "selected".into(),
+        serde_json::json!({
+            "median_rel_mae": med(&|r| Some(r.selected_summary.median_rel_mae)),
+            "median_last_rel_mae": med(&|r| Some(r.selected_summary.last_rel_mae)),
+            "median_mase": med(&|r| Some(r.selected_summary.mean_mase)),
+            "median_accuracy_5pct": med(&|r| Some(r.selected_summary.accuracy_5pct)),
+            "mean_coverage": reports.iter().map(|r| r.selected_summary.coverage).sum::<f64>() / reports.len() as f64,
+        }),
+    );
+    println!(
+        "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9}  selected",
+        "series (median rel. MAE)",
+        "naive",
+        "s.naive",
+        "ridge",
+        "lstm",
+        "cover%"
+    );
+    for r in &reports {
+        let g = |k: ModelKind| {
+            r.models
+                .get(&k)
+                .map_or_else(|| "-".to_owned(), |m| format!("{:.3}", m.summary.median_rel_mae))
+        };
+        println!(
+            "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9.1}  {} ({:.3})",
+            name_of(Path::new(&r.file)),
+            g(ModelKind::Naive),
+            g(ModelKind::SeasonalNaive),
+            g(ModelKind::Ridge),
+            g(ModelKind::Lstm),
+            100.0 * r.selected_summary.coverage,
+            r.selected.as_str(),
+            r.selected_summary.median_rel_mae
+        );
+    }
+    println!("{}", serde_json::to_string_pretty(&overall)?);
+    if let Some(out) = &a.out {
+        let doc = serde_json::json!({
+            "column": a.model.column,
+            "config": cfg,
+            "test_fraction": a.test_fraction,
+            "overall": overall,
+            "series": reports,
+        });
+        std::fs::write(out, serde_json::to_vec_pretty(&doc)?)
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
+}
+
+/// Arguments of `novaml models`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ModelsArgs {
+    /// The model registry directory.
+    #[arg(long, default_value = "novaml-models", global = true)]
+    models: PathBuf,
+    #[command(subcommand)]
+    what: ModelsWhat,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ModelsWhat {
+    /// List the models with their serving version.
+    List,
+    /// Show a model's versions (metrics, data range) and its promotion log.
+    Show {
+        /// Model name.
+        name: String,
+    },
+    /// Make a version serve (an operator's override of champion/challenger).
+    Promote {
+        /// Model name.
+        name: String,
+        /// Version number.
+        version: u32,
+    },
+    /// Go back to an earlier version.
+    Rollback {
+        /// Model name.
+        name: String,
+        /// Version number.
+        version: u32,
+    },
+}
+
+pub(crate) fn models(a: ModelsArgs) -> Result<()> {
+    let store = ModelStore::open(&a.models)?;
+    match a.what {
+        ModelsWhat::List => {
+            for name in store.names()? {
+                let r = store.registry(&name)?;
+                println!(
+                    "{name}: serving {}, versions {:?}",
+                    r.champion.map_or_else(|| "none".to_owned(), |v| format!("v{v}")),
+                    r.versions
+                );
+            }
+        }
+        ModelsWhat::Show { name } => {
+            let r = store.registry(&name)?;
+            if r.versions.is_empty() {
+                bail!("no model named {name:?} in {}", a.models.display());
+            }
+            let mut versions = Vec::new();
+            for &v in &r.versions {
+                let art = store.load(&name, v)?;
+                versions.push(serde_json::json!({
+                    "version": v,
+                    "serving": r.champion == Some(v),
+                    "kind": art.predictor.model.kind(),
+                    "range": art.meta.range,
+                    "metrics": art.meta.metrics,
+                    "mean_mae": art.meta.metrics.mean_mae(),
+                    "epochs": art.meta.history.len(),
+                    "created_ms": art.meta.created_ms,
+                }));
+            }
+            let doc = serde_json::json!({"name": name, "champion": r.champion, "versions": versions, "log": r.log});
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        ModelsWhat::Promote { name, version } => {
+            store.promote(&name, version, "operator")?;
+            println!("{name}: v{version} now serves");
+        }
+        ModelsWhat::Rollback { name, version } => {
+            store.rollback(&name, version)?;
+            println!("{name}: rolled back to v{version}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,613 @@
+//! A trained predictor: any of the models behind one type, fit on a frame's training part,
+//! calibrated on its validation part, serving forecasts with intervals and degradation risk.
+//!
+//! Intervals are conformalised quantile regression (Romano et al. 2019): the network predicts the
+//! interval's quantiles; on the validation windows the score `max(lo − y, y − hi)` of each
+//! horizon is collected, and its `level` quantile (with the finite-sample correction) widens (or
+//! narrows) the interval. The baselines predict a point, so their score is `|y − ŷ|`.
+
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+
+use crate::PredictError;
+use crate::baselines::{Ridge, seasonal_deltas};
+use crate::dataset::{DataConfig, Scalers, SeriesFrame, Split, Windows, inputs, windows};
+use crate::model::{NetConfig, Network};
+use crate::training::{Checkpoint, EpochReport, TrainConfig, predict_windows, train};
+
+/// Version of the artifact format; artifacts of another version are refused.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Which model.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// The last value.
+    Naive,
+    /// The value one season earlier.
+    SeasonalNaive,
+    /// Ridge regression on lag features.
+    Ridge,
+    /// The LSTM.
+    Lstm,
+}
+
+impl ModelKind {
+    /// Every kind.
+    pub const ALL: [Self; 4] = [Self::Naive, Self::SeasonalNaive, Self::Ridge, Self::Lstm];
+
+    /// The name used in files and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Naive => "naive",
+            Self::SeasonalNaive => "seasonal_naive",
+            Self::Ridge => "ridge",
+            Self::Lstm => "lstm",
+        }
+    }
+}
+
+impl std::str::FromStr for ModelKind {
+    type Err = PredictError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                PredictError::config(
+                    "model",
+                    format!("unknown model {s:?} (naive, seasonal_naive, ridge, lstm)"),
+                )
+            })
+    }
+}
+
+/// A fitted model's parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Model {
+    /// The last value.
+    Naive,
+    /// One season earlier.
+    SeasonalNaive,
+    /// Ridge.
+    Ridge(Ridge),
+    /// The LSTM (weights stored beside the artifact's config), learning the residual of a ridge
+    /// base model when `base` is set.
+    Lstm {
+        /// The network.
+        net: Network,
+        /// The linear base whose errors the network corrects.
+        base: Option<Ridge>,
+    },
+}
+
+impl Model {
+    /// Its kind.
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            Self::Naive => ModelKind::Naive,
+            Self::SeasonalNaive => ModelKind::SeasonalNaive,
+            Self::Ridge(_) => ModelKind::Ridge,
+            Self::Lstm { .. } => ModelKind::Lstm,
+        }
+    }
+}
+
+/// The rows a model was trained and calibrated on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataRange {
+    /// First training row's timestamp, ms.
+    pub start_ms: i64,
+    /// Last validation row's timestamp, ms.
+    pub end_ms: i64,
+    /// Rows seen (training + validation).
+    pub rows: usize,
+}
+
+/// A fitted, calibrated predictor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Predictor {
+    /// [`FORMAT_VERSION`] at save time.
+    pub format: u32,
+    /// The model.
+    pub model: Model,
+    /// Windowing.
+    pub data: DataConfig,
+    /// Scalers fit on the training rows.
+    pub scalers: Scalers,
+    /// Quantiles the LSTM predicts (the interval is the outermost pair).
+    pub quantiles: Vec<f32>,
+    /// Nominal interval coverage, e.g. 0.8.
+    pub level: f64,
+    /// Conformal adjustment per horizon, in scaled units, added to both sides.
+    pub calibration: Vec<f64>,
+    /// Grid step, ms.
+    pub step_ms: i64,
+    /// What it saw.
+    pub range: DataRange,
+}
+
+/// Predictions for one origin, in the metric's units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Forecast {
+    /// The origin row's timestamp, ms (the last observed value).
+    pub origin_ms: i64,
+    /// The last observed value.
+    pub last: f64,
+    /// Timestamps of the predicted steps, ms.
+    pub timestamps: Vec<i64>,
+    /// Point forecast (median) per step.
+    pub predicted: Vec<f64>,
+    /// Lower interval bound per step.
+    pub lower: Vec<f64>,
+    /// Upper interval bound per step.
+    pub upper: Vec<f64>,
+}
+
+impl Forecast {
+    /// Probability that the metric exceeds `threshold` within the horizon: the largest of the
+    /// per-step exceedance probabilities, each from a two-piece normal through the step's
+    /// median and interval bounds. It is exact when the steps move together and a lower bound
+    /// otherwise.
+    pub fn risk_above(&self, threshold: f64, level: f64) -> f64 {
+        let z = normal_quantile(0.5 + level / 2.0);
+        self.predicted
+            .iter()
+            .zip(&self.lower)
+            .zip(&self.upper)
+            .map(|((m, lo), hi)| {
+                let sd = if threshold >= *m {
+                    (hi - m) / z
+                } else {
+                    (m - lo) / z
+                };
+                if sd <= 0.0 {
+                    if *m > threshold { 1.0 } else { 0.0 }
+                } else {
+                    1.0 - normal_cdf((threshold - m) / sd)
+                }
+            })
+            .fold(0.0, f64::max)
+    }
+}
+
+/// Standard normal CDF (Abramowitz & Stegun 7.1.26 for erf, |error| < 1.5e-7).
+pub fn normal_cdf(x: f64) -> f64 {
+    let t = x.abs() / std::f64::consts::SQRT_2;
+    let k = 1.0 / (1.0 + 0.327_591_1 * t);
+    let poly = k
+        * (0.254_829_592
+            + k * (-0.284_496_736 + k * (1.421_413_741 + k * (-1.453_152_027 + k * 1.061_405_429))));
+    let erf = 1.0 - poly * (-t * t).exp();
+    if x >= 0.0 {
+        0.5 * (1.0 + erf)
+    } else {
+        0.5 * (1.0 - erf)
+    }
+}
+
+/// Standard normal quantile by bisection on [`normal_cdf`].
+pub fn normal_quantile(p: f64) -> f64 {
+    let (mut lo, mut hi) = (-10.0, 10.0);
+    for _ in 0..80 {
+        let mid = 0.5 * (lo + hi);
+        if normal_cdf(mid) < p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// Raw (uncalibrated) predictions of windows in scaled change units: `[N][H]` median, lower,
+/// upper.
+struct Raw {
+    median: Vec<f32>,
+    lower: Vec<f32>,
+    upper: Vec<f32>,
+}
+
+fn raw(model: &Model, data: &DataConfig, quantiles: &[f32], w: &Windows) -> Raw {
+    let (n, h_n) = (w.len(), w.horizon);
+    let mut r = Raw {
+        median: Vec::with_capacity(n * h_n),
+        lower: Vec::with_capacity(n * h_n),
+        upper: Vec::with_capacity(n * h_n),
+    };
+    match model {
+        Model::Lstm { net, base } => {
+            let out = predict_windows(net, w);
+            let q_n = quantiles.len();
+            let mid = quantiles
+                .iter()
+                .enumerate()
+                .min_by(|a, b| (a.1 - 0.5).abs().total_cmp(&(b.1 - 0.5).abs()))
+                .map_or(0, |(i, _)| i);
+            for (k, rows) in out.chunks_exact(q_n * h_n).enumerate() {
+                let b = base.as_ref().map(|r| r.predict(w, data, k));
+                for (h, row) in rows.chunks_exact(q_n).enumerate() {
+                    // Quantile outputs can cross; sorting them is the usual repair.
+                    let mut q = row.to_vec();
+                    q.sort_by(f32::total_cmp);
+                    let off = b.as_ref().map_or(0.0, |b| b[h]);
+                    r.median.push(q[mid] + off);
+                    r.lower.push(q[0] + off);
+                    r.upper.push(q[q_n - 1] + off);
+                }
+            }
+        }
+        _ => {
+            for k in 0..n {
+                let d = match model {
+                    Model::SeasonalNaive => {
+                        seasonal_deltas(w, data, k).unwrap_or_else(|| vec![0.0; h_n])
+                    }
+                    Model::Ridge(m) => m.predict(w, data, k),
+                    _ => vec![0.0; h_n],
+                };
+                r.median.extend_from_slice(&d);
+                r.lower.extend_from_slice(&d);
+                r.upper.extend_from_slice(&d);
+            }
+        }
+    }
+    r
+}
+
+/// One origin's prediction in metric units, with the truth where known.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// Origin row.
+    pub origin: usize,
+    /// Predicted, lower, upper per horizon.
+    pub forecast: Forecast,
+}
+
+impl Predictor {
+    /// Checks that the predictor can serve (format, shapes, finite values).
+    pub fn check(&self) -> Result<(), PredictError> {
+        if self.format != FORMAT_VERSION {
+            return Err(PredictError::Data(format!(
+                "artifact format {} but this novaml reads format {FORMAT_VERSION}; retrain",
+                self.format
+            )));
+        }
+        self.data.check()?;
+        if self.calibration.len() != self.data.horizon {
+            return Err(PredictError::Data(format!(
+                "calibration has {} horizons, the model {}",
+                self.calibration.len(),
+                self.data.horizon
+            )));
+        }
+        if let Model::Lstm { net, .. } = &self.model {
+            net.check()?;
+            if net.config.inputs != self.data.input_names().len()
+                || net.config.outputs != self.data.horizon * self.quantiles.len()
+            {
+                return Err(PredictError::Data(format!(
+                    "the network's shape ({} inputs, {} outputs) does not fit the data \
+                     configuration ({} inputs, {} horizons × {} quantiles)",
+                    net.config.inputs,
+                    net.config.outputs,
+                    self.data.input_names().len(),
+                    self.data.horizon,
+                    self.quantiles.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Predictions for every origin in `origins` that has a complete window (and, with
+    /// `labels`, a complete future), in metric units.
+    pub fn predict_range(
+        &self,
+        frame: &SeriesFrame,
+        origins: Range<usize>,
+        labels: bool,
+    ) -> Result<Vec<Prediction>, PredictError> {
+        self.check()?;
+        if frame.step_ms != self.step_ms {
+            return Err(PredictError::Data(format!(
+                "the data's step is {} ms, the model was trained on {} ms",
+                frame.step_ms, self.step_ms
+            )));
+        }
+        let table = inputs(frame, &self.data, &self.scalers)?;
+        let w = windows(frame, &self.data, &self.scalers, &table, origins, labels);
+        let r = raw(&self.model, &self.data, &self.quantiles, &w);
+        let h_n = self.data.horizon;
+        let sd = self.scalers.target.std;
+        Ok(w.origins
+            .iter()
+            .enumerate()
+            .map(|(k, &o)| {
+                let last = frame.target[o];
+                let at = |v: &[f32], h: usize| last + f64::from(v[k * h_n + h]) * sd;
+                let cal = |h: usize| self.calibration[h] * sd;
+                let predicted: Vec<f64> = (0..h_n).map(|h| at(&r.median, h)).collect();
+                let lower = (0..h_n)
+                    .map(|h| (at(&r.lower, h) - cal(h)).min(predicted[h]))
+                    .collect();
+                let upper = (0..h_n)
+                    .map(|h| (at(&r.upper, h) + cal(h)).max(predicted[h]))
+                    .collect();
+                Prediction {
+                    origin: o,
+                    forecast: Forecast {
+                        origin_ms: frame.ts(o),
+                        last,
+                        timestamps: (1..=h_n).map(|h| frame.ts(o + h)).collect(),
+                        predicted,
+                        lower,
+                        upper,
+                    },
+                }
+            })
+            .collect())
+    }
+
+    /// The forecast from the frame's last row.
+    pub fn predict(&self, frame: &SeriesFrame) -> Result<Forecast, PredictError> {
+        let n = frame.len();
+        if n < self.data.history() {
+            return Err(PredictError::Data(format!(
+                "{n} rows of history, the model needs {} (lookback {} + season {} − horizon {})",
+                self.data.history(),
+                self.data.lookback,
+                self.data.season,
+                self.data.horizon
+            )));
+        }
+        self.predict_range(frame, n.saturating_sub(1)..n, false)?
+            .pop()
+            .map(|p| p.forecast)
+            .ok_or_else(|| {
+                PredictError::Data(format!(
+                    "the last {} rows (and the seasonal rows one season earlier) contain gaps; \
+                     the model needs them complete",
+                    self.data.lookback
+                ))
+            })
+    }
+}
+
+/// The network's shape apart from inputs and outputs (which follow from the data).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetShape {
+    /// Hidden size per layer.
+    pub layers: Vec<usize>,
+    /// Bidirectional layers.
+    pub bidirectional: bool,
+    /// Attention head.
+    pub attention: bool,
+    /// Dropout.
+    pub dropout: f32,
+    /// Input rows that also feed the head linearly (see [`NetConfig::skip`]).
+    pub skip: usize,
+    /// Learn the residual of a ridge model on lag features instead of the raw change.
+    pub residual: bool,
+}
+
+impl Default for NetShape {
+    fn default() -> Self {
+        Self {
+            layers: vec![64, 64],
+            bidirectional: false,
+            attention: false,
+            dropout: 0.1,
+            skip: 12,
+            residual: true,
+        }
+    }
+}
+
+/// Everything `fit` needs.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FitConfig {
+    /// Windowing.
+    pub data: DataConfig,
+    /// Network shape.
+    pub net: NetShape,
+    /// Training.
+    pub train: TrainConfig,
+}
+
+/// What fitting produced.
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    /// The calibrated predictor.
+    pub predictor: Predictor,
+    /// Training history (LSTM only).
+    pub history: Vec<EpochReport>,
+    /// Mean absolute error on the validation windows, metric units, per horizon.
+    pub val_mae: Vec<f64>,
+}
+
+/// Fits `kind` on the frame's rows `..split.train_end`, early-stops and calibrates on
+/// `split.train_end..split.val_end`. `resume` continues an LSTM from a checkpoint file (written
+/// after each epoch when given).
+pub fn fit(
+    kind: ModelKind,
+    frame: &SeriesFrame,
+    split: Split,
+    cfg: &FitConfig,
+    checkpoint: Option<(&std::path::Path, bool)>,
+    on_epoch: &mut dyn FnMut(&EpochReport),
+) -> Result<Fitted, PredictError> {
+    cfg.data.check()?;
+    cfg.train.check()?;
+    if kind == ModelKind::SeasonalNaive && cfg.data.season == 0 {
+        return Err(PredictError::config(
+            "season",
+            "seasonal naive needs a season (data.season > 0)",
+        ));
+    }
+    let scalers = Scalers::fit(frame, &cfg.data, split.train_end)?;
+    let table = inputs(frame, &cfg.data, &scalers)?;
+    let tr = windows(
+        frame,
+        &cfg.data,
+        &scalers,
+        &table,
+        split.train_origins(&cfg.data),
+        true,
+    );
+    let va = windows(
+        frame,
+        &cfg.data,
+        &scalers,
+        &table,
+        split.val_origins(&cfg.data),
+        true,
+    );
+    if tr.len() < 10 || va.is_empty() {
+        return Err(PredictError::Data(format!(
+            "too few complete windows (training {}, validation {}) for lookback {} and horizon \
+             {}: the data is too short or too gappy",
+            tr.len(),
+            va.len(),
+            cfg.data.lookback,
+            cfg.data.horizon
+        )));
+    }
+    let mut history = Vec::new();
+    let model = match kind {
+        ModelKind::Naive => Model::Naive,
+        ModelKind::SeasonalNaive => Model::SeasonalNaive,
+        ModelKind::Ridge => Model::Ridge(Ridge::fit(&tr, &cfg.data, 1e-3)?),
+        ModelKind::Lstm => {
+            let net = Network::new(
+                NetConfig {
+                    inputs: tr.features,
+                    layers: cfg.net.layers.clone(),
+                    bidirectional: cfg.net.bidirectional,
+                    attention: cfg.net.attention,
+                    dropout: cfg.net.dropout,
+                    outputs: cfg.data.horizon * cfg.train.quantiles.len(),
+                    skip: cfg.net.skip.min(cfg.data.lookback),
+                },
+                cfg.train.seed,
+            )?;
+            // Residual learning: the network predicts what the ridge model gets wrong, so it
+            // starts from a good linear forecast and early stopping keeps it there when the
+            // data is too small to learn more.
+            let base = if cfg.net.residual {
+                Some(Ridge::fit(&tr, &cfg.data, 1e-3)?)
+            } else {
+                None
+            };
+            let shift = |w: &Windows| {
+                let mut w = w.clone();
+                if let Some(r) = &base {
+                    for k in 0..w.len() {
+                        let p = r.predict(&w, &cfg.data, k);
+                        for (y, b) in w.y[k * w.horizon..(k + 1) * w.horizon].iter_mut().zip(&p) {
+                            *y -= b;
+                        }
+                    }
+                }
+                w
+            };
+            let (tr_r, va_r) = (shift(&tr), shift(&va));
+            let state = match checkpoint {
+                Some((path, true)) if path.exists() => Checkpoint::load(path, &net)?,
+                _ => Checkpoint::start(net, &cfg.train),
+            };
+            let state = train(
+                state,
+                &tr_r,
+                &va_r,
+                &cfg.train,
+                checkpoint.map(|c| c.0),
+                on_epoch,
+            )?;
+            history = state.history;
+            let mut net = state.net;
+            net.params = state.best_params;
+            Model::Lstm { net, base }
+        }
+    };
+    let quantiles = cfg.train.quantiles.clone();
+    let level = f64::from(quantiles[quantiles.len() - 1] - quantiles[0]);
+    let r = raw(&model, &cfg.data, &quantiles, &va);
+    let h_n = cfg.data.horizon;
+    let mut calibration = Vec::with_capacity(h_n);
+    let mut val_mae = Vec::with_capacity(h_n);
+    for h in 0..h_n {
+        let mut scores: Vec<f64> = (0..va.len())
+            .map(|k| {
+                let y = f64::from(va.y[k * h_n + h]);
+                (f64::from(r.lower[k * h_n + h]) - y).max(y - f64::from(r.upper[k * h_n + h]))
+            })
+            .collect();
+        scores.sort_by(f64::total_cmp);
+        let n = scores.len();
+        let rank = (((n + 1) as f64 * level).ceil() as usize).clamp(1, n);
+        calibration.push(scores[rank - 1]);
+        val_mae.push(
+            (0..va.len())
+                .map(|k| f64::from((va.y[k * h_n + h] - r.median[k * h_n + h]).abs()))
+                .sum::<f64>()
+                / va.len() as f64
+                * scalers.target.std,
+        );
+    }
+    let predictor = Predictor {
+        format: FORMAT_VERSION,
+        model,
+        data: cfg.data.clone(),
+        scalers,
+        quantiles,
+        level,
+        calibration,
+        step_ms: frame.step_ms,
+        range: DataRange {
+            start_ms: frame.start_ms,
+            end_ms: frame.ts(split.val_end.saturating_sub(1)),
+            rows: split.val_end,
+        },
+    };
+    Ok(Fitted {
+        predictor,
+        history,
+        val_mae,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_helpers() {
+        assert!((normal_cdf(0.0) - 0.5).abs() < 1e-7);
+        assert!((normal_cdf(1.959_964) - 0.975).abs() < 1e-6);
+        assert!((normal_quantile(0.9) - 1.281_552).abs() < 1e-4);
+    }
+
+    #[test]
+    fn risk_follows_the_interval() {
+        let f = Forecast {
+            origin_ms: 0,
+            last: 50.0,
+            timestamps: vec![1, 2],
+            predicted: vec![50.0, 60.0],
+            lower: vec![45.0, 50.0],
+            upper: vec![55.0, 70.0],
+        };
+        // At step 2 the upper bound (the 90th percentile) is 70.
+        assert!((f.risk_above(70.0, 0.8) - 0.1).abs() < 1e-3);
+        assert!((f.risk_above(60.0, 0.8) - 0.5).abs() < 1e-3);
+        assert!(f.risk_above(200.0, 0.8) < 1e-6);
+        assert!(f.risk_above(0.0, 0.8) > 0.999);
+    }
+}

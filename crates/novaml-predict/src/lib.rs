@@ -1,0 +1,22 @@
+//! Performance prediction for novaml: multi-step, multivariate forecasts of a metric (latency,
+//! throughput, CPU) with intervals.
+//!
+//! - [`model`]: a stacked, optionally bidirectional LSTM with an optional attention head and one
+//!   output per (horizon, quantile), with explicit backpropagation through time.
+//! - [`dataset`]: regular series → scaled windows whose labels are the true future values.
+//! - [`training`]: Adam, clipping, learning-rate reduction on plateau, early stopping, best
+//!   checkpoint, resumable, deterministic.
+//! - [`baselines`]: naive, seasonal naive and a lag-feature ridge model in the same harness.
+//! - [`inference`]: a trained predictor: forecast with intervals, degradation risk.
+//! - [`registry`]: versioned model artifacts with champion/challenger promotion and roll back.
+
+mod error;
+
+pub mod baselines;
+pub mod dataset;
+pub mod inference;
+pub mod model;
+pub mod registry;
+pub mod training;
+
+pub use error::PredictError;

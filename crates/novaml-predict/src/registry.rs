@@ -1,0 +1,479 @@
+//! The model registry (`ModelStore`): every trained model is a versioned artifact directory
+//! `ROOT/NAME/vNNNN/` with
+//!
+//! - `config.json`: format version, model kind and shape, windowing, quantiles, step;
+//! - `weights.bin`: the LSTM's parameters (magic, count, little-endian `f32`), exact on reload;
+//! - `scalers.json`: the scalers and the conformal calibration;
+//! - `meta.json`: the data range it saw, its evaluation metrics and training history.
+//!
+//! `ROOT/NAME/registry.json` names the serving version (the champion) and logs every promotion
+//! and roll back. A challenger replaces the champion only if its MAE on the same holdout rows is
+//! lower ([`ModelStore::submit`]).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+
+use crate::PredictError;
+use crate::dataset::{Scalers, SeriesFrame};
+use crate::inference::{Model, Predictor};
+use crate::training::EpochReport;
+
+const MAGIC: &[u8; 8] = b"NOVAMLW1";
+
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), PredictError> {
+    let tmp = path.with_extension("tmp");
+    let text = serde_json::to_vec_pretty(value).map_err(|source| PredictError::Json {
+        path: path.to_owned(),
+        source,
+    })?;
+    std::fs::write(&tmp, text).map_err(|source| PredictError::Io {
+        path: tmp.clone(),
+        source,
+    })?;
+    std::fs::rename(&tmp, path).map_err(|source| PredictError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, PredictError> {
+    let text = std::fs::read(path).map_err(|source| PredictError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_slice(&text).map_err(|source| PredictError::Json {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Evaluation figures stored with an artifact.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Mean absolute error per horizon on the holdout (metric units).
+    pub mae: Vec<f64>,
+    /// Naive's MAE per horizon on the same rows.
+    pub naive_mae: Vec<f64>,
+    /// Share of actual values inside the interval.
+    pub coverage: f64,
+    /// Holdout rows `[start, end)` the figures come from.
+    pub holdout: (usize, usize),
+}
+
+impl Metrics {
+    /// Mean MAE over horizons.
+    pub fn mean_mae(&self) -> f64 {
+        self.mae.iter().sum::<f64>() / self.mae.len().max(1) as f64
+    }
+}
+
+/// Evaluates `p` on the origins of rows `holdout` of `frame`.
+pub fn holdout_metrics(
+    p: &Predictor,
+    frame: &SeriesFrame,
+    holdout: (usize, usize),
+) -> Result<Metrics, PredictError> {
+    let h_n = p.data.horizon;
+    let preds = p.predict_range(
+        frame,
+        holdout.0.saturating_sub(1)..holdout.1.saturating_sub(h_n),
+        true,
+    )?;
+    if preds.is_empty() {
+        return Err(PredictError::Data(format!(
+            "no complete windows in the holdout rows {}..{}",
+            holdout.0, holdout.1
+        )));
+    }
+    let mut mae = vec![0.0; h_n];
+    let mut naive = vec![0.0; h_n];
+    let mut inside = 0usize;
+    for pr in &preds {
+        let f = &pr.forecast;
+        for h in 0..h_n {
+            let a = frame.target[pr.origin + h + 1];
+            mae[h] += (a - f.predicted[h]).abs();
+            naive[h] += (a - f.last).abs();
+            inside += usize::from(f.lower[h] <= a && a <= f.upper[h]);
+        }
+    }
+    let n = preds.len() as f64;
+    Ok(Metrics {
+        mae: mae.iter().map(|v| v / n).collect(),
+        naive_mae: naive.iter().map(|v| v / n).collect(),
+        coverage: inside as f64 / (n * h_n as f64),
+        holdout,
+    })
+}
+
+/// `config.json`: the predictor without its scalers and weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ConfigFile {
+    format: u32,
+    model: Model,
+    data: crate::dataset::DataConfig,
+    quantiles: Vec<f32>,
+    level: f64,
+    step_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ScalersFile {
+    scalers: Scalers,
+    calibration: Vec<f64>,
+}
+
+/// `meta.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    /// The version number.
+    pub version: u32,
+    /// When it was saved (Unix ms).
+    pub created_ms: i64,
+    /// The data it saw.
+    pub range: crate::inference::DataRange,
+    /// Its evaluation.
+    pub metrics: Metrics,
+    /// Training history (LSTM).
+    pub history: Vec<EpochReport>,
+    /// Free text (where it came from).
+    pub source: String,
+}
+
+/// One entry of the promotion log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// When (Unix ms).
+    pub at_ms: i64,
+    /// `promote`, `reject` or `rollback`.
+    pub action: String,
+    /// The version concerned.
+    pub version: u32,
+    /// Why.
+    pub reason: String,
+}
+
+/// `registry.json`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RegistryFile {
+    /// The serving version.
+    pub champion: Option<u32>,
+    /// Every saved version.
+    pub versions: Vec<u32>,
+    /// Promotions, rejections and roll backs.
+    pub log: Vec<LogEntry>,
+}
+
+/// The outcome of [`ModelStore::submit`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The challenger's version.
+    pub version: u32,
+    /// Whether it now serves.
+    pub promoted: bool,
+    /// Challenger's mean holdout MAE.
+    pub challenger_mae: f64,
+    /// The champion's mean MAE on the same rows (`None` without a champion).
+    pub champion_mae: Option<f64>,
+}
+
+/// A saved model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Artifact {
+    /// The predictor.
+    pub predictor: Predictor,
+    /// Its metadata.
+    pub meta: Meta,
+}
+
+/// Versioned artifacts on the filesystem.
+#[derive(Debug, Clone)]
+pub struct ModelStore {
+    root: PathBuf,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl ModelStore {
+    /// A store under `root` (created when missing).
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, PredictError> {
+        let root = root.into();
+        std::fs::create_dir_all(&root).map_err(|source| PredictError::Io {
+            path: root.clone(),
+            source,
+        })?;
+        Ok(Self { root })
+    }
+
+    fn check_name(name: &str) -> Result<(), PredictError> {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || name.starts_with('.')
+        {
+            return Err(PredictError::config(
+                "name",
+                format!("{name:?}: use letters, digits, '-', '_' and '.'"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// The artifact directory of a version.
+    pub fn version_dir(&self, name: &str, version: u32) -> PathBuf {
+        self.dir(name).join(format!("v{version:04}"))
+    }
+
+    /// The registry of `name` (empty when nothing is saved yet).
+    pub fn registry(&self, name: &str) -> Result<RegistryFile, PredictError> {
+        Self::check_name(name)?;
+        let path = self.dir(name).join("registry.json");
+        if !path.exists() {
+            return Ok(RegistryFile::default());
+        }
+        read_json(&path)
+    }
+
+    fn write_registry(&self, name: &str, r: &RegistryFile) -> Result<(), PredictError> {
+        write_json(&self.dir(name).join("registry.json"), r)
+    }
+
+    /// Model names in the store.
+    pub fn names(&self) -> Result<Vec<String>, PredictError> {
+        let rd = std::fs::read_dir(&self.root).map_err(|source| PredictError::Io {
+            path: self.root.clone(),
+            source,
+        })?;
+        let mut v: Vec<String> = rd
+            .filter_map(Result::ok)
+            .filter(|e| e.path().join("registry.json").exists())
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// Saves a new version (not serving yet) and returns its number.
+    pub fn save(&self, name: &str, predictor: &Predictor, mut meta: Meta) -> Result<u32, PredictError> {
+        Self::check_name(name)?;
+        predictor.check()?;
+        let mut reg = self.registry(name)?;
+        let version = reg.versions.iter().max().map_or(1, |v| v + 1);
+        let dir = self.version_dir(name, version);
+        std::fs::create_dir_all(&dir).map_err(|source| PredictError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut model = predictor.model.clone();
+        if let Model::Lstm { net, .. } = &mut model {
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend_from_slice(&(net.params.len() as u64).to_le_bytes());
+            for p in &net.params {
+                bytes.extend_from_slice(&p.to_le_bytes());
+            }
+            let path = dir.join("weights.bin");
+            std::fs::write(&path, bytes).map_err(|source| PredictError::Io { path, source })?;
+            net.params.clear();
+        }
+        write_json(
+            &dir.join("config.json"),
+            &ConfigFile {
+                format: predictor.format,
+                model,
+                data: predictor.data.clone(),
+                quantiles: predictor.quantiles.clone(),
+                level: predictor.level,
+                step_ms: predictor.step_ms,
+            },
+        )?;
+        write_json(
+            &dir.join("scalers.json"),
+            &ScalersFile {
+                scalers: predictor.scalers.clone(),
+                calibration: predictor.calibration.clone(),
+            },
+        )?;
+        meta.version = version;
+        meta.range = predictor.range;
+        write_json(&dir.join("meta.json"), &meta)?;
+        reg.versions.push(version);
+        self.write_registry(name, &reg)?;
+        Ok(version)
+    }
+
+    /// Loads a version, checking format and shapes.
+    pub fn load(&self, name: &str, version: u32) -> Result<Artifact, PredictError> {
+        Self::check_name(name)?;
+        let dir = self.version_dir(name, version);
+        if !dir.join("config.json").exists() {
+            return Err(PredictError::Artifact {
+                path: dir,
+                reason: "no such version".into(),
+            });
+        }
+        let bad = |reason: String| PredictError::Artifact {
+            path: dir.clone(),
+            reason,
+        };
+        let cfg: ConfigFile = read_json(&dir.join("config.json"))?;
+        if cfg.format != crate::inference::FORMAT_VERSION {
+            return Err(bad(format!(
+                "format {} but this novaml reads format {}; retrain the model",
+                cfg.format,
+                crate::inference::FORMAT_VERSION
+            )));
+        }
+        let sc: ScalersFile = read_json(&dir.join("scalers.json"))?;
+        let meta: Meta = read_json(&dir.join("meta.json"))?;
+        let mut model = cfg.model;
+        if let Model::Lstm { net, .. } = &mut model {
+            let path = dir.join("weights.bin");
+            let bytes = std::fs::read(&path).map_err(|source| PredictError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            net.params = decode_weights(&bytes).map_err(|r| bad(format!("weights.bin: {r}")))?;
+        }
+        let predictor = Predictor {
+            format: cfg.format,
+            model,
+            data: cfg.data,
+            scalers: sc.scalers,
+            quantiles: cfg.quantiles,
+            level: cfg.level,
+            calibration: sc.calibration,
+            step_ms: cfg.step_ms,
+            range: meta.range,
+        };
+        predictor.check().map_err(|e| bad(e.to_string()))?;
+        Ok(Artifact { predictor, meta })
+    }
+
+    /// The serving artifact of `name`.
+    pub fn champion(&self, name: &str) -> Result<Option<Artifact>, PredictError> {
+        match self.registry(name)?.champion {
+            Some(v) => self.load(name, v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn set_champion(
+        &self,
+        name: &str,
+        version: u32,
+        action: &str,
+        reason: String,
+    ) -> Result<(), PredictError> {
+        let mut reg = self.registry(name)?;
+        if !reg.versions.contains(&version) {
+            return Err(PredictError::config(
+                "version",
+                format!("{name} has no version {version} (have {:?})", reg.versions),
+            ));
+        }
+        // Loading checks the artifact is intact before it serves.
+        self.load(name, version)?;
+        reg.champion = Some(version);
+        reg.log.push(LogEntry {
+            at_ms: now_ms(),
+            action: action.into(),
+            version,
+            reason,
+        });
+        self.write_registry(name, &reg)
+    }
+
+    /// Makes `version` serve, whatever its metrics (an operator's decision).
+    pub fn promote(&self, name: &str, version: u32, reason: &str) -> Result<(), PredictError> {
+        self.set_champion(name, version, "promote", reason.into())
+    }
+
+    /// Goes back to an earlier version.
+    pub fn rollback(&self, name: &str, version: u32) -> Result<(), PredictError> {
+        let from = self.registry(name)?.champion;
+        self.set_champion(
+            name,
+            version,
+            "rollback",
+            format!("roll back from {from:?}"),
+        )
+    }
+
+    /// Saves `predictor` as a challenger, evaluates it and the champion on the same holdout rows
+    /// of `frame`, and promotes it if its mean MAE is lower (or there is no champion).
+    pub fn submit(
+        &self,
+        name: &str,
+        predictor: &Predictor,
+        mut meta: Meta,
+        frame: &SeriesFrame,
+        holdout: (usize, usize),
+    ) -> Result<Decision, PredictError> {
+        let metrics = holdout_metrics(predictor, frame, holdout)?;
+        let challenger_mae = metrics.mean_mae();
+        meta.metrics = metrics;
+        let champion = self.champion(name)?;
+        let version = self.save(name, predictor, meta)?;
+        let champion_mae = match &champion {
+            Some(c) => Some(holdout_metrics(&c.predictor, frame, holdout)?.mean_mae()),
+            None => None,
+        };
+        let promoted = champion_mae.is_none_or(|c| challenger_mae < c);
+        let reason = match champion_mae {
+            None => format!("first version; holdout MAE {challenger_mae:.4}"),
+            Some(c) => format!(
+                "holdout rows {}..{}: challenger MAE {challenger_mae:.4} vs champion v{} {c:.4}",
+                holdout.0,
+                holdout.1,
+                champion.as_ref().map_or(0, |a| a.meta.version)
+            ),
+        };
+        if promoted {
+            self.set_champion(name, version, "promote", reason)?;
+        } else {
+            let mut reg = self.registry(name)?;
+            reg.log.push(LogEntry {
+                at_ms: now_ms(),
+                action: "reject".into(),
+                version,
+                reason,
+            });
+            self.write_registry(name, &reg)?;
+        }
+        Ok(Decision {
+            version,
+            promoted,
+            challenger_mae,
+            champion_mae,
+        })
+    }
+}
+
+fn decode_weights(bytes: &[u8]) -> Result<Vec<f32>, String> {
+    if bytes.len() < 16 || &bytes[..8] != MAGIC {
+        return Err("not a novaml weights file".into());
+    }
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&bytes[8..16]);
+    let n = u64::from_le_bytes(n) as usize;
+    let body = &bytes[16..];
+    if body.len() != n.saturating_mul(4) {
+        return Err(format!(
+            "header says {n} weights but the file holds {} bytes of them",
+            body.len()
+        ));
+    }
+    Ok(body
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
