@@ -10,8 +10,8 @@ pub(crate) mod forecast;
 pub(crate) mod incidents;
 pub(crate) mod pipeline;
 pub(crate) mod plan;
-pub(crate) mod predict;
 pub(crate) mod planning;
+pub(crate) mod predict;
 
 use std::future::Future;
 

@@ -177,3 +177,13 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // clap checks names, ids and defaults of every subcommand here, not only when a user
+        // happens to run the broken one.
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

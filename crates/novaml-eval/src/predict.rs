@@ -55,7 +55,11 @@ pub fn per_horizon(rows: &[PredRow], horizon: usize, scale: f64) -> Vec<HorizonM
                 return None;
             }
             let n = r.len() as f64;
-            let mae = r.iter().map(|x| (x.actual - x.predicted).abs()).sum::<f64>() / n;
+            let mae = r
+                .iter()
+                .map(|x| (x.actual - x.predicted).abs())
+                .sum::<f64>()
+                / n;
             let naive = r.iter().map(|x| (x.actual - x.last).abs()).sum::<f64>() / n;
             let smape = 100.0
                 * r.iter()

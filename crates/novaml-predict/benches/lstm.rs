@@ -32,8 +32,12 @@ fn net() -> Network {
 
 fn bench(c: &mut Criterion) {
     let n = net();
-    let x: Vec<f32> = (0..T * B * F).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
-    let y: Vec<f32> = (0..B * 12).map(|i| ((i * 31) % 100) as f32 / 100.0).collect();
+    let x: Vec<f32> = (0..T * B * F)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+        .collect();
+    let y: Vec<f32> = (0..B * 12)
+        .map(|i| ((i * 31) % 100) as f32 / 100.0)
+        .collect();
     let q = [0.1f32, 0.5, 0.9];
     let mut g = c.benchmark_group("lstm");
     g.sample_size(20);

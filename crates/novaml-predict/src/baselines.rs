@@ -63,7 +63,9 @@ impl Ridge {
     /// intercept.
     pub fn fit(w: &Windows, cfg: &DataConfig, lambda: f64) -> Result<Self, PredictError> {
         if w.is_empty() {
-            return Err(PredictError::Data("no training windows for the ridge model".into()));
+            return Err(PredictError::Data(
+                "no training windows for the ridge model".into(),
+            ));
         }
         let feats: Vec<Vec<f64>> = (0..w.len()).map(|k| ridge_features(w, cfg, k)).collect();
         let p = feats[0].len();
@@ -149,7 +151,9 @@ mod tests {
         let mut y = vec![50.0];
         let mut s = 1u64;
         for _ in 1..3000 {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let e = ((s >> 33) as f64 / (1u64 << 31) as f64) - 0.5;
             let prev = *y.last().unwrap_or(&50.0);
             y.push(50.0 + 0.5 * (prev - 50.0) + 4.0 * e);
@@ -175,8 +179,8 @@ mod tests {
         let (mut e_r, mut e_n) = (0.0, 0.0);
         for k in 0..te.len() {
             let p = r.predict(&te, &cfg, k);
-            for h in 0..3 {
-                e_r += f64::from((te.y[k * 3 + h] - p[h]).abs());
+            for (h, ph) in p.iter().enumerate() {
+                e_r += f64::from((te.y[k * 3 + h] - ph).abs());
                 e_n += f64::from(te.y[k * 3 + h].abs());
             }
         }

@@ -67,10 +67,8 @@ impl SeriesFrame {
             return Err(PredictError::config("step", "must be positive"));
         }
         let finite = target.iter().filter(|p| p.1.is_finite());
-        let (Some(lo), Some(hi)) = (
-            finite.clone().map(|p| p.0).min(),
-            finite.map(|p| p.0).max(),
-        ) else {
+        let (Some(lo), Some(hi)) = (finite.clone().map(|p| p.0).min(), finite.map(|p| p.0).max())
+        else {
             return Err(PredictError::Data("the target has no finite values".into()));
         };
         let start = lo.div_euclid(step_ms) * step_ms;
@@ -387,7 +385,10 @@ impl Windows {
                 let src = &self.x[(s * t_n + t) * f_n..(s * t_n + t + 1) * f_n];
                 x[(t * b_n + b) * f_n..(t * b_n + b + 1) * f_n].copy_from_slice(src);
             }
-            y.extend_from_slice(&self.y[s * self.horizon..(s + 1) * self.horizon]);
+            // Inference windows carry no labels.
+            if let Some(ys) = self.y.get(s * self.horizon..(s + 1) * self.horizon) {
+                y.extend_from_slice(ys);
+            }
         }
     }
 }
@@ -453,7 +454,7 @@ impl Split {
         test: f64,
         cfg: &DataConfig,
     ) -> Result<Self, PredictError> {
-        if !(0.0..1.0).contains(&test) || !(0.0 < validation && validation < 1.0) {
+        if !((0.0..1.0).contains(&test) && 0.0 < validation && validation < 1.0) {
             return Err(PredictError::config(
                 "split",
                 "test share must be in [0, 1) and validation share in (0, 1)",
@@ -501,7 +502,9 @@ mod tests {
         SeriesFrame {
             start_ms: 0,
             step_ms: 300_000,
-            target: (0..n).map(|i| (i as f64 * 0.1).sin() * 10.0 + 50.0).collect(),
+            target: (0..n)
+                .map(|i| (i as f64 * 0.1).sin() * 10.0 + 50.0)
+                .collect(),
             covariates: vec![("mem".into(), (0..n).map(|i| i as f64).collect())],
         }
     }
@@ -514,7 +517,7 @@ mod tests {
             ..DataConfig::default()
         };
         let s = Scalers::fit(&f, &cfg, 400).expect("fit");
-        let t = inputs(&f, &cfg, &s, ).expect("inputs");
+        let t = inputs(&f, &cfg, &s).expect("inputs");
         let w = windows(&f, &cfg, &s, &t, 0..600, true);
         assert!(!w.is_empty());
         // The first usable origin needs the seasonal input: row o + H − P ≥ 0 for o − L + 1.
@@ -546,7 +549,10 @@ mod tests {
         let t = inputs(&f, &cfg, &s).expect("inputs");
         let w = windows(&f, &cfg, &s, &t, 0..600, true);
         for &o in &w.origins {
-            assert!(!(o..=o + cfg.horizon).contains(&450), "label touches the gap at {o}");
+            assert!(
+                !(o..=o + cfg.horizon).contains(&450),
+                "label touches the gap at {o}"
+            );
             assert!(!(o + 1 - cfg.lookback..=o).contains(&450));
         }
         assert!(w.origins.contains(&(449 - cfg.horizon)));
@@ -565,7 +571,10 @@ mod tests {
             ..DataConfig::default()
         };
         let e = Scalers::fit(&frame(600), &cfg, 400).expect_err("missing");
-        assert!(e.to_string().contains("disk") && e.to_string().contains("mem"), "{e}");
+        assert!(
+            e.to_string().contains("disk") && e.to_string().contains("mem"),
+            "{e}"
+        );
     }
 
     #[test]

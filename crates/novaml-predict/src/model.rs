@@ -210,7 +210,11 @@ fn exp_fast(x: f32) -> f32 {
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let bits = ((k as i32 + 127) as u32) << 23;
+    // `k` is also the integer in the low mantissa bits of `x·log2 e + SHIFT`; taking it from
+    // there (instead of `k as i32`, a saturating conversion that compiles to scalar code) keeps
+    // the loop in SIMD registers.
+    let t = x * std::f32::consts::LOG2_E + SHIFT;
+    let bits = t.to_bits().wrapping_sub(SHIFT.to_bits()).wrapping_add(127) << 23;
     p * f32::from_bits(bits)
 }
 
@@ -637,32 +641,47 @@ fn dir_backward(
     let mut dg = vec![0.0f32; t_n * b_n * g_n];
     let mut dh_next = vec![0.0f32; bh];
     let mut dc_next = vec![0.0f32; bh];
+    let zeros = vec![0.0f32; bh];
     for step in (0..t_n).rev() {
         let t = if reverse { t_n - 1 - step } else { step };
         let t_prev = if reverse { t + 1 } else { t.wrapping_sub(1) };
         let gates = &cache.gates[t * b_n * g_n..(t + 1) * b_n * g_n];
         let tc_t = &cache.tc[t * bh..(t + 1) * bh];
         let dg_t = &mut dg[t * b_n * g_n..(t + 1) * b_n * g_n];
+        let c_prev_t = if step > 0 {
+            &cache.c[t_prev * bh..(t_prev + 1) * bh]
+        } else {
+            &zeros[..]
+        };
+        let dh_out_t = &dh_out[t * bh..(t + 1) * bh];
         for b in 0..b_n {
+            // Per-gate slices, zipped, so the loop vectorises.
             let gr = &gates[b * g_n..(b + 1) * g_n];
+            let (gi, rest) = gr.split_at(h_n);
+            let (gf, rest) = rest.split_at(h_n);
+            let (gg, go) = rest.split_at(h_n);
             let dgr = &mut dg_t[b * g_n..(b + 1) * g_n];
+            let (di, rest) = dgr.split_at_mut(h_n);
+            let (df, rest) = rest.split_at_mut(h_n);
+            let (dgg, dgo) = rest.split_at_mut(h_n);
+            let r = b * h_n..(b + 1) * h_n;
+            let (dho, dhn, tcs, cps) = (
+                &dh_out_t[r.clone()],
+                &dh_next[r.clone()],
+                &tc_t[r.clone()],
+                &c_prev_t[r.clone()],
+            );
+            let dcn = &mut dc_next[r];
             for j in 0..h_n {
-                let idx = b * h_n + j;
-                let (i, f, g, o) = (gr[j], gr[h_n + j], gr[2 * h_n + j], gr[3 * h_n + j]);
-                let dh = dh_out[t * bh + idx] + dh_next[idx];
-                let tc = tc_t[idx];
-                let c_prev = if step > 0 {
-                    cache.c[t_prev * bh + idx]
-                } else {
-                    0.0
-                };
-                let d_o = dh * tc;
-                let dc = dc_next[idx] + dh * o * (1.0 - tc * tc);
-                dgr[j] = dc * g * i * (1.0 - i);
-                dgr[h_n + j] = dc * c_prev * f * (1.0 - f);
-                dgr[2 * h_n + j] = dc * i * (1.0 - g * g);
-                dgr[3 * h_n + j] = d_o * o * (1.0 - o);
-                dc_next[idx] = dc * f;
+                let (i, f, g, o) = (gi[j], gf[j], gg[j], go[j]);
+                let dh = dho[j] + dhn[j];
+                let tc = tcs[j];
+                let dc = dcn[j] + dh * o * (1.0 - tc * tc);
+                di[j] = dc * g * i * (1.0 - i);
+                df[j] = dc * cps[j] * f * (1.0 - f);
+                dgg[j] = dc * i * (1.0 - g * g);
+                dgo[j] = dh * tc * o * (1.0 - o);
+                dcn[j] = dc * f;
             }
         }
         if step > 0 {
@@ -758,7 +777,10 @@ mod tests {
     /// A smooth loss for the gradient check: ½Σ out², whose gradient is `out`.
     fn loss_of(net: &Network, x: &[f32], t: usize, b: usize) -> f64 {
         let c = net.forward(x, t, b, None);
-        c.out.iter().map(|v| 0.5 * f64::from(*v) * f64::from(*v)).sum()
+        c.out
+            .iter()
+            .map(|v| 0.5 * f64::from(*v) * f64::from(*v))
+            .sum()
     }
 
     fn check_gradients(config: NetConfig) {
@@ -777,6 +799,7 @@ mod tests {
         net.backward(&cache, &cache.out.clone(), &mut grad);
         let eps = 1e-2f32;
         let mut worst = 0.0f64;
+        #[allow(clippy::needless_range_loop)]
         for i in 0..net.len() {
             let orig = net.params[i];
             net.params[i] = orig + eps;
@@ -833,6 +856,12 @@ mod tests {
             1,
         )
         .expect("net");
+        // The head starts at zero (constant output); give it weights.
+        let mut net = net;
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for p in &mut net.params {
+            *p = rng.random_range(-0.5..0.5);
+        }
         let mut x = vec![0.5f32; 10 * 2];
         let a = net.forward(&x, 10, 1, None).out[0];
         x[0] = -0.5;
@@ -847,7 +876,10 @@ mod tests {
             let e = (f64::from(exp_fast(x)) - f64::from(x).exp()).abs() / f64::from(x).exp();
             assert!(e < 5e-7, "exp({x}): relative error {e}");
             assert!((tanh_fast(x) - x.tanh()).abs() < 2e-7, "tanh({x})");
-            assert!((sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs() < 2e-7, "sigmoid({x})");
+            assert!(
+                (sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs() < 2e-7,
+                "sigmoid({x})"
+            );
         }
         assert!(sigmoid(-200.0) >= 0.0 && sigmoid(200.0) <= 1.0);
         assert_eq!(tanh_fast(100.0), 1.0);

@@ -12,8 +12,8 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::PredictError;
 use crate::dataset::{Scalers, SeriesFrame};
@@ -263,7 +263,12 @@ impl ModelStore {
     }
 
     /// Saves a new version (not serving yet) and returns its number.
-    pub fn save(&self, name: &str, predictor: &Predictor, mut meta: Meta) -> Result<u32, PredictError> {
+    pub fn save(
+        &self,
+        name: &str,
+        predictor: &Predictor,
+        mut meta: Meta,
+    ) -> Result<u32, PredictError> {
         Self::check_name(name)?;
         predictor.check()?;
         let mut reg = self.registry(name)?;

@@ -326,7 +326,7 @@ pub fn train(
         for (k, idx) in order.chunks(cfg.batch).enumerate() {
             train.batch(idx, &mut x, &mut y);
             let seed = (state.net.config.dropout > 0.0)
-                .then(|| cfg.seed ^ ((epoch as u64) << 32) ^ k as u64);
+                .then_some(cfg.seed ^ ((epoch as u64) << 32) ^ k as u64);
             let loss = batch_grad(
                 &state.net,
                 &x,
@@ -343,7 +343,10 @@ pub fn train(
             total += loss;
             batches += 1;
             if cfg.clip_norm > 0.0 {
-                let norm = grad.iter().map(|g| f64::from(*g) * f64::from(*g)).sum::<f64>();
+                let norm = grad
+                    .iter()
+                    .map(|g| f64::from(*g) * f64::from(*g))
+                    .sum::<f64>();
                 let norm = norm.sqrt() as f32;
                 if norm > cfg.clip_norm {
                     let s = cfg.clip_norm / norm;
@@ -534,8 +537,15 @@ mod tests {
         let mut n = net(1);
         n.config.outputs = 5;
         let n = Network::new(n.config, 1).expect("net");
-        let e = train(Checkpoint::start(n, &cfg), &tr, &va, &cfg, None, &mut |_| {})
-            .expect_err("outputs");
+        let e = train(
+            Checkpoint::start(n, &cfg),
+            &tr,
+            &va,
+            &cfg,
+            None,
+            &mut |_| {},
+        )
+        .expect_err("outputs");
         assert!(e.to_string().contains("outputs"), "{e}");
     }
 }

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use novaml_eval::predict::{HorizonMetrics, PredRow, PredSummary, naive_scale, per_horizon, summarize};
+use novaml_eval::predict::{
+    HorizonMetrics, PredRow, PredSummary, naive_scale, per_horizon, summarize,
+};
 use novaml_predict::dataset::{SeriesFrame, Split};
 use novaml_predict::inference::{FitConfig, ModelKind, Prediction, fit};
 use novaml_predict::registry::{Meta, ModelStore};
@@ -63,8 +65,14 @@ pub(crate) struct ModelArgs {
     #[arg(long)]
     attention: bool,
     /// Dropout between layers during training.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.0)]
     dropout: f32,
+    /// Input rows that also feed the output layer linearly (0 = off).
+    #[arg(long, default_value_t = 0)]
+    skip: usize,
+    /// Learn the raw change instead of the residual of the lag-ridge base model.
+    #[arg(long)]
+    no_residual: bool,
     /// Most training epochs (early stopping usually ends sooner).
     #[arg(long, default_value_t = 30)]
     epochs: usize,
@@ -108,6 +116,8 @@ impl ModelArgs {
         cfg.net.bidirectional = self.bidirectional;
         cfg.net.attention = self.attention;
         cfg.net.dropout = self.dropout;
+        cfg.net.skip = self.skip;
+        cfg.net.residual = !self.no_residual;
         cfg.train.epochs = self.epochs;
         cfg.train.stride = self.stride;
         cfg.train.seed = self.seed;
@@ -117,7 +127,12 @@ impl ModelArgs {
 }
 
 /// Loads `column` and the covariates of `path` onto a grid.
-fn load_frame(path: &Path, column: &str, covariates: &[String], step: Duration) -> Result<SeriesFrame> {
+fn load_frame(
+    path: &Path,
+    column: &str,
+    covariates: &[String],
+    step: Duration,
+) -> Result<SeriesFrame> {
     let input = super::SeriesInput {
         input: path.to_owned(),
         column: None,
@@ -246,13 +261,7 @@ pub(crate) fn train(a: TrainArgs) -> Result<()> {
         history: fitted.history.clone(),
         source: format!("{} column {}", a.input.display(), a.model.column),
     };
-    let d = store.submit(
-        &name,
-        &fitted.predictor,
-        meta,
-        &frame,
-        (split.val_end, n),
-    )?;
+    let d = store.submit(&name, &fitted.predictor, meta, &frame, (split.val_end, n))?;
     let _ = std::fs::remove_file(&ck);
     println!(
         "{name} v{}: {} in {secs:.1}s; holdout MAE {:.4}{}; {}",
@@ -283,20 +292,24 @@ pub(crate) struct PredictArgs {
     /// The model's name in the registry.
     #[arg(long)]
     name: String,
-    /// A version instead of the serving one.
+    /// A registry version instead of the serving one.
     #[arg(long)]
-    version: Option<u32>,
-    /// The metric column (default: the one the model was trained on is named in its name).
+    model_version: Option<u32>,
+    /// The metric column.
     #[arg(long)]
     column: String,
     /// SLO threshold: also print the probability of crossing it within the horizon.
     #[arg(long)]
     slo: Option<f64>,
+    /// Predict as of this time (RFC 3339 or Unix seconds/ms): rows after it are ignored.
+    /// Default: the file's last row.
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
 }
 
 pub(crate) fn predict(a: PredictArgs) -> Result<()> {
     let store = ModelStore::open(&a.models)?;
-    let art = match a.version {
+    let art = match a.model_version {
         Some(v) => store.load(&a.name, v)?,
         None => store.champion(&a.name)?.with_context(|| {
             format!(
@@ -313,6 +326,18 @@ pub(crate) fn predict(a: PredictArgs) -> Result<()> {
         &p.data.covariates,
         Duration::from_millis(p.step_ms as u64),
     )?;
+    let frame = match &a.at {
+        None => frame,
+        Some(t) => {
+            let at = novaml_collect::time::parse_timestamp(t)
+                .with_context(|| format!("bad --at {t:?}: give RFC 3339 or Unix seconds/ms"))?;
+            if at < frame.start_ms {
+                bail!("--at {t} is before the file's first row");
+            }
+            let rows = ((at - frame.start_ms) / frame.step_ms + 1) as usize;
+            frame.head(rows)
+        }
+    };
     let f = p.predict(&frame)?;
     let risk = a.slo.map(|t| f.risk_above(t, p.level));
     let out = serde_json::json!({
@@ -399,8 +424,17 @@ fn write_predictions(path: &Path, rows: &[PredRow]) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
-    w.write_record(["origin", "h", "timestamp", "actual", "predicted", "lower", "upper"])?;
+    let mut w =
+        csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
+    w.write_record([
+        "origin",
+        "h",
+        "timestamp",
+        "actual",
+        "predicted",
+        "lower",
+        "upper",
+    ])?;
     for r in rows {
         w.write_record([
             r.origin.to_string(),
@@ -530,18 +564,14 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
     );
     println!(
         "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9}  selected",
-        "series (median rel. MAE)",
-        "naive",
-        "s.naive",
-        "ridge",
-        "lstm",
-        "cover%"
+        "series (median rel. MAE)", "naive", "s.naive", "ridge", "lstm", "cover%"
     );
     for r in &reports {
         let g = |k: ModelKind| {
-            r.models
-                .get(&k)
-                .map_or_else(|| "-".to_owned(), |m| format!("{:.3}", m.summary.median_rel_mae))
+            r.models.get(&k).map_or_else(
+                || "-".to_owned(),
+                |m| format!("{:.3}", m.summary.median_rel_mae),
+            )
         };
         println!(
             "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9.1}  {} ({:.3})",
@@ -594,14 +624,16 @@ enum ModelsWhat {
         /// Model name.
         name: String,
         /// Version number.
-        version: u32,
+        #[arg(value_name = "VERSION")]
+        number: u32,
     },
     /// Go back to an earlier version.
     Rollback {
         /// Model name.
         name: String,
         /// Version number.
-        version: u32,
+        #[arg(value_name = "VERSION")]
+        number: u32,
     },
 }
 
@@ -613,7 +645,8 @@ pub(crate) fn models(a: ModelsArgs) -> Result<()> {
                 let r = store.registry(&name)?;
                 println!(
                     "{name}: serving {}, versions {:?}",
-                    r.champion.map_or_else(|| "none".to_owned(), |v| format!("v{v}")),
+                    r.champion
+                        .map_or_else(|| "none".to_owned(), |v| format!("v{v}")),
                     r.versions
                 );
             }
@@ -640,11 +673,17 @@ pub(crate) fn models(a: ModelsArgs) -> Result<()> {
             let doc = serde_json::json!({"name": name, "champion": r.champion, "versions": versions, "log": r.log});
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
-        ModelsWhat::Promote { name, version } => {
+        ModelsWhat::Promote {
+            name,
+            number: version,
+        } => {
             store.promote(&name, version, "operator")?;
             println!("{name}: v{version} now serves");
         }
-        ModelsWhat::Rollback { name, version } => {
+        ModelsWhat::Rollback {
+            name,
+            number: version,
+        } => {
             store.rollback(&name, version)?;
             println!("{name}: rolled back to v{version}");
         }

@@ -5,4 +5,5 @@ mod cli;
 mod demo;
 mod env;
 mod grafana;
+mod predict;
 mod prometheus;
