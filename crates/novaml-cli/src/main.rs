@@ -133,6 +133,20 @@ enum Command {
     Predict(commands::predict::PredictArgs),
     /// List registered models, show versions and metrics, promote or roll back.
     Models(commands::predict::ModelsArgs),
+    /// Measure one run of a tuning environment and print it as JSON.
+    ///
+    /// The transfer environment sends a reproducible VM-memory-like payload over N parallel TCP
+    /// streams on loopback through an emulated link (bandwidth, RTT, per-stream window), with
+    /// chunking, compression (zstd 1-19 with optional long window, lz4, none) and optional delta
+    /// encoding against the previous round; the receiver checks every byte. Reported: goodput,
+    /// CPU seconds, compression ratio, bytes on the wire. External tools (e.g. Optuna) can drive
+    /// the same environment through this command.
+    ///
+    /// Examples:
+    ///   novaml env-eval --list
+    ///   novaml env-eval --scenario wan-100m --params '{"algorithm":"zstd","level":6,"streams":8}'
+    #[command(verbatim_doc_comment)]
+    EnvEval(commands::tune::EnvEvalArgs),
     /// Evaluate on real data (NAB anomaly benchmark, …) and print the figures.
     Eval(commands::eval::Args),
 }
@@ -158,6 +172,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::predict::train(args),
         Command::Predict(args) => commands::predict::predict(args),
         Command::Models(args) => commands::predict::models(args),
+        Command::EnvEval(args) => commands::tune::env_eval(args),
         Command::Eval(args) => commands::eval::run(args),
     };
     match result {

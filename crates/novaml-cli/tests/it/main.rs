@@ -7,3 +7,4 @@ mod env;
 mod grafana;
 mod predict;
 mod prometheus;
+mod tune;

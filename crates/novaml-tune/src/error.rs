@@ -1,0 +1,39 @@
+//! Errors of the tuning crate.
+
+/// What can go wrong configuring or running an environment.
+#[derive(Debug, thiserror::Error)]
+pub enum TuneError {
+    /// A parameter is unknown, missing or out of bounds.
+    #[error("invalid parameter {name}: {reason}")]
+    Param {
+        /// The parameter.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// A scenario or payload name is unknown.
+    #[error("unknown {what} {name:?} (known: {known})")]
+    Unknown {
+        /// What kind of name.
+        what: &'static str,
+        /// The name given.
+        name: String,
+        /// The known names.
+        known: String,
+    },
+    /// The run failed (network, integrity, timeout).
+    #[error("transfer failed: {0}")]
+    Run(String),
+    /// The run took longer than its timeout.
+    #[error("transfer timed out after {0:.1} s")]
+    Timeout(f64),
+}
+
+impl TuneError {
+    pub(crate) fn param(name: &str, reason: impl Into<String>) -> Self {
+        Self::Param {
+            name: name.into(),
+            reason: reason.into(),
+        }
+    }
+}
