@@ -222,11 +222,7 @@ fn raw(model: &Model, data: &DataConfig, quantiles: &[f32], w: &Windows) -> Raw 
         Model::Lstm { net, base } => {
             let out = predict_windows(net, w);
             let q_n = quantiles.len();
-            let mid = quantiles
-                .iter()
-                .enumerate()
-                .min_by(|a, b| (a.1 - 0.5).abs().total_cmp(&(b.1 - 0.5).abs()))
-                .map_or(0, |(i, _)| i);
+            let mid = crate::training::median_index(quantiles);
             for (k, rows) in out.chunks_exact(q_n * h_n).enumerate() {
                 let b = base.as_ref().map(|r| r.predict(w, data, k));
                 for (h, row) in rows.chunks_exact(q_n).enumerate() {

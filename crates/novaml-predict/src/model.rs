@@ -3,14 +3,14 @@
 //!
 //! Why our own LSTM rather than burn: on this 2-core machine burn 0.22's fastest CPU backend
 //! (`flex`) takes ~103 ms per batch for a 2 × 64 LSTM at sequence 60, batch 64
-//! (shared/DEPENDENCIES.md), and Keras 3 on JAX ~55 ms (bench/predict_vs_keras.py). The issue's
-//! target is twice as fast as Keras. An LSTM step is two GEMMs and elementwise gates, so we do
-//! exactly that: all input projections of a layer in one GEMM, one small GEMM per time step for
-//! the recurrence, explicit backpropagation through time with the weight gradients again as one
-//! GEMM per layer, and the batch split across cores. GEMMs go through `ndarray` (matrixmultiply, runtime
-//! AVX/FMA dispatch), which keeps this crate free of `unsafe`; faer 0.24 was tried and was ~7 %
-//! slower on these shapes here. Tests check every gradient
-//! against finite differences.
+//! (shared/DEPENDENCIES.md), several times what a Keras 3 / JAX LSTM of the same shape takes
+//! (bench/predict_vs_keras.sh measures that peer), and the target is twice as fast as
+//! Keras. An LSTM step is two GEMMs and elementwise gates, so we do exactly that: all input
+//! projections of a layer in one GEMM, one small GEMM per time step for the recurrence, explicit
+//! backpropagation through time with the weight gradients again as one GEMM per layer, and the
+//! batch split across cores. GEMMs go through `ndarray` (matrixmultiply, runtime AVX/FMA
+//! dispatch), which keeps this crate free of `unsafe`; faer 0.24 was tried and was ~7 % slower
+//! on these shapes here. Tests check every gradient against finite differences.
 //!
 //! Layouts: sequences are time-major, `[T][B][features]`, row-major `f32`. All parameters live in
 //! one flat vector, so the optimiser, clipping and checkpoints treat them as one.

@@ -91,12 +91,17 @@ impl TrainConfig {
 
     /// Index of the median (or the quantile nearest 0.5).
     pub fn median_index(&self) -> usize {
-        self.quantiles
-            .iter()
-            .enumerate()
-            .min_by(|a, b| (a.1 - 0.5).abs().total_cmp(&(b.1 - 0.5).abs()))
-            .map_or(0, |(i, _)| i)
+        median_index(&self.quantiles)
     }
+}
+
+/// Index of the quantile nearest 0.5 in `quantiles`.
+pub fn median_index(quantiles: &[f32]) -> usize {
+    quantiles
+        .iter()
+        .enumerate()
+        .min_by(|a, b| (a.1 - 0.5).abs().total_cmp(&(b.1 - 0.5).abs()))
+        .map_or(0, |(i, _)| i)
 }
 
 /// One epoch's figures.

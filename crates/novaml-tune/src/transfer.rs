@@ -45,7 +45,8 @@ pub struct Scenario {
     pub link: Link,
     /// Payload kind (see [`crate::payload::KINDS`]).
     pub payload: String,
-    /// Payload size, bytes (sized so an uncompressed transfer takes about 1–3 s).
+    /// Payload size, bytes. A run takes ~0.2–2 s depending on the configuration (uncompressed:
+    /// ~2 s on wan-100m, ~1 s on wan-1g, ~0.2 s on lan-10g, where the CPU is the limit).
     pub bytes: usize,
     /// Share of pages that changed since the receiver's baseline (delta encoding's gain).
     pub dirty_share: f64,
