@@ -147,6 +147,33 @@ enum Command {
     ///   novaml env-eval --scenario wan-100m --params '{"algorithm":"zstd","level":6,"streams":8}'
     #[command(verbatim_doc_comment)]
     EnvEval(commands::tune::EnvEvalArgs),
+    /// Tune a system's parameters: Bayesian optimisation, RL, random or grid search.
+    ///
+    /// Measures the default configuration, then --budget - 1 configurations proposed by
+    /// --tuner, under --constraint bounds (a configuration predicted to break them is not
+    /// tried). Then measures the default and the best --repeats times each, interleaved, and
+    /// reports the improvement with its 95 % interval and, for the built-in transfer
+    /// scenarios, the share of the cached exhaustive-grid optimum. With --apply, the best is
+    /// applied under guardrails: canary, then a sequential test that rolls back automatically
+    /// on a regression; every change goes to STATE/audit.jsonl, and --revert undoes the last.
+    ///
+    /// Examples:
+    ///   novaml tune --env transfer --scenario wan-100m --tuner bo --budget 30 --seed 1 --out result.json
+    ///   novaml tune --scenario wan-1g --constraint 'cpu_seconds_per_gib<=3' --apply
+    ///   novaml tune --env command --space space.json --command ./apply-and-measure.sh --objective p99_ms --minimize
+    #[command(verbatim_doc_comment)]
+    Tune(commands::tune::TuneArgs),
+    /// Measure the transfer engine's whole grid in one scenario and cache its optimum.
+    ///
+    /// Runs every point of the grid (480 configurations: zstd levels 1/3/6/12/19 with and
+    /// without long window, lz4, none; chunks 64-4096 KiB; 1-16 streams; delta on/off), then
+    /// re-measures the best few; the best mean is the optimum that `novaml tune` reports its
+    /// share of. Takes 10-20 minutes per scenario on two cores.
+    ///
+    /// Example:
+    ///   novaml tune-grid --scenario wan-100m --out crates/novaml-tune/optimum/wan-100m.json
+    #[command(verbatim_doc_comment)]
+    TuneGrid(commands::tune::GridArgs),
     /// Evaluate on real data (NAB anomaly benchmark, …) and print the figures.
     Eval(commands::eval::Args),
 }
@@ -173,6 +200,8 @@ fn main() -> ExitCode {
         Command::Predict(args) => commands::predict::predict(args),
         Command::Models(args) => commands::predict::models(args),
         Command::EnvEval(args) => commands::tune::env_eval(args),
+        Command::Tune(args) => commands::tune::tune(args),
+        Command::TuneGrid(args) => commands::tune::tune_grid(args),
         Command::Eval(args) => commands::eval::run(args),
     };
     match result {

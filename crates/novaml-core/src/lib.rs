@@ -1,4 +1,5 @@
-//! Types and traits shared by every novaml crate, and nothing else.
+//! Types and traits shared by every novaml crate, and the small dense solvers several of them
+//! need ([`linalg`]).
 //!
 //! Data flows one way: a [`Source`] collects [`Series`], a [`MetricStore`] keeps them, feature
 //! engineering and models read them back with a [`Selector`]. See `ARCHITECTURE.md`.
@@ -8,6 +9,8 @@ mod selector;
 mod series;
 mod source;
 mod store;
+
+pub mod linalg;
 
 pub use error::{BoxError, CoreError};
 pub use selector::{LabelMatcher, MatchOp, Selector};

@@ -24,6 +24,7 @@ use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
 use augurs_prophet::optimizer::{Data, InitialParams, OptimizeOpts, OptimizedParams};
 use augurs_prophet::{PositiveFloat, TrendIndicator};
+use novaml_core::linalg::cholesky_solve;
 
 /// The L-BFGS optimizer.
 #[derive(Debug, Clone)]
@@ -440,37 +441,6 @@ fn solve_additive(obj: &Objective<'_>, x0: &[f64]) -> Option<Vec<f64>> {
     x.push(sigma.ln());
     x.extend(&theta[2 + s..]);
     x.iter().all(|v| v.is_finite()).then_some(x)
-}
-
-/// Solves `a·x = b` for a symmetric positive definite `a` (row-major `p × p`) by Cholesky;
-/// `None` when `a` is not positive definite.
-fn cholesky_solve(a: &[f64], b: &[f64], p: usize) -> Option<Vec<f64>> {
-    let mut l = vec![0.0; p * p];
-    for i in 0..p {
-        for j in 0..=i {
-            let s: f64 = (0..j).map(|k| l[i * p + k] * l[j * p + k]).sum();
-            if i == j {
-                let d = a[i * p + i] - s;
-                if d <= 0.0 || !d.is_finite() {
-                    return None;
-                }
-                l[i * p + i] = d.sqrt();
-            } else {
-                l[i * p + j] = (a[i * p + j] - s) / l[j * p + j];
-            }
-        }
-    }
-    let mut y = vec![0.0; p];
-    for i in 0..p {
-        let s: f64 = (0..i).map(|k| l[i * p + k] * y[k]).sum();
-        y[i] = (b[i] - s) / l[i * p + i];
-    }
-    let mut x = vec![0.0; p];
-    for i in (0..p).rev() {
-        let s: f64 = (i + 1..p).map(|k| l[k * p + i] * x[k]).sum();
-        x[i] = (y[i] - s) / l[i * p + i];
-    }
-    Some(x)
 }
 
 /// Minimises `½θᵀHθ − cᵀθ + λ·Σ_{j∈L}|θ_j|` (the coordinates where `lasso(j)`) by an active-set

@@ -3,6 +3,7 @@
 //!
 //! All work in the windows' scaled units and predict the change from the last value.
 
+use novaml_core::linalg::{cholesky, solve_cholesky};
 use serde::{Deserialize, Serialize};
 
 use crate::PredictError;
@@ -107,39 +108,6 @@ impl Ridge {
     }
 }
 
-fn cholesky(a: &[f64], n: usize) -> Option<Vec<f64>> {
-    let mut l = vec![0.0; n * n];
-    for i in 0..n {
-        for j in 0..=i {
-            let s: f64 = (0..j).map(|k| l[i * n + k] * l[j * n + k]).sum();
-            if i == j {
-                let d = a[i * n + i] - s;
-                if d <= 1e-12 {
-                    return None;
-                }
-                l[i * n + i] = d.sqrt();
-            } else {
-                l[i * n + j] = (a[i * n + j] - s) / l[j * n + j];
-            }
-        }
-    }
-    Some(l)
-}
-
-fn solve_cholesky(l: &[f64], n: usize, b: &[f64]) -> Vec<f64> {
-    let mut y = vec![0.0; n];
-    for i in 0..n {
-        let s: f64 = (0..i).map(|k| l[i * n + k] * y[k]).sum();
-        y[i] = (b[i] - s) / l[i * n + i];
-    }
-    let mut x = vec![0.0; n];
-    for i in (0..n).rev() {
-        let s: f64 = (i + 1..n).map(|k| l[k * n + i] * x[k]).sum();
-        x[i] = (y[i] - s) / l[i * n + i];
-    }
-    x
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,15 +153,5 @@ mod tests {
             }
         }
         assert!(e_r < 0.88 * e_n, "ridge {e_r} vs naive {e_n}");
-    }
-
-    #[test]
-    fn cholesky_solves() {
-        let a = [4.0, 2.0, 2.0, 3.0];
-        let l = cholesky(&a, 2).expect("spd");
-        let x = solve_cholesky(&l, 2, &[2.0, 1.0]);
-        assert!((4.0 * x[0] + 2.0 * x[1] - 2.0).abs() < 1e-12);
-        assert!((2.0 * x[0] + 3.0 * x[1] - 1.0).abs() < 1e-12);
-        assert!(cholesky(&[1.0, 1.0, 1.0, 1.0], 2).is_none());
     }
 }

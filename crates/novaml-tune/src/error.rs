@@ -24,6 +24,17 @@ pub enum TuneError {
     /// The run failed (network, integrity, timeout).
     #[error("transfer failed: {0}")]
     Run(String),
+    /// The tuner has no configuration left to propose.
+    #[error("the tuner has no configuration left to try")]
+    Exhausted,
+    /// Reading or writing a file (audit log, cache).
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
     /// The run took longer than its timeout.
     #[error("transfer timed out after {0:.1} s")]
     Timeout(f64),

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -19,6 +20,9 @@ pub enum Domain {
         hi: i64,
         /// Searched on a log scale (sizes, counts).
         log: bool,
+        /// Allowed values are `lo + k·step`.
+        #[serde(default = "one")]
+        step: i64,
     },
     /// One of the names.
     Choice {
@@ -27,6 +31,10 @@ pub enum Domain {
     },
     /// True or false.
     Bool,
+}
+
+fn one() -> i64 {
+    1
 }
 
 /// One parameter.
@@ -82,8 +90,14 @@ impl Space {
 
 fn check(p: &Param, v: &Value) -> Result<(), TuneError> {
     match &p.domain {
-        Domain::Int { lo, hi, .. } => match v.as_i64() {
-            Some(x) if (*lo..=*hi).contains(&x) => Ok(()),
+        Domain::Int { lo, hi, step, .. } => match v.as_i64() {
+            Some(x) if (*lo..=*hi).contains(&x) && (x - lo).rem_euclid((*step).max(1)) == 0 => {
+                Ok(())
+            }
+            Some(x) if (*lo..=*hi).contains(&x) => Err(TuneError::param(
+                &p.name,
+                format!("{x} is not {lo} plus a multiple of {step}"),
+            )),
             Some(x) => Err(TuneError::param(
                 &p.name,
                 format!("{x} is outside [{lo}, {hi}]"),
@@ -104,6 +118,129 @@ fn check(p: &Param, v: &Value) -> Result<(), TuneError> {
                 Err(TuneError::param(&p.name, format!("{v} is not true/false")))
             }
         }
+    }
+}
+
+impl Space {
+    /// The parameter named `name`.
+    pub fn param(&self, name: &str) -> Option<&Param> {
+        self.params.iter().find(|p| p.name == name)
+    }
+
+    /// A configuration drawn uniformly (log-uniformly for log-scale integers).
+    pub fn sample(&self, rng: &mut impl Rng) -> Config {
+        self.params
+            .iter()
+            .map(|p| (p.name.clone(), sample_one(&p.domain, rng)))
+            .collect()
+    }
+
+    /// `c` with one parameter changed: a nearby value for integers, another value otherwise.
+    pub fn neighbour(&self, c: &Config, rng: &mut impl Rng) -> Config {
+        let mut out = c.clone();
+        if self.params.is_empty() {
+            return out;
+        }
+        let p = &self.params[rng.random_range(0..self.params.len())];
+        let v = match (&p.domain, c.get(&p.name).and_then(Value::as_i64)) {
+            (Domain::Int { lo, hi, log, step }, Some(x)) => {
+                let u = to_unit(x as f64, *lo, *hi, *log) + rng.random_range(-0.25..0.25);
+                Value::from(from_unit(u.clamp(0.0, 1.0), *lo, *hi, *log, *step))
+            }
+            (d, _) => sample_one(d, rng),
+        };
+        out.insert(p.name.clone(), v);
+        out
+    }
+
+    /// `c` as numbers in `[0, 1]` for surrogate models: integers on their (log) scale, choices
+    /// one-hot, booleans 0/1. Missing or invalid values encode as the domain's middle.
+    pub fn encode(&self, c: &Config) -> Vec<f64> {
+        let mut out = Vec::new();
+        for p in &self.params {
+            let v = c.get(&p.name);
+            match &p.domain {
+                Domain::Int { lo, hi, log, .. } => out.push(
+                    v.and_then(Value::as_i64)
+                        .map_or(0.5, |x| to_unit(x as f64, *lo, *hi, *log)),
+                ),
+                Domain::Choice { values } => {
+                    let s = v.and_then(Value::as_str);
+                    out.extend(values.iter().map(|c| f64::from(Some(c.as_str()) == s)));
+                }
+                Domain::Bool => out.push(v.and_then(Value::as_bool).map_or(0.5, f64::from)),
+            }
+        }
+        out
+    }
+
+    /// The full grid: every choice and boolean, and `levels` values per integer (evenly spaced
+    /// on its scale, ends included, deduplicated after rounding to the step).
+    pub fn grid(&self, levels: usize) -> Vec<Config> {
+        let mut out = vec![Config::new()];
+        for p in &self.params {
+            let values: Vec<Value> = match &p.domain {
+                Domain::Int { lo, hi, log, step } => {
+                    let n = levels.max(2);
+                    let mut v: Vec<i64> = (0..n)
+                        .map(|i| from_unit(i as f64 / (n - 1) as f64, *lo, *hi, *log, *step))
+                        .collect();
+                    v.dedup();
+                    v.into_iter().map(Value::from).collect()
+                }
+                Domain::Choice { values } => {
+                    values.iter().map(|s| Value::from(s.as_str())).collect()
+                }
+                Domain::Bool => vec![Value::from(false), Value::from(true)],
+            };
+            out = out
+                .into_iter()
+                .flat_map(|c| {
+                    values.iter().map(move |v| {
+                        let mut c = c.clone();
+                        c.insert(p.name.clone(), v.clone());
+                        c
+                    })
+                })
+                .collect();
+        }
+        out
+    }
+}
+
+fn to_unit(x: f64, lo: i64, hi: i64, log: bool) -> f64 {
+    if hi <= lo {
+        return 0.5;
+    }
+    if log && lo > 0 {
+        (x.max(lo as f64).ln() - (lo as f64).ln()) / ((hi as f64).ln() - (lo as f64).ln())
+    } else {
+        (x - lo as f64) / (hi - lo) as f64
+    }
+}
+
+fn from_unit(u: f64, lo: i64, hi: i64, log: bool, step: i64) -> i64 {
+    let x = if log && lo > 0 {
+        ((lo as f64).ln() + u * ((hi as f64).ln() - (lo as f64).ln())).exp()
+    } else {
+        lo as f64 + u * (hi - lo) as f64
+    };
+    let step = step.max(1);
+    let k = ((x - lo as f64) / step as f64).round() as i64;
+    let top = (hi - lo) / step;
+    lo + k.clamp(0, top) * step
+}
+
+fn sample_one(d: &Domain, rng: &mut impl Rng) -> Value {
+    match d {
+        Domain::Int { lo, hi, log, step } => {
+            Value::from(from_unit(rng.random::<f64>(), *lo, *hi, *log, *step))
+        }
+        Domain::Choice { values } if !values.is_empty() => {
+            Value::from(values[rng.random_range(0..values.len())].as_str())
+        }
+        Domain::Choice { .. } => Value::Null,
+        Domain::Bool => Value::from(rng.random::<bool>()),
     }
 }
 
@@ -142,6 +279,7 @@ mod tests {
                         lo: 1,
                         hi: 19,
                         log: false,
+                        step: 1,
                     },
                     default: json!(3),
                     help: String::new(),
@@ -176,5 +314,43 @@ mod tests {
             .expect_err("choice");
         assert!(e.to_string().contains("gzip"), "{e}");
         assert!(s.validate(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn samples_neighbours_and_grids_are_valid() {
+        use rand::SeedableRng;
+        let mut s = space();
+        s.params.push(Param {
+            name: "chunk".into(),
+            domain: Domain::Int {
+                lo: 64,
+                hi: 8192,
+                log: true,
+                step: 4,
+            },
+            default: json!(1024),
+            help: String::new(),
+        });
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..200 {
+            let c = s.sample(&mut rng);
+            let v = serde_json::to_value(&c).expect("json");
+            s.validate(&v).expect("sample is valid");
+            let n = s.neighbour(&c, &mut rng);
+            s.validate(&serde_json::to_value(&n).expect("json"))
+                .expect("neighbour is valid");
+            let e = s.encode(&c);
+            assert_eq!(e.len(), 4);
+            assert!(e.iter().all(|x| (0.0..=1.0).contains(x)), "{e:?}");
+        }
+        let g = s.grid(3);
+        // level: 1, 10, 19; algorithm: 2; chunk: 64, 724, 8192.
+        assert_eq!(g.len(), 3 * 2 * 3);
+        for c in &g {
+            s.validate(&serde_json::to_value(c).expect("json"))
+                .expect("grid point is valid");
+        }
+        let e = s.validate(&json!({"chunk": 66})).expect_err("off step");
+        assert!(e.to_string().contains("multiple of 4"), "{e}");
     }
 }

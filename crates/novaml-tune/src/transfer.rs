@@ -133,6 +133,7 @@ pub fn space() -> Space {
                     lo: 1,
                     hi: 19,
                     log: false,
+                    step: 1,
                 },
                 json!(3),
                 "zstd level (ignored by lz4 and none)",
@@ -149,6 +150,7 @@ pub fn space() -> Space {
                     lo: 64,
                     hi: 8192,
                     log: true,
+                    step: 4,
                 },
                 json!(1024),
                 "chunk size, KiB (a multiple of 4 KiB pages)",
@@ -159,6 +161,7 @@ pub fn space() -> Space {
                     lo: 1,
                     hi: 16,
                     log: true,
+                    step: 1,
                 },
                 json!(4),
                 "parallel TCP streams",
@@ -804,10 +807,10 @@ mod tests {
         );
         assert!(scenario("moon-link").is_err());
         let sp = space();
-        let c = sp
+        let e = sp
             .validate(&serde_json::json!({"chunk_kib": 66}))
-            .expect("in bounds");
-        assert!(TransferParams::from_config(&c).is_err(), "not whole pages");
+            .expect_err("not whole pages");
+        assert!(e.to_string().contains("multiple of 4"), "{e}");
         assert!(sp.validate(&serde_json::json!({"streams": 0})).is_err());
     }
 }

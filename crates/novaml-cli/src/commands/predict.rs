@@ -161,7 +161,7 @@ fn load_frame(
     )?)
 }
 
-fn bar(len: u64) -> indicatif::ProgressBar {
+pub(crate) fn bar(len: u64) -> indicatif::ProgressBar {
     let b = indicatif::ProgressBar::new(len);
     b.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")

@@ -1,0 +1,114 @@
+//! Honest statistics: an improvement is a ratio of means over repeated, interleaved
+//! measurements, with a 95 % bootstrap confidence interval.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::TuneError;
+use crate::env::Environment;
+use crate::space::Config;
+
+/// Repeated measurements of a baseline and a candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// The baseline's objective, per run.
+    pub baseline_runs: Vec<f64>,
+    /// The candidate's objective, per run.
+    pub candidate_runs: Vec<f64>,
+    /// Mean of the baseline.
+    pub baseline_mean: f64,
+    /// Mean of the candidate.
+    pub candidate_mean: f64,
+    /// `candidate_mean / baseline_mean − 1` (for objectives where higher is better).
+    pub improvement: f64,
+    /// 95 % bootstrap interval of the improvement.
+    pub improvement_ci95: [f64; 2],
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// Compares two samples: the relative improvement of `candidate` over `baseline` with a 95 %
+/// percentile bootstrap interval (each sample resampled with replacement, 4000 times, seeded).
+pub fn compare_runs(baseline: Vec<f64>, candidate: Vec<f64>, seed: u64) -> Comparison {
+    let (mb, mc) = (mean(&baseline), mean(&candidate));
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut boots: Vec<f64> = (0..4000)
+        .map(|_| {
+            let rb = (0..baseline.len())
+                .map(|_| baseline[rng.random_range(0..baseline.len())])
+                .sum::<f64>()
+                / baseline.len() as f64;
+            let rc = (0..candidate.len())
+                .map(|_| candidate[rng.random_range(0..candidate.len())])
+                .sum::<f64>()
+                / candidate.len() as f64;
+            rc / rb - 1.0
+        })
+        .filter(|v| v.is_finite())
+        .collect();
+    boots.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        if boots.is_empty() {
+            f64::NAN
+        } else {
+            boots[((boots.len() - 1) as f64 * p).round() as usize]
+        }
+    };
+    Comparison {
+        improvement: mc / mb - 1.0,
+        improvement_ci95: [q(0.025), q(0.975)],
+        baseline_mean: mb,
+        candidate_mean: mc,
+        baseline_runs: baseline,
+        candidate_runs: candidate,
+    }
+}
+
+/// Measures `baseline` and `candidate` `repeats` times each, interleaved (so drifts in the
+/// machine's load hit both alike), and compares them. Objectives must be positive.
+pub fn compare(
+    env: &mut dyn Environment,
+    baseline: &Config,
+    candidate: &Config,
+    repeats: usize,
+    seed: u64,
+) -> Result<Comparison, TuneError> {
+    if repeats < 2 {
+        return Err(TuneError::param("repeats", "at least 2 for an interval"));
+    }
+    let (mut b, mut c) = (Vec::new(), Vec::new());
+    for _ in 0..repeats {
+        b.push(env.evaluate(baseline)?.objective);
+        c.push(env.evaluate(candidate)?.objective);
+    }
+    if b.iter().chain(&c).any(|v| *v <= 0.0) {
+        return Err(TuneError::Run(
+            "a relative improvement needs a positive objective".into(),
+        ));
+    }
+    Ok(compare_runs(b, c, seed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_interval_brackets_the_ratio_and_shrinks_with_less_noise() {
+        let b = vec![100.0, 104.0, 96.0, 101.0, 99.0];
+        let c = vec![120.0, 126.0, 114.0, 121.0, 119.0];
+        let r = compare_runs(b.clone(), c, 1);
+        assert!((r.improvement - 0.2).abs() < 1e-12);
+        let [lo, hi] = r.improvement_ci95;
+        assert!(lo < 0.2 && 0.2 < hi && lo > 0.1 && hi < 0.3, "{lo} {hi}");
+        let same = compare_runs(b.clone(), b, 1);
+        let [lo, hi] = same.improvement_ci95;
+        assert!(
+            lo < 0.0 && hi > 0.0,
+            "no difference must straddle 0: {lo} {hi}"
+        );
+    }
+}
