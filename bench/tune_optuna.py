@@ -45,6 +45,11 @@ def main():
         cfg = {}
         for p in params:
             d = p["domain"]
+            cond = p.get("active_if")
+            if cond and cfg.get(cond["param"]) not in cond["values"]:
+                # Conditional parameter, inactive here (Optuna's define-by-run way).
+                cfg[p["name"]] = p["default"]
+                continue
             if d["type"] == "int":
                 step = d.get("step", 1)
                 if d["log"] and step == 1:

@@ -343,18 +343,29 @@ impl Tuner for BoTuner {
             .map(|(t, v)| (*v, &t.config))
             .collect();
         ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut candidates: Vec<Config> = (0..self.candidates)
-            .map(|_| space.sample(&mut self.rng))
-            .collect();
-        for (_, c) in ranked.iter().take(5) {
-            for _ in 0..60 {
+        // Over the last third of the budget, refine: mostly neighbours of the best three, and no
+        // exploration margin. Before that, more random draws, and neighbours of the best five.
+        let refine = problem.budget > 0 && 3 * measured.len() >= 2 * problem.budget;
+        let (random, parents, per_parent) = if refine {
+            (self.candidates / 4, 3, 300)
+        } else {
+            (self.candidates, 5, 60)
+        };
+        let mut candidates: Vec<Config> =
+            (0..random).map(|_| space.sample(&mut self.rng)).collect();
+        for (_, c) in ranked.iter().take(parents) {
+            for _ in 0..per_parent {
                 let n = space.neighbour(c, &mut self.rng);
                 let n2 = space.neighbour(&n, &mut self.rng);
                 candidates.push(n);
                 candidates.push(n2);
             }
         }
-        let xi = 0.01 * gp.predict(&encoded[0]).1.max(1e-3);
+        let xi = if refine {
+            0.0
+        } else {
+            0.01 * gp.predict(&encoded[0]).1.max(1e-3)
+        };
         let mut best: Option<(f64, Config)> = None;
         for c in candidates {
             if seen.contains(&key(&c)) {

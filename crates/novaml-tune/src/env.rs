@@ -460,6 +460,7 @@ mod tests {
                 },
                 default: json!(5),
                 help: String::new(),
+                active_if: None,
             }],
         }
     }

@@ -81,6 +81,9 @@ pub struct Problem {
     pub constraints: Vec<Constraint>,
     /// Features of the situation, for contextual tuners.
     pub context: Vec<f64>,
+    /// Measured trials the session may spend (so a tuner can shift from exploring to
+    /// exploiting); 0 when unknown.
+    pub budget: usize,
 }
 
 /// How a trial ended.
@@ -189,6 +192,7 @@ impl<'a> Executor<'a> {
             space: env.space().clone(),
             constraints: self.constraints.clone(),
             context: env.context(),
+            budget: self.budget,
         };
         let mut trials: Vec<Trial> = Vec::new();
         let mut measured = 0;

@@ -261,6 +261,7 @@ impl Deployment {
                 space: env.space().clone(),
                 constraints: g.constraints.clone(),
                 context: env.context(),
+                budget: 0,
             };
             let p = crate::bo::feasibility(&problem, history, &candidate);
             if p < g.safety {

@@ -48,6 +48,20 @@ pub struct Param {
     pub default: Value,
     /// What it does.
     pub help: String,
+    /// The parameter matters only when another parameter has one of some values (e.g. a
+    /// compression level only for the algorithms that have levels); otherwise it is held at its
+    /// default, so tuners neither vary nor distinguish it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_if: Option<Condition>,
+}
+
+/// When a parameter is active.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Condition {
+    /// The parameter it depends on.
+    pub param: String,
+    /// The values of that parameter under which it is active.
+    pub values: Vec<Value>,
 }
 
 /// A configuration: parameter name → value.
@@ -84,7 +98,25 @@ impl Space {
             check(p, v)?;
             out.insert(k.clone(), v.clone());
         }
-        Ok(out)
+        Ok(self.canonical(out))
+    }
+
+    /// Whether `p` matters under `c` (see [`Param::active_if`]).
+    pub fn is_active(&self, p: &Param, c: &Config) -> bool {
+        p.active_if
+            .as_ref()
+            .is_none_or(|cond| c.get(&cond.param).is_some_and(|v| cond.values.contains(v)))
+    }
+
+    /// `c` with every inactive parameter at its default: configurations that behave alike
+    /// compare equal.
+    pub fn canonical(&self, mut c: Config) -> Config {
+        for p in &self.params {
+            if !self.is_active(p, &c) {
+                c.insert(p.name.clone(), p.default.clone());
+            }
+        }
+        c
     }
 }
 
@@ -129,28 +161,38 @@ impl Space {
 
     /// A configuration drawn uniformly (log-uniformly for log-scale integers).
     pub fn sample(&self, rng: &mut impl Rng) -> Config {
-        self.params
-            .iter()
-            .map(|p| (p.name.clone(), sample_one(&p.domain, rng)))
-            .collect()
+        self.canonical(
+            self.params
+                .iter()
+                .map(|p| (p.name.clone(), sample_one(&p.domain, rng)))
+                .collect(),
+        )
     }
 
-    /// `c` with one parameter changed: a nearby value for integers, another value otherwise.
+    /// `c` with one parameter changed: for integers mostly a nearby value (sometimes any),
+    /// otherwise any value.
     pub fn neighbour(&self, c: &Config, rng: &mut impl Rng) -> Config {
         let mut out = c.clone();
-        if self.params.is_empty() {
+        let active: Vec<&Param> = self
+            .params
+            .iter()
+            .filter(|p| self.is_active(p, c))
+            .collect();
+        if active.is_empty() {
             return out;
         }
-        let p = &self.params[rng.random_range(0..self.params.len())];
+        let p = active[rng.random_range(0..active.len())];
         let v = match (&p.domain, c.get(&p.name).and_then(Value::as_i64)) {
-            (Domain::Int { lo, hi, log, step }, Some(x)) => {
+            // Mostly a local move; one time in four a jump anywhere (a parameter that mattered
+            // little under one choice, like a level under another algorithm, may matter now).
+            (Domain::Int { lo, hi, log, step }, Some(x)) if rng.random_bool(0.75) => {
                 let u = to_unit(x as f64, *lo, *hi, *log) + rng.random_range(-0.25..0.25);
                 Value::from(from_unit(u.clamp(0.0, 1.0), *lo, *hi, *log, *step))
             }
             (d, _) => sample_one(d, rng),
         };
         out.insert(p.name.clone(), v);
-        out
+        self.canonical(out)
     }
 
     /// `c` as numbers in `[0, 1]` for surrogate models: integers on their (log) scale, choices
@@ -175,7 +217,8 @@ impl Space {
     }
 
     /// The full grid: every choice and boolean, and `levels` values per integer (evenly spaced
-    /// on its scale, ends included, deduplicated after rounding to the step).
+    /// on its scale, ends included, deduplicated after rounding to the step), inactive
+    /// parameters at their defaults, without duplicates.
     pub fn grid(&self, levels: usize) -> Vec<Config> {
         let mut out = vec![Config::new()];
         for p in &self.params {
@@ -204,7 +247,11 @@ impl Space {
                 })
                 .collect();
         }
-        out
+        let mut seen = std::collections::BTreeSet::new();
+        out.into_iter()
+            .map(|c| self.canonical(c))
+            .filter(|c| seen.insert(serde_json::to_string(c).unwrap_or_default()))
+            .collect()
     }
 }
 
@@ -283,6 +330,7 @@ mod tests {
                     },
                     default: json!(3),
                     help: String::new(),
+                    active_if: None,
                 },
                 Param {
                     name: "algorithm".into(),
@@ -291,6 +339,7 @@ mod tests {
                     },
                     default: json!("zstd"),
                     help: String::new(),
+                    active_if: None,
                 },
             ],
         }
@@ -330,6 +379,7 @@ mod tests {
             },
             default: json!(1024),
             help: String::new(),
+            active_if: None,
         });
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         for _ in 0..200 {
@@ -352,5 +402,35 @@ mod tests {
         }
         let e = s.validate(&json!({"chunk": 66})).expect_err("off step");
         assert!(e.to_string().contains("multiple of 4"), "{e}");
+    }
+
+    #[test]
+    fn inactive_parameters_are_held_at_their_defaults() {
+        let mut s = space();
+        s.params[0].active_if = Some(Condition {
+            param: "algorithm".into(),
+            values: vec![json!("zstd")],
+        });
+        let c = s
+            .validate(&json!({"algorithm": "none", "level": 12}))
+            .expect("valid");
+        assert_eq!(
+            int(&c, "level").expect("level"),
+            3,
+            "level means nothing without zstd"
+        );
+        let c = s
+            .validate(&json!({"algorithm": "zstd", "level": 12}))
+            .expect("valid");
+        assert_eq!(int(&c, "level").expect("level"), 12);
+        // The grid does not repeat "none" for every level: 3 levels × zstd + none.
+        assert_eq!(s.grid(3).len(), 4);
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+        for _ in 0..50 {
+            let c = s.sample(&mut rng);
+            if choice(&c, "algorithm").expect("alg") == "none" {
+                assert_eq!(int(&c, "level").expect("level"), 3);
+            }
+        }
     }
 }

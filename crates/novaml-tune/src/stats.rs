@@ -20,8 +20,12 @@ pub struct Comparison {
     pub baseline_mean: f64,
     /// Mean of the candidate.
     pub candidate_mean: f64,
-    /// `candidate_mean / baseline_mean − 1` (for objectives where higher is better).
+    /// `candidate_mean / baseline_mean − 1` for a maximised objective; for a minimised one
+    /// (latency, cost: the runs hold the metric itself), the reduction
+    /// `1 − candidate_mean / baseline_mean`. Positive is better either way.
     pub improvement: f64,
+    /// Whether the objective is minimised.
+    pub minimize: bool,
     /// 95 % bootstrap interval of the improvement.
     pub improvement_ci95: [f64; 2],
 }
@@ -30,9 +34,16 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
-/// Compares two samples: the relative improvement of `candidate` over `baseline` with a 95 %
-/// percentile bootstrap interval (each sample resampled with replacement, 4000 times, seeded).
-pub fn compare_runs(baseline: Vec<f64>, candidate: Vec<f64>, seed: u64) -> Comparison {
+/// Compares two samples of a positive metric: the relative improvement of `candidate` over
+/// `baseline` (see [`Comparison::improvement`]) with a 95 % percentile bootstrap interval (each
+/// sample resampled with replacement, 4000 times, seeded).
+pub fn compare_runs(
+    baseline: Vec<f64>,
+    candidate: Vec<f64>,
+    minimize: bool,
+    seed: u64,
+) -> Comparison {
+    let rel = |c: f64, b: f64| if minimize { 1.0 - c / b } else { c / b - 1.0 };
     let (mb, mc) = (mean(&baseline), mean(&candidate));
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut boots: Vec<f64> = (0..4000)
@@ -45,7 +56,7 @@ pub fn compare_runs(baseline: Vec<f64>, candidate: Vec<f64>, seed: u64) -> Compa
                 .map(|_| candidate[rng.random_range(0..candidate.len())])
                 .sum::<f64>()
                 / candidate.len() as f64;
-            rc / rb - 1.0
+            rel(rc, rb)
         })
         .filter(|v| v.is_finite())
         .collect();
@@ -57,9 +68,11 @@ pub fn compare_runs(baseline: Vec<f64>, candidate: Vec<f64>, seed: u64) -> Compa
             boots[((boots.len() - 1) as f64 * p).round() as usize]
         }
     };
+    let [lo, hi] = [q(0.025), q(0.975)];
     Comparison {
-        improvement: mc / mb - 1.0,
-        improvement_ci95: [q(0.025), q(0.975)],
+        improvement: rel(mc, mb),
+        improvement_ci95: [lo.min(hi), lo.max(hi)],
+        minimize,
         baseline_mean: mb,
         candidate_mean: mc,
         baseline_runs: baseline,
@@ -68,7 +81,8 @@ pub fn compare_runs(baseline: Vec<f64>, candidate: Vec<f64>, seed: u64) -> Compa
 }
 
 /// Measures `baseline` and `candidate` `repeats` times each, interleaved (so drifts in the
-/// machine's load hit both alike), and compares them. Objectives must be positive.
+/// machine's load hit both alike), and compares them. Objectives must be all positive (a
+/// maximised metric) or all negative (a minimised metric, negated by the environment).
 pub fn compare(
     env: &mut dyn Environment,
     baseline: &Config,
@@ -84,12 +98,17 @@ pub fn compare(
         b.push(env.evaluate(baseline)?.objective);
         c.push(env.evaluate(candidate)?.objective);
     }
-    if b.iter().chain(&c).any(|v| *v <= 0.0) {
+    let minimize = if b.iter().chain(&c).all(|v| *v > 0.0) {
+        false
+    } else if b.iter().chain(&c).all(|v| *v < 0.0) {
+        true
+    } else {
         return Err(TuneError::Run(
-            "a relative improvement needs a positive objective".into(),
+            "a relative improvement needs a metric of one sign (rates, latencies, costs)".into(),
         ));
-    }
-    Ok(compare_runs(b, c, seed))
+    };
+    let abs = |v: Vec<f64>| v.into_iter().map(f64::abs).collect();
+    Ok(compare_runs(abs(b), abs(c), minimize, seed))
 }
 
 #[cfg(test)]
@@ -100,11 +119,17 @@ mod tests {
     fn the_interval_brackets_the_ratio_and_shrinks_with_less_noise() {
         let b = vec![100.0, 104.0, 96.0, 101.0, 99.0];
         let c = vec![120.0, 126.0, 114.0, 121.0, 119.0];
-        let r = compare_runs(b.clone(), c, 1);
+        let r = compare_runs(b.clone(), c.clone(), false, 1);
         assert!((r.improvement - 0.2).abs() < 1e-12);
         let [lo, hi] = r.improvement_ci95;
         assert!(lo < 0.2 && 0.2 < hi && lo > 0.1 && hi < 0.3, "{lo} {hi}");
-        let same = compare_runs(b.clone(), b, 1);
+        let lower = compare_runs(c, b.clone(), true, 1);
+        assert!(
+            (lower.improvement - (1.0 - 100.0 / 120.0)).abs() < 1e-12,
+            "a lower cost is better"
+        );
+        assert!(lower.improvement_ci95[0] > 0.0);
+        let same = compare_runs(b.clone(), b, false, 1);
         let [lo, hi] = same.improvement_ci95;
         assert!(
             lo < 0.0 && hi > 0.0,

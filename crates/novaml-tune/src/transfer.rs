@@ -23,7 +23,7 @@ use serde_json::json;
 
 use crate::TuneError;
 use crate::payload::PAGE;
-use crate::space::{Config, Domain, Param, Space, boolean, choice, int};
+use crate::space::{Condition, Config, Domain, Param, Space, boolean, choice, int};
 
 /// An emulated network link.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -116,6 +116,14 @@ pub fn space() -> Space {
         domain,
         default,
         help: help.into(),
+        active_if: None,
+    };
+    let zstd_only = |mut p: Param| {
+        p.active_if = Some(Condition {
+            param: "algorithm".into(),
+            values: vec![json!("zstd")],
+        });
+        p
     };
     Space {
         params: vec![
@@ -127,7 +135,7 @@ pub fn space() -> Space {
                 json!("zstd"),
                 "compression algorithm",
             ),
-            p(
+            zstd_only(p(
                 "level",
                 Domain::Int {
                     lo: 1,
@@ -136,14 +144,14 @@ pub fn space() -> Space {
                     step: 1,
                 },
                 json!(3),
-                "zstd level (ignored by lz4 and none)",
-            ),
-            p(
+                "zstd level (zstd only)",
+            )),
+            zstd_only(p(
                 "long_window",
                 Domain::Bool,
                 json!(false),
-                "zstd long-distance matching with a 128 MiB window",
-            ),
+                "zstd long-distance matching with a 128 MiB window (zstd only)",
+            )),
             p(
                 "chunk_kib",
                 Domain::Int {
@@ -217,7 +225,7 @@ impl TransferParams {
 /// What one run measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Measurement {
-    /// Original bytes delivered and verified per second (the objective).
+    /// Original (uncompressed) bits delivered and verified per second (the objective).
     pub goodput_bps: f64,
     /// Wall time, s.
     pub seconds: f64,

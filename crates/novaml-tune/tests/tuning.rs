@@ -22,6 +22,7 @@ fn test_space() -> Space {
         domain,
         default,
         help: String::new(),
+        active_if: None,
     };
     Space {
         params: vec![

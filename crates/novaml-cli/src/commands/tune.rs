@@ -173,7 +173,7 @@ pub(crate) fn tune_grid(a: GridArgs) -> Result<()> {
     println!(
         "{}: optimum {:.1} Mbit/s with {} ({} of {} points failed or timed out); written to {}",
         o.scenario,
-        o.objective * 8.0 / 1e6,
+        o.objective / 1e6,
         serde_json::to_string(&o.config)?,
         failed,
         o.points.len(),
@@ -399,10 +399,17 @@ pub(crate) fn tune(a: TuneArgs) -> Result<()> {
         )?;
     }
     let default = session.trials[0].clone();
-    let best = session
-        .best_trial()
-        .cloned()
-        .context("no configuration was measured successfully (see the trials' errors)")?;
+    let Some(best) = session.best_trial().cloned() else {
+        let why = session
+            .trials
+            .iter()
+            .find_map(|t| t.error.clone())
+            .unwrap_or_else(|| "no measured trial met the constraints".into());
+        bail!(
+            "no configuration was measured successfully ({} trials; first problem: {why})",
+            session.trials.len()
+        );
+    };
     let comparison = if a.repeats >= 2 {
         Some(stats::compare(
             env.as_mut(),
@@ -417,6 +424,7 @@ pub(crate) fn tune(a: TuneArgs) -> Result<()> {
     let (improvement, ci) = match (&comparison, default.objective) {
         (Some(c), _) => (Some(c.improvement), Some(c.improvement_ci95)),
         (None, Some(d)) if d > 0.0 => (best.objective.map(|b| b / d - 1.0), None),
+        (None, Some(d)) if d < 0.0 => (best.objective.map(|b| 1.0 - b / d), None),
         _ => (None, None),
     };
     let opt = (a.env == "transfer")
@@ -425,7 +433,7 @@ pub(crate) fn tune(a: TuneArgs) -> Result<()> {
     let best_value = comparison
         .as_ref()
         .map(|c| c.candidate_mean)
-        .or(best.objective);
+        .or(best.objective.map(f64::abs));
     let share = opt.as_ref().zip(best_value).map(|(o, b)| b / o.objective);
     let applied = if a.apply {
         let mut dep = Deployment::open(&audit, env.space().default_config(), guard)?;

@@ -135,10 +135,20 @@ pub(crate) struct Services {
 }
 
 pub(crate) fn start_services() -> Services {
+    start_services_with(None)
+}
+
+/// As [`start_services`], with node_exporter's textfile collector reading `textfile` (so a
+/// test can publish metrics through it).
+pub(crate) fn start_services_with(textfile: Option<&Path>) -> Services {
     let dir = tempfile::tempdir().expect("tempdir");
     let node_port = free_port();
+    let mut node_cmd = Command::new(need("prometheus-node-exporter"));
+    if let Some(t) = textfile {
+        node_cmd.arg(format!("--collector.textfile.directory={}", t.display()));
+    }
     let node = Proc {
-        child: Command::new(need("prometheus-node-exporter"))
+        child: node_cmd
             .arg(format!("--web.listen-address=127.0.0.1:{node_port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
