@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # novaml's tuners against random search and Optuna's TPE, at equal budget, over seeds, on the
-# transfer engine's scenarios. Every tuner's best configuration is re-measured 3 times; the
-# figure is that mean as a share of the scenario's cached exhaustive-grid optimum
-# (crates/novaml-tune/optimum/, recomputed by `novaml tune-grid`).
+# transfer engine's scenarios. Every tuner's best configuration is re-measured 3 times, in
+# rounds with the default and the scenario's exhaustive-grid optimum configuration
+# (crates/novaml-tune/optimum/, recomputed by `novaml tune-grid`); the figure is the best's
+# mean as a share of the optimum's mean from the same rounds.
 #
 # The rl tuner starts each session with the experience of the random-search sessions of the
 # *other* scenarios (same seed), never of the scenario it is tested on.

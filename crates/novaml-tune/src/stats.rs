@@ -28,6 +28,13 @@ pub struct Comparison {
     pub minimize: bool,
     /// 95 % bootstrap interval of the improvement.
     pub improvement_ci95: [f64; 2],
+    /// A reference configuration's runs (e.g. the grid optimum), measured in the same rounds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reference_runs: Vec<f64>,
+    /// `candidate_mean / reference_mean` (for a minimised metric, the inverse), when a
+    /// reference was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_of_reference: Option<f64>,
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -72,6 +79,8 @@ pub fn compare_runs(
     Comparison {
         improvement: rel(mc, mb),
         improvement_ci95: [lo.min(hi), lo.max(hi)],
+        reference_runs: Vec::new(),
+        share_of_reference: None,
         minimize,
         baseline_mean: mb,
         candidate_mean: mc,
@@ -81,34 +90,52 @@ pub fn compare_runs(
 }
 
 /// Measures `baseline` and `candidate` `repeats` times each, interleaved (so drifts in the
-/// machine's load hit both alike), and compares them. Objectives must be all positive (a
-/// maximised metric) or all negative (a minimised metric, negated by the environment).
+/// machine's load hit both alike), and compares them. With a `reference` (e.g. the grid
+/// optimum), it is measured in the same rounds too, and the candidate's share of it reported.
+/// Objectives must be all positive (a maximised metric) or all negative (a minimised metric,
+/// negated by the environment).
 pub fn compare(
     env: &mut dyn Environment,
     baseline: &Config,
     candidate: &Config,
+    reference: Option<&Config>,
     repeats: usize,
     seed: u64,
 ) -> Result<Comparison, TuneError> {
     if repeats < 2 {
         return Err(TuneError::param("repeats", "at least 2 for an interval"));
     }
-    let (mut b, mut c) = (Vec::new(), Vec::new());
+    let (mut b, mut c, mut r) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..repeats {
         b.push(env.evaluate(baseline)?.objective);
         c.push(env.evaluate(candidate)?.objective);
+        if let Some(reference) = reference {
+            r.push(env.evaluate(reference)?.objective);
+        }
     }
-    let minimize = if b.iter().chain(&c).all(|v| *v > 0.0) {
+    let all = || b.iter().chain(&c).chain(&r);
+    let minimize = if all().all(|v| *v > 0.0) {
         false
-    } else if b.iter().chain(&c).all(|v| *v < 0.0) {
+    } else if all().all(|v| *v < 0.0) {
         true
     } else {
         return Err(TuneError::Run(
             "a relative improvement needs a metric of one sign (rates, latencies, costs)".into(),
         ));
     };
-    let abs = |v: Vec<f64>| v.into_iter().map(f64::abs).collect();
-    Ok(compare_runs(abs(b), abs(c), minimize, seed))
+    let abs = |v: Vec<f64>| -> Vec<f64> { v.into_iter().map(f64::abs).collect() };
+    let mut out = compare_runs(abs(b), abs(c), minimize, seed);
+    if !r.is_empty() {
+        let r = abs(r);
+        let mr = mean(&r);
+        out.share_of_reference = Some(if minimize {
+            mr / out.candidate_mean
+        } else {
+            out.candidate_mean / mr
+        });
+        out.reference_runs = r;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -233,8 +233,13 @@ fn the_improvement_interval_comes_from_repeated_runs() {
     let better = space
         .validate(&json!({"algo": "b", "streams": 4, "size": 512, "flag": true}))
         .expect("valid");
-    let c = stats::compare(&mut env, &base, &better, 3, 1).expect("compare");
-    assert_eq!(env.evaluations, 6);
+    let c = stats::compare(&mut env, &base, &better, Some(&better), 3, 1).expect("compare");
+    assert_eq!(env.evaluations, 9);
+    assert_eq!(
+        c.share_of_reference,
+        Some(1.0),
+        "the same configuration as reference"
+    );
     let truth = env.value(&better) / env.value(&base) - 1.0;
     assert!((c.improvement - truth).abs() < 1e-12);
     // A deterministic function has no noise: the interval is the point.
