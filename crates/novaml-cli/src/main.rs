@@ -153,7 +153,8 @@ enum Command {
     /// --tuner, under --constraint bounds (a configuration predicted to break them is not
     /// tried). Then measures the default and the best --repeats times each, interleaved, and
     /// reports the improvement with its 95 % interval and, for the built-in transfer
-    /// scenarios, the share of the cached exhaustive-grid optimum. With --apply, the best is
+    /// scenarios, the share of the exhaustive-grid optimum (its cached configuration measured
+    /// in the same rounds). With --apply, the best is
     /// applied under guardrails: canary, then a sequential test that rolls back automatically
     /// on a regression; every change goes to STATE/audit.jsonl, and --revert undoes the last.
     ///

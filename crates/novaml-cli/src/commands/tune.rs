@@ -206,8 +206,9 @@ pub(crate) struct TuneArgs {
     /// transfer: seed of the payload (the cached optima use 1).
     #[arg(long, default_value_t = 1)]
     payload_seed: u64,
-    /// After the session, measure the default and the best configuration this many times each,
-    /// interleaved, for the improvement and its 95 % interval (0: skip).
+    /// After the session, measure the default and the best configuration (and, for the
+    /// built-in scenarios, the grid optimum's) this many times each, interleaved, for the
+    /// improvement, its 95 % interval and the share of the optimum (0: skip).
     #[arg(long, default_value_t = 5)]
     repeats: usize,
     /// A bound on a measured metric, METRIC<=X or METRIC>=X (repeatable), e.g.
