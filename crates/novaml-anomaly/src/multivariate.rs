@@ -130,33 +130,15 @@ impl Gaussian {
         for i in 0..m {
             cov[i * m + i] += 0.01 * avg_var + 1e-6;
         }
-        // Cholesky–Banachiewicz on the lower triangle.
-        let mut l = vec![0.0; m * m];
-        for i in 0..m {
-            for j in 0..=i {
-                let s: f64 = (0..j).map(|k| l[i * m + k] * l[j * m + k]).sum();
-                if i == j {
-                    let d = cov[i * m + i] - s;
-                    if d <= 0.0 {
-                        return None;
-                    }
-                    l[i * m + i] = d.sqrt();
-                } else {
-                    l[i * m + j] = (cov[i * m + j] - s) / l[j * m + j];
-                }
-            }
-        }
+        let l = novaml_core::linalg::cholesky(&cov, m)?;
         Some(Self { mean, chol: l, m })
     }
 
     /// Mahalanobis distance of `z`.
     fn distance(&self, z: &[f64]) -> f64 {
         let m = self.m;
-        let mut y = vec![0.0; m];
-        for i in 0..m {
-            let s: f64 = (0..i).map(|k| self.chol[i * m + k] * y[k]).sum();
-            y[i] = (z[i] - self.mean[i] - s) / self.chol[i * m + i];
-        }
+        let centred: Vec<f64> = z.iter().zip(&self.mean).map(|(a, b)| a - b).collect();
+        let y = novaml_core::linalg::solve_lower(&self.chol, m, &centred);
         y.iter().map(|v| v * v).sum::<f64>().sqrt()
     }
 }

@@ -25,19 +25,29 @@ pub fn cholesky(a: &[f64], n: usize) -> Option<Vec<f64>> {
     Some(l)
 }
 
-/// Solves `L·Lᵀ·x = b` given the factor of [`cholesky`].
-pub fn solve_cholesky(l: &[f64], n: usize, b: &[f64]) -> Vec<f64> {
+/// Solves `L·y = b` for the lower-triangular factor `L` of [`cholesky`] (forward substitution).
+pub fn solve_lower(l: &[f64], n: usize, b: &[f64]) -> Vec<f64> {
     let mut y = vec![0.0; n];
     for i in 0..n {
         let s: f64 = (0..i).map(|k| l[i * n + k] * y[k]).sum();
         y[i] = (b[i] - s) / l[i * n + i];
     }
+    y
+}
+
+/// Solves `Lᵀ·x = y` for the factor `L` of [`cholesky`] (back substitution).
+pub fn solve_lower_transposed(l: &[f64], n: usize, y: &[f64]) -> Vec<f64> {
     let mut x = vec![0.0; n];
     for i in (0..n).rev() {
         let s: f64 = (i + 1..n).map(|k| l[k * n + i] * x[k]).sum();
         x[i] = (y[i] - s) / l[i * n + i];
     }
     x
+}
+
+/// Solves `L·Lᵀ·x = b` given the factor of [`cholesky`].
+pub fn solve_cholesky(l: &[f64], n: usize, b: &[f64]) -> Vec<f64> {
+    solve_lower_transposed(l, n, &solve_lower(l, n, b))
 }
 
 /// Solves `a·x = b` for a symmetric positive definite `a`; `None` when it is not.

@@ -134,11 +134,7 @@ impl Gp {
             .collect();
         let mu: f64 = k.iter().zip(&self.alpha).map(|(a, b)| a * b).sum();
         // v = L⁻¹k; var = k(q,q) − vᵀv.
-        let mut v = vec![0.0; n];
-        for i in 0..n {
-            let s: f64 = (0..i).map(|j| self.chol[i * n + j] * v[j]).sum();
-            v[i] = (k[i] - s) / self.chol[i * n + i];
-        }
+        let v = novaml_core::linalg::solve_lower(&self.chol, n, &k);
         let var = (1.0 - v.iter().map(|a| a * a).sum::<f64>()).max(1e-12);
         (self.mean + self.sd * mu, self.sd * var.sqrt())
     }

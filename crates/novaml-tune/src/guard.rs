@@ -4,7 +4,6 @@
 //! one-step revert.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -123,26 +122,7 @@ impl Deployment {
     /// Opens the audit log at `log_path` (JSON lines); the configuration in effect is the last
     /// entry's, or `initial` when the log is empty or missing.
     pub fn open(log_path: &Path, initial: Config, guard: Guard) -> Result<Self, TuneError> {
-        let io = |e| TuneError::Io {
-            path: log_path.display().to_string(),
-            source: e,
-        };
-        let mut log = Vec::new();
-        match std::fs::File::open(log_path) {
-            Ok(f) => {
-                for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-                    let line = line.map_err(io)?;
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    log.push(serde_json::from_str::<AuditEntry>(&line).map_err(|e| {
-                        TuneError::Run(format!("{} line {}: {e}", log_path.display(), i + 1))
-                    })?);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(e)),
-        }
+        let log: Vec<AuditEntry> = crate::jsonl::read(log_path)?;
         let current = log.last().map_or(initial, |e| e.in_effect.clone());
         Ok(Self {
             log_path: log_path.to_owned(),
@@ -179,20 +159,7 @@ impl Deployment {
             reason: reason.into(),
             evidence,
         };
-        let io = |err| TuneError::Io {
-            path: self.log_path.display().to_string(),
-            source: err,
-        };
-        if let Some(dir) = self.log_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .map_err(io)?;
-        let line = serde_json::to_string(&e).map_err(|err| TuneError::Run(err.to_string()))?;
-        writeln!(f, "{line}").map_err(io)?;
+        crate::jsonl::append(&self.log_path, std::slice::from_ref(&e))?;
         self.log.push(e);
         self.current = in_effect;
         Ok(())

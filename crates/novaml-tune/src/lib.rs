@@ -17,6 +17,7 @@
 //!   [`optimum`]: the cached exhaustive-grid optimum per scenario.
 
 mod error;
+mod jsonl;
 
 pub mod bo;
 pub mod env;

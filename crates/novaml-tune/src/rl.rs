@@ -9,7 +9,6 @@
 //! e.g., that more streams pay on long links and compression on slow ones. Experience persists
 //! across sessions as JSON lines ([`Experience`]).
 
-use std::io::{BufRead, Write};
 use std::path::Path;
 
 use rand::{Rng, SeedableRng};
@@ -17,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::TuneError;
-use crate::executor::{Problem, Trial, TrialStatus};
+use crate::executor::{Problem, Trial, TrialStatus, best_index};
 use crate::space::{Config, Space};
 use crate::tuner::{Tuner, fresh_sample, key, seen};
 
@@ -57,48 +56,12 @@ pub fn experience_of(context: &[f64], trials: &[Trial]) -> Vec<Experience> {
 
 /// Reads experience (JSON lines); a missing file is no experience.
 pub fn load_experience(path: &Path) -> Result<Vec<Experience>, TuneError> {
-    let io = |e| TuneError::Io {
-        path: path.display().to_string(),
-        source: e,
-    };
-    let f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io(e)),
-    };
-    let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(io)?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(
-            serde_json::from_str(&line)
-                .map_err(|e| TuneError::Run(format!("{} line {}: {e}", path.display(), i + 1)))?,
-        );
-    }
-    Ok(out)
+    crate::jsonl::read(path)
 }
 
 /// Appends experience (JSON lines).
 pub fn save_experience(path: &Path, xs: &[Experience]) -> Result<(), TuneError> {
-    let io = |e| TuneError::Io {
-        path: path.display().to_string(),
-        source: e,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(io)?;
-    for x in xs {
-        let line = serde_json::to_string(x).map_err(|e| TuneError::Run(e.to_string()))?;
-        writeln!(f, "{line}").map_err(io)?;
-    }
-    Ok(())
+    crate::jsonl::append(path, xs)
 }
 
 /// Features of (state, action): bias, action, action², and state × action.
@@ -164,11 +127,7 @@ impl RlTuner {
         let sigma = (resid / rows.len().max(1) as f64).sqrt().clamp(0.02, 1.0);
         // w = μ + σ·L⁻ᵀz has covariance σ²·A⁻¹.
         let z: Vec<f64> = (0..p).map(|_| self.normal()).collect();
-        let mut x = vec![0.0; p];
-        for i in (0..p).rev() {
-            let s: f64 = (i + 1..p).map(|k| l[k * p + i] * x[k]).sum();
-            x[i] = (z[i] - s) / l[i * p + i];
-        }
+        let x = novaml_core::linalg::solve_lower_transposed(&l, p, &z);
         Some(mu.iter().zip(&x).map(|(m, e)| m + sigma * e).collect())
     }
 }
@@ -206,15 +165,7 @@ impl Tuner for RlTuner {
         else {
             return Ok(fresh_sample(space, &seen, &mut self.rng, 100));
         };
-        let best_tried = history
-            .iter()
-            .filter(|t| t.objective.is_some())
-            .max_by(|a, b| {
-                a.objective
-                    .partial_cmp(&b.objective)
-                    .unwrap_or(std::cmp::Ordering::Equal)
-            })
-            .map(|t| t.config.clone());
+        let best_tried = best_index(history).map(|i| history[i].config.clone());
         let mut candidates: Vec<Config> = (0..self.candidates)
             .map(|_| space.sample(&mut self.rng))
             .collect();
