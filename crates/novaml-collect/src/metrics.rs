@@ -116,6 +116,11 @@ impl CollectMetrics {
             .set(unix_secs);
     }
 
+    /// Unix time of `source`'s last successful collection (`None` before the first).
+    pub fn last_success(&self, source: &str) -> Option<f64> {
+        Some(self.last_success.get_or_create(&Self::l(source)).get()).filter(|t| *t > 0.0)
+    }
+
     /// Samples written so far for `source`.
     pub fn samples(&self, source: &str) -> u64 {
         self.samples.get_or_create(&Self::l(source)).get()

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::PredictError;
 use crate::dataset::{Scalers, SeriesFrame};
-use crate::inference::{Model, Predictor};
+use crate::inference::{Model, ModelKind, Predictor};
 use crate::training::EpochReport;
 
 const MAGIC: &[u8; 8] = b"NOVAMLW1";
@@ -361,6 +361,23 @@ impl ModelStore {
         };
         predictor.check().map_err(|e| bad(e.to_string()))?;
         Ok(Artifact { predictor, meta })
+    }
+
+    /// A version's metadata and model kind, without reading its weights (for listings).
+    pub fn summary(&self, name: &str, version: u32) -> Result<(Meta, ModelKind), PredictError> {
+        Self::check_name(name)?;
+        let dir = self.version_dir(name, version);
+        #[derive(Deserialize)]
+        struct KindOnly {
+            model: KindTag,
+        }
+        #[derive(Deserialize)]
+        struct KindTag {
+            kind: ModelKind,
+        }
+        let k: KindOnly = read_json(&dir.join("config.json"))?;
+        let meta: Meta = read_json(&dir.join("meta.json"))?;
+        Ok((meta, k.model.kind))
     }
 
     /// The serving artifact of `name`.

@@ -21,6 +21,35 @@ pub enum ApiError {
     /// A mutating request without the right bearer token.
     #[error("unauthorized")]
     Unauthorized,
+    /// The request conflicts with the resource's state (e.g. a queue is full).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The client sent too many requests.
+    #[error("too many requests")]
+    TooManyRequests {
+        /// Seconds until a request will be accepted again.
+        retry_after: u64,
+    },
+    /// No route has this path (or not with this method).
+    #[error("no route {0}")]
+    NoRoute(String),
+    /// The path exists, not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The body is larger than the server accepts.
+    #[error("payload too large")]
+    PayloadTooLarge,
+}
+
+impl ApiError {
+    /// A rejected JSON body: too large, or malformed.
+    pub fn from_json(e: &axum::extract::rejection::JsonRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::PayloadTooLarge
+        } else {
+            Self::BadRequest(e.body_text())
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -47,6 +76,37 @@ impl IntoResponse for ApiError {
                 "unauthorized",
                 "this endpoint needs `Authorization: Bearer <token>` with the server's token"
                     .to_owned(),
+            ),
+            Self::NoRoute(path) => (
+                StatusCode::NOT_FOUND,
+                "no_route",
+                format!("no endpoint {path}; the API is described at /api/openapi.json"),
+            ),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take this method; see /api/openapi.json".to_owned(),
+            ),
+            Self::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
+            Self::TooManyRequests { retry_after } => {
+                let mut r = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(Body {
+                        kind: "rate_limited",
+                        message: format!("too many requests; retry in {retry_after} s"),
+                    }),
+                )
+                    .into_response();
+                r.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(retry_after),
+                );
+                return r;
+            }
+            Self::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body is larger than {} bytes", crate::MAX_BODY),
             ),
         };
         (status, Json(Body { kind, message })).into_response()

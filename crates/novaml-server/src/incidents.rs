@@ -147,7 +147,7 @@ async fn feedback(
 ) -> Result<Json<IncidentRecord>, ApiError> {
     authorize(&state, &headers)?;
     let id = path_id(id)?;
-    let Json(fb) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(fb) = body.map_err(|e| ApiError::from_json(&e))?;
     let label = Label::parse(&fb.label).ok_or_else(|| {
         ApiError::BadRequest(format!("label must be tp or fp, not {:?}", fb.label))
     })?;

@@ -1,12 +1,21 @@
-//! The HTTP front of novaml: `fn app(state) -> Router` with Prometheus `/metrics`, a JSON pipeline
-//! status and the status page. Later resources (predictions, incidents, plans, tuning) each add a
-//! module with its own `router()`.
+//! The HTTP front of novaml: `fn app(state) -> Router` with the JSON API (documented at
+//! `/api/openapi.json`), the five dashboards under `/dashboards/`, Prometheus `/metrics` and the
+//! status page. Each resource is a module with its own `router()`; the features a server does not
+//! run (no registry, no tuning) answer 404 with a JSON error saying so.
+//!
+//! Every error is JSON `{"kind", "message"}`; mutating endpoints need the bearer token, are rate
+//! limited per client ([`limit`]) and take bodies of at most [`MAX_BODY`] bytes.
 
 pub mod alerts;
+mod dashboards;
 mod error;
 mod incidents;
+pub mod limit;
 mod metrics;
+pub mod models;
+mod series;
 mod status;
+pub mod tuning;
 
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +23,11 @@ use axum::Router;
 use prometheus_client::registry::Registry;
 
 pub use error::ApiError;
-pub use status::{PipelineStatus, SourceStatus, StatusProvider};
+pub use series::StoreReader;
+pub use status::{PipelineStatus, SourceStatus, StatusProvider, StatusSample};
+
+/// Largest request body accepted, bytes.
+pub const MAX_BODY: usize = 64 * 1024;
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
@@ -29,6 +42,31 @@ pub struct AppState {
     pub token: Option<String>,
     /// The latest capacity plan (JSON), when planning runs.
     pub capacity: Option<Arc<std::sync::RwLock<Option<serde_json::Value>>>>,
+    /// Read access to the metric store (the series endpoints answer 404 without it).
+    pub store: Option<StoreReader>,
+    /// The model registry and latest predictions.
+    pub models: Option<Arc<models::ModelHub>>,
+    /// Tuning of the transfer engine.
+    pub tuning: Option<Arc<tuning::TuningService>>,
+    /// Rate limits of mutating requests.
+    pub limiter: Arc<limit::RateLimiter>,
+}
+
+impl AppState {
+    /// A state with the given metrics and status and nothing else enabled.
+    pub fn new(registry: Arc<Registry>, status: Arc<dyn StatusProvider>) -> Self {
+        Self {
+            registry,
+            status,
+            incidents: None,
+            token: None,
+            capacity: None,
+            store: None,
+            models: None,
+            tuning: None,
+            limiter: Arc::new(limit::RateLimiter::default()),
+        }
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -42,9 +80,35 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(metrics::router())
         .merge(incidents::router())
+        .merge(series::router())
+        .merge(models::router())
+        .merge(tuning::router())
+        .merge(dashboards::router())
         .route("/api/capacity", axum::routing::get(capacity))
+        .route("/api/openapi.json", axum::routing::get(openapi))
         .merge(status::router())
+        .fallback(no_route)
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit::limit,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+/// The OpenAPI 3.1 document of the API.
+pub const OPENAPI: &str = include_str!("assets/openapi.json");
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+}
+
+async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::NoRoute(uri.path().chars().take(200).collect())
 }
 
 /// `GET /api/capacity`: the latest capacity plan.
@@ -69,7 +133,10 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -22,6 +22,10 @@ pub struct SourceStatus {
     pub samples_total: u64,
     /// Failed attempts so far (all kinds).
     pub errors_total: u64,
+    /// Unix time of the last successful collection.
+    pub last_success: Option<f64>,
+    /// Seconds since then.
+    pub lag_seconds: Option<f64>,
     /// Whether its data is simulated.
     pub simulated: bool,
 }
@@ -43,6 +47,21 @@ pub struct PipelineStatus {
     pub buffer_utilization: f64,
     /// Sources.
     pub sources: Vec<SourceStatus>,
+    /// Recent samples of the counters, oldest first (for rates over time).
+    pub history: Vec<StatusSample>,
+}
+
+/// The pipeline's counters at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusSample {
+    /// Unix seconds.
+    pub t: f64,
+    /// Samples written so far, by source.
+    pub samples: std::collections::BTreeMap<String, u64>,
+    /// Failed attempts so far, all sources.
+    pub errors_total: u64,
+    /// Share of the buffer in use.
+    pub buffer_utilization: f64,
 }
 
 /// Produces the status on demand (reads counters and the store).
@@ -100,13 +119,7 @@ mod tests {
         let c: Counter = Counter::default();
         c.inc_by(3);
         registry.register("novaml_collect_samples", "Samples.", c);
-        AppState {
-            registry: Arc::new(registry),
-            status: Arc::new(Fixed(status)),
-            incidents: None,
-            token: None,
-            capacity: None,
-        }
+        AppState::new(Arc::new(registry), Arc::new(Fixed(status)))
     }
 
     async fn get(app: axum::Router, uri: &str) -> (StatusCode, String) {
@@ -135,8 +148,11 @@ mod tests {
                 interval_seconds: 10.0,
                 samples_total: 10,
                 errors_total: 0,
+                last_success: Some(1.0),
+                lag_seconds: Some(0.5),
                 simulated: true,
             }],
+            history: Vec::new(),
         }
     }
 

@@ -45,13 +45,10 @@ fn incident() -> Incident {
 }
 
 fn state_with(log: IncidentLog, token: Option<&str>) -> AppState {
-    AppState {
-        registry: Arc::new(Registry::default()),
-        status: Arc::new(NoStatus),
-        incidents: Some(Arc::new(Mutex::new(log))),
-        token: token.map(str::to_owned),
-        capacity: None,
-    }
+    let mut s = AppState::new(Arc::new(Registry::default()), Arc::new(NoStatus));
+    s.incidents = Some(Arc::new(Mutex::new(log)));
+    s.token = token.map(str::to_owned);
+    s
 }
 
 async fn call(

@@ -167,6 +167,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
                 .ok()
                 .filter(|t| !t.trim().is_empty()),
             planning: None,
+            training: None,
+            tuning: None,
         };
         return super::block_on(pipeline.run());
     }

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 
-use super::pipeline::{Pipeline, PlanningSettings};
+use novaml_server::tuning::RunRequest;
+
+use super::pipeline::{Pipeline, PlanningSettings, TrainingSettings, TuningSettings};
+use super::training::Target;
 use crate::config::{Config, HostEntry, ScheduleEntry, SimEntry};
 
 /// Arguments of `novaml demo`.
@@ -27,6 +30,15 @@ pub(crate) struct Args {
     /// Seconds between anomaly-detection passes over the store.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     detect_every: u64,
+    /// Minutes between training passes (ridge and LSTM per predicted series, champion/challenger).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    train_every: u64,
+    /// Minutes between scheduled tuning runs of the transfer engine (12 trials each).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    tune_every: u64,
+    /// Transfer-engine scenario the demo tunes (lan-10g, wan-1g, wan-100m).
+    #[arg(long, default_value = "wan-1g")]
+    tune_scenario: String,
     /// Send new incidents to this Alertmanager (base URL). Repeatable.
     #[arg(long, value_name = "URL")]
     alertmanager: Vec<String>,
@@ -113,7 +125,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         listen: Some(args.listen),
         stop_after: args.run_for,
         banner: Some(format!(
-            "novaml demo: collecting this host and a SIMULATED cluster into {}\n  status page: {{url}}\n  metrics:     {{url}}metrics\n  incidents:   {{url}}api/incidents\n  capacity:    {{url}}api/capacity\n  API token:   {token} (for POST requests: Authorization: Bearer <token>)\nPress Ctrl-C to stop.",
+            "novaml demo: collecting this host and a SIMULATED cluster into {}\n  dashboards:  {{url}}dashboards/pipeline#token={token}\n  status page: {{url}}\n  metrics:     {{url}}metrics\n  API:         {{url}}api/openapi.json\n  API token:   {token} (for POST requests: Authorization: Bearer <token>)\nPress Ctrl-C to stop.",
             args.data_dir.join("novaml.db").display()
         )),
         detection: Some(detection),
@@ -125,6 +137,42 @@ pub(crate) fn run(args: Args) -> Result<()> {
             resource: novaml_forecast::capacity::Resource::Cpu,
         }),
         token: Some(token.clone()),
+        training: Some(TrainingSettings {
+            models_dir: args.data_dir.join("models"),
+            targets: [
+                ("sim.transfer_latency_ms", "dwcp_transfer_latency_ms"),
+                (
+                    "sim.transfer_throughput_mbps",
+                    "dwcp_transfer_throughput_mbps",
+                ),
+                (
+                    "sim.host0_cpu_percent",
+                    "host_cpu_usage_percent{host=\"sim-host-0\"}",
+                ),
+            ]
+            .into_iter()
+            .map(|(name, sel)| {
+                Ok(Target {
+                    name: name.into(),
+                    selector: sel.parse().map_err(|e| anyhow!("built-in selector: {e}"))?,
+                })
+            })
+            .collect::<Result<_>>()?,
+            first_after: Duration::from_secs(20),
+            interval: Duration::from_secs(args.train_every * 60),
+        }),
+        tuning: Some(TuningSettings {
+            scenario: args.tune_scenario.clone(),
+            state_dir: args.data_dir.join("tuning"),
+            first_after: Duration::from_secs(10),
+            interval: Duration::from_secs(args.tune_every * 60),
+            request: RunRequest {
+                tuner: "bo".into(),
+                budget: 12,
+                seed: args.seed,
+                repeats: 3,
+            },
+        }),
     };
     super::block_on(pipeline.run())
 }

@@ -39,6 +39,36 @@ pub(crate) struct Pipeline {
     pub(crate) token: Option<String>,
     /// Capacity planning over the store, when set.
     pub(crate) planning: Option<PlanningSettings>,
+    /// Scheduled training and prediction, when set.
+    pub(crate) training: Option<TrainingSettings>,
+    /// Tuning of the transfer engine (API, and a scheduled run), when set.
+    pub(crate) tuning: Option<TuningSettings>,
+}
+
+/// What the pipeline trains.
+pub(crate) struct TrainingSettings {
+    /// The model registry.
+    pub(crate) models_dir: PathBuf,
+    /// Series to predict.
+    pub(crate) targets: Vec<super::training::Target>,
+    /// Delay of the first pass.
+    pub(crate) first_after: Duration,
+    /// Between passes.
+    pub(crate) interval: Duration,
+}
+
+/// What the pipeline tunes.
+pub(crate) struct TuningSettings {
+    /// Transfer-engine scenario.
+    pub(crate) scenario: String,
+    /// Runs, audit log and experience.
+    pub(crate) state_dir: PathBuf,
+    /// Delay of the first scheduled run.
+    pub(crate) first_after: Duration,
+    /// Between scheduled runs.
+    pub(crate) interval: Duration,
+    /// What each scheduled run asks for.
+    pub(crate) request: novaml_server::tuning::RunRequest,
 }
 
 /// What the pipeline plans.
@@ -51,12 +81,44 @@ pub(crate) struct PlanningSettings {
     pub(crate) resource: novaml_forecast::capacity::Resource,
 }
 
+/// Samples of the counters kept for the pipeline dashboard (one per 5 s: 30 min).
+const HISTORY: usize = 360;
+
 struct Status {
     started: Instant,
+    history: Mutex<std::collections::VecDeque<novaml_server::StatusSample>>,
     store_path: PathBuf,
     reader: Mutex<Option<SqliteStore>>,
     metrics: CollectMetrics,
     sources: Vec<(String, &'static str, f64, bool)>,
+}
+
+impl Status {
+    fn record(&self) {
+        let sample = novaml_server::StatusSample {
+            t: novaml_collect::now_ms() as f64 / 1000.0,
+            samples: self
+                .sources
+                .iter()
+                .map(|(n, ..)| (n.clone(), self.metrics.samples(n)))
+                .collect(),
+            errors_total: self.sources.iter().map(|(n, ..)| self.errors(n)).sum(),
+            buffer_utilization: self.metrics.buffer_utilization(),
+        };
+        if let Ok(mut h) = self.history.lock() {
+            if h.len() >= HISTORY {
+                h.pop_front();
+            }
+            h.push_back(sample);
+        }
+    }
+
+    fn errors(&self, name: &str) -> u64 {
+        ["transient", "timeout", "fatal", "store"]
+            .iter()
+            .map(|k| self.metrics.errors(name, k))
+            .sum()
+    }
 }
 
 impl StatusProvider for Status {
@@ -71,21 +133,29 @@ impl StatusProvider for Status {
         let store = guard.as_ref().ok_or("store not open")?;
         let series = store.series_count().map_err(|e| e.to_string())?;
         let points = store.count_points().map_err(|e| e.to_string())?;
+        let now = novaml_collect::now_ms() as f64 / 1000.0;
         let sources = self
             .sources
             .iter()
-            .map(|(name, kind, interval, simulated)| SourceStatus {
-                name: name.clone(),
-                kind: (*kind).to_owned(),
-                interval_seconds: *interval,
-                samples_total: self.metrics.samples(name),
-                errors_total: ["transient", "timeout", "fatal", "store"]
-                    .iter()
-                    .map(|k| self.metrics.errors(name, k))
-                    .sum(),
-                simulated: *simulated,
+            .map(|(name, kind, interval, simulated)| {
+                let last = self.metrics.last_success(name);
+                SourceStatus {
+                    name: name.clone(),
+                    kind: (*kind).to_owned(),
+                    interval_seconds: *interval,
+                    samples_total: self.metrics.samples(name),
+                    errors_total: self.errors(name),
+                    last_success: last,
+                    lag_seconds: last.map(|t| (now - t).max(0.0)),
+                    simulated: *simulated,
+                }
             })
             .collect();
+        let history = self
+            .history
+            .lock()
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default();
         Ok(PipelineStatus {
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_seconds: self.started.elapsed().as_secs_f64(),
@@ -94,6 +164,7 @@ impl StatusProvider for Status {
             points,
             buffer_utilization: self.metrics.buffer_utilization(),
             sources,
+            history,
         })
     }
 }
@@ -127,6 +198,28 @@ impl Pipeline {
             ))),
             None => None,
         };
+        let hub = self.training.as_ref().map(|t| {
+            Arc::new(novaml_server::models::ModelHub::new(
+                &t.models_dir,
+                &mut registry,
+            ))
+        });
+        if let Some(h) = &hub
+            && let Err(e) = h.refresh_metrics()
+        {
+            warn!(error = %e, "Cannot read the model registry yet.");
+        }
+        let tuning = match &self.tuning {
+            Some(t) => Some(
+                novaml_server::tuning::TuningService::start(
+                    &t.scenario,
+                    &t.state_dir,
+                    &mut registry,
+                )
+                .map_err(|e| anyhow::anyhow!("cannot start tuning: {e}"))?,
+            ),
+            None => None,
+        };
         let mut runner = Runner::new(self.buffer, metrics.clone()).with_seed(self.seed);
         let mut described = Vec::new();
         for r in self.sources {
@@ -147,20 +240,33 @@ impl Pipeline {
                     .await
                     .with_context(|| format!("cannot listen on {addr}"))?;
                 let local = listener.local_addr()?;
-                let status = Status {
+                let status = Arc::new(Status {
                     started: Instant::now(),
+                    history: Mutex::new(std::collections::VecDeque::new()),
                     store_path: self.store_path.clone(),
                     reader: Mutex::new(None),
                     metrics,
                     sources: described,
-                };
-                let state = AppState {
-                    registry: Arc::new(registry),
-                    status: Arc::new(status),
-                    incidents: incident_log.clone(),
-                    token: self.token.clone(),
-                    capacity: capacity_doc.clone(),
-                };
+                });
+                let mut state = AppState::new(Arc::new(registry), status.clone());
+                state.incidents = incident_log.clone();
+                state.token = self.token.clone();
+                state.capacity = capacity_doc.clone();
+                state.store = Some(novaml_server::StoreReader::new(&self.store_path));
+                state.models = hub.clone();
+                state.tuning = tuning.clone();
+                {
+                    let mut rx = stop_rx.clone();
+                    tokio::spawn(async move {
+                        let mut tick = tokio::time::interval(Duration::from_secs(5));
+                        loop {
+                            tokio::select! {
+                                _ = tick.tick() => status.record(),
+                                _ = rx.wait_for(|s| *s) => break,
+                            }
+                        }
+                    });
+                }
                 let mut rx = stop_rx.clone();
                 let handle = tokio::spawn(novaml_server::serve(listener, state, async move {
                     let _ = rx.wait_for(|s| *s).await;
@@ -239,6 +345,39 @@ impl Pipeline {
                 policy: novaml_forecast::capacity::Policy::default(),
             };
             tokio::spawn(planning.run(stop_rx.clone()));
+        }
+
+        if let (Some(settings), Some(hub)) = (self.training, hub) {
+            let training = super::training::Training {
+                store_path: self.store_path.clone(),
+                hub,
+                targets: settings.targets,
+                first_after: settings.first_after,
+                interval: settings.interval,
+                lookback: Duration::from_secs(7 * 86_400),
+            };
+            tokio::spawn(training.run(stop_rx.clone()));
+        }
+
+        if let (Some(settings), Some(service)) = (self.tuning, tuning) {
+            let mut rx = stop_rx.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval_at(
+                    tokio::time::Instant::now() + settings.first_after,
+                    settings.interval,
+                );
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = rx.wait_for(|s| *s) => break,
+                    }
+                    match service.submit(settings.request.clone()) {
+                        Ok(id) => info!(run = id, "Scheduled tuning run queued."),
+                        Err(e) => warn!(error = %e, "Scheduled tuning run not queued."),
+                    }
+                }
+            });
         }
 
         let stop_after = self.stop_after;

@@ -178,10 +178,13 @@ pub(crate) fn forecast_grid(g: &Grid, horizon: usize) -> Result<(QuantileForecas
         horizon,
         &cfg,
     )?;
-    Ok((
-        QuantileForecast::from_selected(&sel, g.last(), g.step)?,
-        sel.model.as_str().to_owned(),
-    ))
+    let mut f = QuantileForecast::from_selected(&sel, g.last(), g.step)?;
+    // Utilisation is a percentage: a trend extrapolated over 30 days can leave [0, 100], which
+    // no host can reach. Clipping changes no runway (the thresholds are inside the range).
+    for v in f.p10.iter_mut().chain(&mut f.p50).chain(&mut f.p90) {
+        *v = v.clamp(0.0, 100.0);
+    }
+    Ok((f, sel.model.as_str().to_owned()))
 }
 
 fn days(s: Option<f64>) -> String {

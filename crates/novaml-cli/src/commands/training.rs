@@ -1,0 +1,200 @@
+//! Performance prediction inside the pipeline (`novaml demo`): every `interval`, each target
+//! series' recent history is put on a 5-minute grid, a ridge model and a small LSTM are fitted
+//! and submitted to the registry (champion/challenger on the same holdout rows), and the serving
+//! version predicts the next hour with its interval and the risk of crossing the SLO. The
+//! predictions go to `/api/predictions` and `/metrics` through the [`ModelHub`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use novaml_core::{MetricStore, Selector, TimeRange};
+use novaml_predict::dataset::{SeriesFrame, Split};
+use novaml_predict::inference::{FitConfig, ModelKind, fit};
+use novaml_predict::registry::{Meta, ModelStore};
+use novaml_server::models::{ModelHub, PredictionDoc};
+use novaml_store::SqliteStore;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// One series to predict.
+pub(crate) struct Target {
+    /// Registry name.
+    pub(crate) name: String,
+    /// Selects exactly one series.
+    pub(crate) selector: Selector,
+}
+
+/// The training task.
+pub(crate) struct Training {
+    pub(crate) store_path: PathBuf,
+    pub(crate) hub: Arc<ModelHub>,
+    pub(crate) targets: Vec<Target>,
+    pub(crate) first_after: Duration,
+    pub(crate) interval: Duration,
+    /// History read per pass.
+    pub(crate) lookback: Duration,
+}
+
+const STEP_MS: i64 = 300_000;
+/// The SLO of each series in the demo: this quantile of its own history (no operator has set one).
+const SLO_QUANTILE: f64 = 0.99;
+
+impl Training {
+    pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
+        let this = Arc::new(self);
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + this.first_after,
+            this.interval,
+        );
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pass = 0u64;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            pass += 1;
+            let t = this.clone();
+            let t0 = std::time::Instant::now();
+            match tokio::task::spawn_blocking(move || t.pass(pass)).await {
+                Ok(Ok(n)) => info!(
+                    models = n,
+                    seconds = t0.elapsed().as_secs_f64(),
+                    "Models trained and predictions refreshed."
+                ),
+                Ok(Err(e)) => {
+                    warn!(error = %format!("{e:#}"), "Training failed; retrying next interval.")
+                }
+                Err(e) => warn!(error = %e, "Training task failed."),
+            }
+        }
+    }
+
+    fn config(seed: u64) -> FitConfig {
+        let mut cfg = FitConfig::default();
+        cfg.data.lookback = 36;
+        cfg.data.horizon = 12;
+        cfg.data.season = 288;
+        cfg.net.layers = vec![24];
+        cfg.train.epochs = 12;
+        cfg.train.seed = seed;
+        cfg
+    }
+
+    /// One pass over the targets; returns how many were predicted.
+    fn pass(&self, pass: u64) -> Result<usize> {
+        let store = SqliteStore::open(&self.store_path)
+            .with_context(|| format!("cannot open {}", self.store_path.display()))?;
+        let registry = ModelStore::open(self.hub.root())?;
+        let now = novaml_collect::now_ms();
+        let range = TimeRange::new(now - self.lookback.as_millis() as i64, now + 60_000)?;
+        let mut done = 0;
+        for t in &self.targets {
+            match self.one(&store, &registry, t, range, pass) {
+                Ok(()) => done += 1,
+                Err(e) => {
+                    warn!(model = %t.name, error = %format!("{e:#}"), "Not trained this pass.")
+                }
+            }
+        }
+        self.hub
+            .refresh_metrics()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(done)
+    }
+
+    fn one(
+        &self,
+        store: &SqliteStore,
+        registry: &ModelStore,
+        t: &Target,
+        range: TimeRange,
+        pass: u64,
+    ) -> Result<()> {
+        let found = store.query(&t.selector, range, None)?;
+        let series = found
+            .first()
+            .with_context(|| format!("no series matches {}", t.selector))?;
+        let points: Vec<(i64, f64)> = series.points.iter().map(|p| (p.ts, p.value)).collect();
+        let mut frame = SeriesFrame::from_points(&points, &[], STEP_MS)?;
+        // The newest bucket is still filling: predict from the last complete one.
+        if frame.len() > 1 {
+            frame = frame.head(frame.len() - 1);
+        }
+        let cfg = Self::config(pass);
+        let n = frame.len();
+        let split = Split::new(n, 0.2, 0.1, &cfg.data)?;
+        let kinds: &[ModelKind] = if pass == 1 {
+            &[ModelKind::Ridge, ModelKind::Lstm]
+        } else {
+            &[ModelKind::Lstm]
+        };
+        for &kind in kinds {
+            let fitted = fit(kind, &frame, split, &cfg, None, &mut |_| {})?;
+            let meta = Meta {
+                version: 0,
+                created_ms: chrono::Utc::now().timestamp_millis(),
+                range: fitted.predictor.range,
+                metrics: Default::default(),
+                history: fitted.history.clone(),
+                source: format!("store series {} (pass {pass})", series.key),
+            };
+            let d =
+                registry.submit(&t.name, &fitted.predictor, meta, &frame, (split.val_end, n))?;
+            info!(
+                model = %t.name,
+                kind = kind.as_str(),
+                version = d.version,
+                promoted = d.promoted,
+                mae = d.challenger_mae,
+                "Model submitted."
+            );
+        }
+        let art = registry
+            .champion(&t.name)?
+            .context("no serving version after training")?;
+        let f = art.predictor.predict(&frame)?;
+        let mut sorted: Vec<f64> = frame
+            .target
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
+        sorted.sort_by(f64::total_cmp);
+        let slo = sorted
+            .get(((sorted.len() as f64 - 1.0) * SLO_QUANTILE).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN);
+        let tail = frame.len().saturating_sub(288);
+        let history = frame.target[tail..]
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(i, v)| {
+                (
+                    (frame.start_ms + (tail + i) as i64 * frame.step_ms) as f64 / 1000.0,
+                    *v,
+                )
+            })
+            .collect();
+        self.hub.set_prediction(PredictionDoc {
+            model: t.name.clone(),
+            series: series.key.name.clone(),
+            labels: series.key.labels.clone(),
+            version: art.meta.version,
+            kind: art.predictor.model.kind().as_str().to_owned(),
+            history,
+            timestamps: f.timestamps.iter().map(|t| *t as f64 / 1000.0).collect(),
+            risk: f.risk_above(slo, art.predictor.level),
+            predicted: f.predicted,
+            lower: f.lower,
+            upper: f.upper,
+            level: art.predictor.level,
+            slo,
+            generated_at: novaml_collect::now_ms() as f64 / 1000.0,
+        });
+        Ok(())
+    }
+}

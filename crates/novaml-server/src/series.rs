@@ -1,0 +1,237 @@
+//! Stored series:
+//!
+//! - `GET /api/series?match=SELECTOR&limit=`: matching series with point counts and time bounds;
+//! - `GET /api/series/query?match=SELECTOR&from=&to=&step=&agg=`: their points in a range,
+//!   optionally aggregated per step (`avg`, `min`, `max`, `last`).
+//!
+//! Times are Unix seconds; `from`/`to` may also be negative offsets from now (`from=-3600`).
+//! Reads go through a small pool of SQLite connections on the blocking threads, so concurrent
+//! readers do not queue behind one connection.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use novaml_core::{Aggregation, MetricStore, Selector, StepSpec, TimeRange};
+use novaml_store::SqliteStore;
+use serde::{Deserialize, Serialize};
+
+use crate::{ApiError, AppState};
+
+/// Most series one query returns.
+const MAX_SERIES: usize = 500;
+/// Most points one query returns, all series together.
+const MAX_POINTS: usize = 200_000;
+
+/// Read-only access to the store for the API: a pool of connections opened on demand.
+#[derive(Clone)]
+pub struct StoreReader {
+    path: PathBuf,
+    pool: Arc<Mutex<Vec<SqliteStore>>>,
+}
+
+impl std::fmt::Debug for StoreReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreReader")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreReader {
+    /// Readers of the SQLite store at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            pool: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Runs `f` with a connection on a blocking thread.
+    pub(crate) async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SqliteStore) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = this.pool.lock().ok().and_then(|mut p| p.pop());
+            let conn = match conn {
+                Some(c) => c,
+                None => SqliteStore::open(&this.path)
+                    .map_err(|e| ApiError::Internal(format!("opening the store: {e}")))?,
+            };
+            let out = f(&conn);
+            if let Ok(mut p) = this.pool.lock()
+                && p.len() < 8
+            {
+                p.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+    }
+}
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/series", get(list))
+        .route("/api/series/query", get(query))
+}
+
+fn reader(state: &AppState) -> Result<StoreReader, ApiError> {
+    state
+        .store
+        .clone()
+        .ok_or_else(|| ApiError::NotFound("this server has no store".into()))
+}
+
+fn selector(s: Option<&str>) -> Result<Selector, ApiError> {
+    let s = s.unwrap_or("{}").trim();
+    let s = if s.is_empty() { "{}" } else { s };
+    s.parse::<Selector>()
+        .map_err(|e| ApiError::BadRequest(format!("match: {e}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(rename = "match")]
+    selector: Option<String>,
+    limit: Option<usize>,
+}
+
+/// One series in a listing.
+#[derive(Debug, Serialize)]
+struct Listed {
+    name: String,
+    labels: std::collections::BTreeMap<String, String>,
+    points: u64,
+    /// Unix seconds.
+    first: Option<f64>,
+    last: Option<f64>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Vec<Listed>>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let sel = selector(q.selector.as_deref())?;
+    let limit = q.limit.unwrap_or(1_000).min(10_000);
+    reader(&state)?
+        .with(move |s| {
+            let infos = s
+                .series(&sel)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            Ok(infos
+                .into_iter()
+                .take(limit)
+                .map(|i| Listed {
+                    name: i.key.name,
+                    labels: i.key.labels,
+                    points: i.points,
+                    first: i.first.map(|t| t as f64 / 1000.0),
+                    last: i.last.map(|t| t as f64 / 1000.0),
+                })
+                .collect())
+        })
+        .await
+        .map(Json)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RangeQuery {
+    #[serde(rename = "match")]
+    selector: Option<String>,
+    from: Option<f64>,
+    to: Option<f64>,
+    step: Option<f64>,
+    agg: Option<Aggregation>,
+}
+
+/// A series with its points as `[unix_seconds, value]` pairs.
+#[derive(Debug, Serialize)]
+struct Points {
+    name: String,
+    labels: std::collections::BTreeMap<String, String>,
+    points: Vec<(f64, f64)>,
+}
+
+fn now_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A time parameter: Unix seconds, or an offset from now when negative or zero.
+fn time(v: Option<f64>, default: f64, name: &str) -> Result<i64, ApiError> {
+    let v = v.unwrap_or(default);
+    if !v.is_finite() {
+        return Err(ApiError::BadRequest(format!("{name} is not a number")));
+    }
+    let abs = if v <= 0.0 { now_s() + v } else { v };
+    Ok((abs * 1000.0).round() as i64)
+}
+
+async fn query(
+    State(state): State<AppState>,
+    q: Result<Query<RangeQuery>, QueryRejection>,
+) -> Result<Json<Vec<Points>>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let sel = selector(q.selector.as_deref())?;
+    let from = time(q.from, -3_600.0, "from")?;
+    let to = time(q.to, 0.0, "to")?;
+    let range = TimeRange::new(from, to + 1)
+        .map_err(|_| ApiError::BadRequest("from must be before to".into()))?;
+    let step = match q.step {
+        None => None,
+        Some(s) if s.is_finite() && s > 0.0 => Some(
+            StepSpec::new(
+                (s * 1000.0).round() as i64,
+                q.agg.unwrap_or(Aggregation::Avg),
+            )
+            .map_err(|e| ApiError::BadRequest(format!("step: {e}")))?,
+        ),
+        Some(_) => return Err(ApiError::BadRequest("step must be positive".into())),
+    };
+    if step.is_none() && q.agg.is_some() {
+        return Err(ApiError::BadRequest("agg needs a step".into()));
+    }
+    reader(&state)?
+        .with(move |s| {
+            let found = s
+                .query(&sel, range, step)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            if found.len() > MAX_SERIES {
+                return Err(ApiError::BadRequest(format!(
+                    "{} series match; narrow the selector (at most {MAX_SERIES})",
+                    found.len()
+                )));
+            }
+            let total: usize = found.iter().map(|s| s.points.len()).sum();
+            if total > MAX_POINTS {
+                return Err(ApiError::BadRequest(format!(
+                    "{total} points in range; use a step or a shorter range (at most {MAX_POINTS})"
+                )));
+            }
+            Ok(found
+                .into_iter()
+                .map(|s| Points {
+                    name: s.key.name,
+                    labels: s.key.labels,
+                    points: s
+                        .points
+                        .iter()
+                        .map(|p| (p.ts as f64 / 1000.0, p.value))
+                        .collect(),
+                })
+                .collect())
+        })
+        .await
+        .map(Json)
+}
