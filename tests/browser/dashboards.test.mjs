@@ -271,6 +271,6 @@ test("Grafana dashboards and alert rules name only exported metrics", async () =
   }
   assert.ok(referenced > 30, `${referenced} references`);
   assert.deepEqual(missing, [], "metrics named by dashboards or rules but not exported");
-  const check = spawnSync("promtool", ["check", "rules", join(dir, "alerts.rules.yml")], { encoding: "utf8" });
+  const check = spawnSync("promtool", ["check", "rules", join(dir, "alerts.yml")], { encoding: "utf8" });
   assert.equal(check.status, 0, check.stdout + check.stderr);
 });

@@ -12,6 +12,7 @@ pub(crate) mod pipeline;
 pub(crate) mod plan;
 pub(crate) mod planning;
 pub(crate) mod predict;
+pub(crate) mod serve;
 pub(crate) mod training;
 pub(crate) mod tune;
 

@@ -27,13 +27,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the main job on embedded defaults: collect this host and a simulated cluster into
-    /// SQLite and serve /metrics and a status page.
+    /// Run the main job on embedded defaults: collect, detect, predict, plan and tune, with the
+    /// dashboards, the API and /metrics.
     ///
     /// Collects this host (every 5 s) and a simulated cluster (3 hosts × 4 VMs and the platform's
     /// transfer metrics, with injected incidents; 3 days of history on the first run) into SQLite
-    /// under --data-dir, and serves /metrics and a status page on --listen. Stop with Ctrl-C; a
-    /// restart continues where the stored data ends.
+    /// under --data-dir; detects anomalies every --detect-every seconds, trains and predicts every
+    /// --train-every minutes, plans capacity every 5 minutes and tunes the transfer engine every
+    /// --tune-every minutes. Serves the dashboards (/dashboards/pipeline, …), the JSON API
+    /// (/api/openapi.json) and /metrics on --listen, and prints the link with the API token. Stop
+    /// with Ctrl-C; a restart continues where the stored data ends.
     Demo(commands::demo::Args),
     /// Collect metrics once (a range, to CSV/JSON lines or the store), or keep going (--follow).
     ///
@@ -48,6 +51,15 @@ enum Command {
     ///   novaml collect --config novaml.toml --follow --listen 127.0.0.1:8601
     #[command(verbatim_doc_comment)]
     Collect(commands::collect::Args),
+    /// Serve a real cluster from a configuration file: collect its sources, detect anomalies as
+    /// configured, plan capacity (--plan), show a model registry (--models), with the API,
+    /// the dashboards and /metrics.
+    ///
+    /// The same pipeline as `demo`, on your sources instead of the simulator.
+    ///
+    /// Example:
+    ///   novaml serve --config novaml.toml --plan 'node_cpu_utilisation_percent' --models novaml-models
+    Serve(commands::serve::Args),
     /// Compute features of one series from a file (CSV in, feature table CSV out).
     ///
     /// Reads one series from a CSV or JSON-lines file and writes its features as CSV: `timestamp`
@@ -192,6 +204,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(args),
         Command::Collect(args) => commands::collect::run(args),
+        Command::Serve(args) => commands::serve::run(args),
         Command::Features(args) => commands::features::run(args),
         Command::Detect(args) => commands::detect::run(args),
         Command::Incidents(args) => commands::incidents::run(args),

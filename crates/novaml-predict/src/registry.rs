@@ -426,7 +426,10 @@ impl ModelStore {
             name,
             version,
             "rollback",
-            format!("roll back from {from:?}"),
+            match from {
+                Some(v) => format!("roll back from v{v}"),
+                None => "roll back (no version was serving)".into(),
+            },
         )
     }
 

@@ -7,6 +7,7 @@
 //! limited per client ([`limit`]) and take bodies of at most [`MAX_BODY`] bytes.
 
 pub mod alerts;
+pub mod cache;
 mod dashboards;
 mod error;
 mod incidents;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub tuning: Option<Arc<tuning::TuningService>>,
     /// Rate limits of mutating requests.
     pub limiter: Arc<limit::RateLimiter>,
+    /// Read responses kept for a second.
+    pub cache: Arc<cache::ResponseCache>,
 }
 
 impl AppState {
@@ -65,6 +68,7 @@ impl AppState {
             models: None,
             tuning: None,
             limiter: Arc::new(limit::RateLimiter::default()),
+            cache: Arc::new(cache::ResponseCache::default()),
         }
     }
 }
@@ -89,6 +93,10 @@ pub fn app(state: AppState) -> Router {
         .merge(status::router())
         .fallback(no_route)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cache::cache,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limit::limit,

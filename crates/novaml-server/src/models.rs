@@ -109,50 +109,46 @@ impl ModelHub {
             upper: F64Gauge::default(),
             risk: F64Gauge::default(),
         };
-        for (name, help, g) in [
-            (
-                "novaml_model_version",
-                "Serving (champion) version, by model",
-                &hub.version,
-            ),
-            (
-                "novaml_model_mae",
-                "Serving version's mean absolute error over the horizon on its holdout, metric units",
-                &hub.mae,
-            ),
-            (
-                "novaml_model_relative_mae",
-                "Serving version's holdout MAE over naive's on the same rows (below 1: better than naive)",
-                &hub.relative_mae,
-            ),
-            (
-                "novaml_model_interval_coverage_ratio",
-                "Share of holdout values inside the serving version's interval",
-                &hub.coverage,
-            ),
-            (
-                "novaml_prediction_yhat",
-                "Latest prediction's median at the horizon's end, by model",
-                &hub.yhat,
-            ),
-            (
-                "novaml_prediction_yhat_lower",
-                "Latest prediction's lower interval bound at the horizon's end",
-                &hub.lower,
-            ),
-            (
-                "novaml_prediction_yhat_upper",
-                "Latest prediction's upper interval bound at the horizon's end",
-                &hub.upper,
-            ),
-            (
-                "novaml_prediction_slo_risk_ratio",
-                "Probability that the metric crosses its SLO within the horizon",
-                &hub.risk,
-            ),
-        ] {
-            registry.register(name, help, g.clone());
-        }
+        registry.register(
+            "novaml_model_version",
+            "Serving (champion) version, by model",
+            hub.version.clone(),
+        );
+        registry.register(
+            "novaml_model_mae",
+            "Serving version's mean absolute error over the horizon on its holdout, metric units",
+            hub.mae.clone(),
+        );
+        registry.register(
+            "novaml_model_relative_mae",
+            "Serving version's holdout MAE over naive's on the same rows (below 1: better than naive)",
+            hub.relative_mae.clone(),
+        );
+        registry.register(
+            "novaml_model_interval_coverage_ratio",
+            "Share of holdout values inside the serving version's interval",
+            hub.coverage.clone(),
+        );
+        registry.register(
+            "novaml_prediction_yhat",
+            "Latest prediction's median at the horizon's end, by model",
+            hub.yhat.clone(),
+        );
+        registry.register(
+            "novaml_prediction_yhat_lower",
+            "Latest prediction's lower interval bound at the horizon's end",
+            hub.lower.clone(),
+        );
+        registry.register(
+            "novaml_prediction_yhat_upper",
+            "Latest prediction's upper interval bound at the horizon's end",
+            hub.upper.clone(),
+        );
+        registry.register(
+            "novaml_prediction_slo_risk_ratio",
+            "Probability that the metric crosses its SLO within the horizon",
+            hub.risk.clone(),
+        );
         hub
     }
 

@@ -132,7 +132,7 @@ fn registry(root: &std::path::Path) {
 struct Fixture {
     app: axum::Router,
     registry: Arc<Registry>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     now_ms: i64,
     tuning: Arc<TuningService>,
 }
@@ -142,6 +142,10 @@ fn fixture() -> Fixture {
 }
 
 fn fixture_with(limiter: novaml_server::limit::RateLimiter) -> Fixture {
+    fixture_cached(limiter, Duration::from_secs(1))
+}
+
+fn fixture_cached(limiter: novaml_server::limit::RateLimiter, ttl: Duration) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let (db, now_ms) = store(dir.path());
     registry(&dir.path().join("models"));
@@ -157,10 +161,11 @@ fn fixture_with(limiter: novaml_server::limit::RateLimiter) -> Fixture {
     state.models = Some(hub);
     state.tuning = Some(tuning.clone());
     state.limiter = Arc::new(limiter);
+    state.cache = Arc::new(novaml_server::cache::ResponseCache::new(ttl));
     Fixture {
         app: novaml_server::app(state),
         registry,
-        _dir: dir,
+        dir,
         now_ms,
         tuning,
     }
@@ -582,4 +587,39 @@ async fn dashboards_and_their_assets_are_served() {
     }
     let (code, v, _) = call(&f.app, "GET", "/dashboards/nope", None, "").await;
     assert_eq!((code, error_kind(&v)), (StatusCode::NOT_FOUND, "not_found"));
+}
+
+#[tokio::test]
+async fn reads_are_cached_until_a_write_through_the_api() {
+    // A long time to live, so the test does not depend on timing.
+    let f = fixture_cached(
+        novaml_server::limit::RateLimiter::new(100.0, 100.0),
+        Duration::from_secs(600),
+    );
+    let (_, v, _) = call(&f.app, "GET", "/api/models/m", None, "").await;
+    assert_eq!(v["champion"], 2);
+    // A change behind the API's back (another process) is not seen while the answer is cached...
+    ModelStore::open(f.dir.path().join("models"))
+        .expect("registry")
+        .promote("m", 1, "elsewhere")
+        .expect("promote");
+    let (_, v, _) = call(&f.app, "GET", "/api/models/m", None, "").await;
+    assert_eq!(v["champion"], 2, "cached");
+    // ...but any write through the API drops every cached answer: clients read their writes.
+    let (code, _, _) = call(
+        &f.app,
+        "POST",
+        "/api/models/m/promote",
+        Some(TOKEN),
+        r#"{"version":1}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let (_, v, _) = call(&f.app, "GET", "/api/models/m", None, "").await;
+    assert_eq!(v["champion"], 1);
+    let log = v["log"].as_array().expect("log");
+    assert_eq!(log.len(), 4, "both promotions are in the log: {log:?}");
+    // Errors are never cached.
+    let (code, _, _) = call(&f.app, "GET", "/api/models/zzz", None, "").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
 }

@@ -49,7 +49,7 @@ pub(crate) struct Args {
 
 /// The API token: `NOVAML_TOKEN`, else the one saved under the data directory, else a new random
 /// one saved there (mode 0600).
-fn api_token(data_dir: &std::path::Path) -> Result<String> {
+pub(crate) fn api_token(data_dir: &std::path::Path) -> Result<String> {
     use std::io::Read;
     if let Ok(t) = std::env::var("NOVAML_TOKEN")
         && !t.trim().is_empty()

@@ -347,7 +347,9 @@ impl Pipeline {
             tokio::spawn(planning.run(stop_rx.clone()));
         }
 
-        if let (Some(settings), Some(hub)) = (self.training, hub) {
+        if let (Some(settings), Some(hub)) = (self.training, hub)
+            && !settings.targets.is_empty()
+        {
             let training = super::training::Training {
                 store_path: self.store_path.clone(),
                 hub,

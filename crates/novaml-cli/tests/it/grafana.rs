@@ -67,7 +67,7 @@ fn dashboards_and_alerts_reference_only_exported_metrics_and_valid_promql() {
             }
         }
     }
-    assert!(dashboards >= 3, "{dashboards} dashboards");
+    assert!(dashboards >= 5, "{dashboards} dashboards");
     let rules = std::fs::read_to_string(dir.join("alerts.yml")).expect("alerts.yml");
     let mut used = referenced(&rules);
     for e in &exprs {

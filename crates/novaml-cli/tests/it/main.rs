@@ -7,4 +7,5 @@ mod env;
 mod grafana;
 mod predict;
 mod prometheus;
+mod serve;
 mod tune;

@@ -496,7 +496,16 @@ pages.optimizer = async function () {
 };
 
 pages.capacity = async function () {
-  const plan = await maybe("/api/capacity");
+  let plan = null;
+  try {
+    plan = await getJSON("/api/capacity");
+  } catch (e) {
+    if (e.status !== 404) throw e;
+    if (/not enabled/.test(e.message)) {
+      banner("Capacity planning is not enabled on this server (novaml serve --plan SELECTOR).");
+      return;
+    }
+  }
   if (plan === null) {
     kpis(document.getElementById("kpis"), [["plan", "computing…"]]);
     chart(document.getElementById("cluster-chart"), [], [[]], { empty: "the first plan is being computed" });

@@ -1,0 +1,79 @@
+//! `novaml serve` from a configuration file: the configured sources reach the store and the
+//! series API, capacity planning runs on the selector given, and what is not configured answers
+//! a JSON 404 that says so.
+
+use std::time::Duration;
+
+use crate::env::{free_port, http_get, spawn_novaml, wait_for};
+
+#[test]
+fn serve_runs_the_configured_pipeline_with_the_api_and_dashboards() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("novaml.toml"),
+        r#"
+[store]
+path = "data/novaml.db"
+
+[sources.simulator]
+enabled = true
+seed = 7
+hosts = 2
+vms_per_host = 1
+step = "60s"
+history = "3d"
+interval = "10s"
+"#,
+    )
+    .expect("config");
+    let log = dir.path().join("serve.log");
+    let listen = format!("127.0.0.1:{port}");
+    let mut serve = spawn_novaml(
+        &[
+            "serve",
+            "--config",
+            "novaml.toml",
+            "--listen",
+            &listen,
+            "--plan",
+            "host_cpu_usage_percent",
+        ],
+        dir.path(),
+        &log,
+    );
+    let dump = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for(
+        "the simulated series in the API",
+        Duration::from_secs(60),
+        || {
+            http_get(port, "/api/series?match=host_cpu_usage_percent")
+                .and_then(|(s, b)| (s == 200).then_some(b))
+                .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+                .is_some_and(|v| v.as_array().is_some_and(|a| a.len() == 2))
+        },
+    );
+    wait_for("a capacity plan", Duration::from_secs(90), || {
+        http_get(port, "/api/capacity").is_some_and(|(s, _)| s == 200)
+    });
+    let (_, body) = http_get(port, "/api/capacity").expect("plan");
+    let plan: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(plan["hosts"].as_array().map(Vec::len), Some(2), "{plan}");
+    for (path, what) in [
+        ("/api/tuning", "tuning is not enabled"),
+        ("/api/models", "no model registry"),
+    ] {
+        let (code, body) = http_get(port, path).expect("get");
+        assert_eq!(code, 404, "{path}: {body}");
+        assert!(body.contains(what), "{path}: {body}\n{}", dump());
+    }
+    let (code, page) = http_get(port, "/dashboards/capacity").expect("page");
+    assert_eq!(code, 200);
+    assert!(page.contains("data-page=\"capacity\""));
+    // The token was generated beside the store.
+    let token = std::fs::read_to_string(dir.path().join("data/api-token")).expect("token");
+    assert_eq!(token.trim().len(), 32);
+    serve.signal("TERM");
+    let status = serve.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}\n{}", dump());
+}
