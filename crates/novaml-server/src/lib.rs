@@ -14,6 +14,7 @@ mod incidents;
 pub mod limit;
 mod metrics;
 pub mod models;
+pub mod remote_write;
 mod series;
 mod status;
 pub mod tuning;

@@ -169,6 +169,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             planning: None,
             training: None,
             tuning: None,
+            remote_write: None,
         };
         return super::block_on(pipeline.run());
     }

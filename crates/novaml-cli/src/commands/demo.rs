@@ -15,6 +15,13 @@ use crate::config::{Config, HostEntry, ScheduleEntry, SimEntry};
 /// Arguments of `novaml demo`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
+    /// Send novaml's own metrics to this Prometheus remote-write endpoint (e.g.
+    /// http://prometheus:9090/api/v1/write; Prometheus needs --web.enable-remote-write-receiver).
+    #[arg(long, value_name = "URL")]
+    remote_write: Option<String>,
+    /// Seconds between remote writes.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+    remote_write_every: u64,
     /// Address of the HTTP server.
     #[arg(long, default_value = "127.0.0.1:8600")]
     listen: SocketAddr,
@@ -161,6 +168,10 @@ pub(crate) fn run(args: Args) -> Result<()> {
             first_after: Duration::from_secs(20),
             interval: Duration::from_secs(args.train_every * 60),
         }),
+        remote_write: args
+            .remote_write
+            .clone()
+            .map(|u| (u, Duration::from_secs(args.remote_write_every))),
         tuning: Some(TuningSettings {
             scenario: args.tune_scenario.clone(),
             state_dir: args.data_dir.join("tuning"),

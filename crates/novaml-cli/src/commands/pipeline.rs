@@ -43,6 +43,8 @@ pub(crate) struct Pipeline {
     pub(crate) training: Option<TrainingSettings>,
     /// Tuning of the transfer engine (API, and a scheduled run), when set.
     pub(crate) tuning: Option<TuningSettings>,
+    /// Prometheus remote write of our own metrics: URL and interval.
+    pub(crate) remote_write: Option<(String, Duration)>,
 }
 
 /// What the pipeline trains.
@@ -248,7 +250,15 @@ impl Pipeline {
                     metrics,
                     sources: described,
                 });
-                let mut state = AppState::new(Arc::new(registry), status.clone());
+                let registry = Arc::new(registry);
+                if let Some((url, every)) = &self.remote_write {
+                    info!(%url, "Remote write of novaml's metrics.");
+                    tokio::spawn(
+                        novaml_server::remote_write::RemoteWriter::new(url, registry.clone())
+                            .run(*every, stop_rx.clone()),
+                    );
+                }
+                let mut state = AppState::new(registry, status.clone());
                 state.incidents = incident_log.clone();
                 state.token = self.token.clone();
                 state.capacity = capacity_doc.clone();

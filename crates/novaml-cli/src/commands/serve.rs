@@ -14,6 +14,13 @@ use crate::config::Config;
 /// Arguments of `novaml serve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
+    /// Send novaml's own metrics to this Prometheus remote-write endpoint (e.g.
+    /// http://prometheus:9090/api/v1/write; Prometheus needs --web.enable-remote-write-receiver).
+    #[arg(long, value_name = "URL")]
+    remote_write: Option<String>,
+    /// Seconds between remote writes.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+    remote_write_every: u64,
     /// Configuration file: sources, store, detection (see config/novaml.example.toml).
     #[arg(long, short)]
     config: PathBuf,
@@ -80,6 +87,10 @@ pub(crate) fn run(args: Args) -> Result<()> {
             interval: Duration::from_secs(600),
         }),
         tuning: None,
+        remote_write: args
+            .remote_write
+            .clone()
+            .map(|u| (u, Duration::from_secs(args.remote_write_every))),
     };
     super::block_on(pipeline.run())
 }
