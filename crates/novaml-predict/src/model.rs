@@ -653,6 +653,9 @@ fn dir_backward(
     let mut dh_next = vec![0.0f32; bh];
     let mut dc_next = vec![0.0f32; bh];
     let zeros = vec![0.0f32; bh];
+    // `Whᵀ` once, contiguous: the per-step `dg · Whᵀ` then packs its right operand from rows
+    // instead of gathering a strided transpose at every step.
+    let wht = transpose(&p[d.wh..d.b], h_n, g_n);
     for step in (0..t_n).rev() {
         let t = if reverse { t_n - 1 - step } else { step };
         let t_prev = if reverse { t + 1 } else { t.wrapping_sub(1) };
@@ -696,17 +699,7 @@ fn dir_backward(
             }
         }
         if step > 0 {
-            gemm(
-                b_n,
-                g_n,
-                h_n,
-                dg_t,
-                false,
-                &p[d.wh..d.b],
-                true,
-                0.0,
-                &mut dh_next,
-            );
+            gemm(b_n, g_n, h_n, dg_t, false, &wht, false, 0.0, &mut dh_next);
         }
     }
     // dWh = Σ_t h_prev(t)ᵀ · dg(t): the previous states are one contiguous block shifted by one
@@ -747,18 +740,20 @@ fn dir_backward(
         &mut grad[d.wx..d.wh],
     );
     if let Some(d_in) = d_in {
-        gemm(
-            t_n * b_n,
-            g_n,
-            d.input,
-            &dg,
-            false,
-            &p[d.wx..d.wh],
-            true,
-            1.0,
-            d_in,
-        );
+        let wxt = transpose(&p[d.wx..d.wh], d.input, g_n);
+        gemm(t_n * b_n, g_n, d.input, &dg, false, &wxt, false, 1.0, d_in);
     }
+}
+
+/// The transpose of a row-major `rows × cols` matrix.
+fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0f32; rows * cols];
+    for (r, row) in a[..rows * cols].chunks_exact(cols).enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            t[c * rows + r] = *v;
+        }
+    }
+    t
 }
 
 /// Pinball (quantile) loss of `out` (`[B][H·Q]`, horizon-major) against `y` (`[B][H]`), averaged
