@@ -143,6 +143,9 @@ test("anomalies: timeline with data, feedback and ack buttons update the inciden
   const [[id, n]] = await chartPoints(page);
   assert.equal(id, "timeline");
   assert.ok(n > 0, `timeline has ${n} incidents`);
+  // Every listed incident is on the timeline, whatever its severity (same fetch as the tile).
+  const listed = Number(await page.$eval("#kpis .kpi .v", (e) => e.textContent));
+  assert.equal(n, listed, "timeline points = incidents listed");
   const button = page.locator("button[data-fb=fp]").first();
   const incident = Number(await button.getAttribute("data-id"));
   await button.click();

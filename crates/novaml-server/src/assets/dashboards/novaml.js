@@ -375,17 +375,28 @@ pages.anomalies = async function () {
   kpis(document.getElementById("kpis"), [
     ["incidents (last 500)", num(list.length, 0)],
     ["critical", num(list.filter((i) => i.severity === "critical").length, 0), "bad"],
+    ["high", num(list.filter((i) => i.severity === "high").length, 0)],
     ["open (not acknowledged)", num(list.filter((i) => !i.acknowledged).length, 0)],
     ["labelled by operators", num(labelled, 0)],
     ["precision from labels", stats && stats.precision != null ? pct(stats.precision) : "–"],
   ]);
-  const sev = ["critical", "warning", "info"];
-  const lists = sev.map((s) => list.filter((i) => i.severity === s).map((i) => [i.start / 1000, i.peak_score]));
+  // The detector's severities (novaml_anomaly::incident::Severity), most severe first.
+  const sev = ["critical", "high", "medium", "low"];
+  // uPlot needs one x per row: incidents starting in the same second are spread by a millisecond
+  // each, so none hides another.
+  const seen = new Map();
+  const x = (i) => {
+    const t = i.start / 1000;
+    const k = seen.get(t) || 0;
+    seen.set(t, k + 1);
+    return t + k / 1000;
+  };
+  const lists = sev.map((s) => list.filter((i) => i.severity === s).map((i) => [x(i), i.peak_score]));
   chart(
     document.getElementById("timeline"),
-    sev.map((s, k) => ({ label: s, color: [COLORS[3], COLORS[2], COLORS[0]][k], points: true })),
+    sev.map((s, k) => ({ label: s, color: [COLORS[3], COLORS[6], COLORS[2], COLORS[0]][k], points: true })),
     align(lists),
-    { empty: "no incident yet: detection runs every 30 s" }
+    { empty: "no incident yet: detection runs every 30 s", yRange: [0, 1.05] }
   );
   table(
     document.getElementById("incidents"),
