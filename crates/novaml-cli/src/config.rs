@@ -441,6 +441,21 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The store's retention (`None`: keep everything).
+    pub(crate) fn retention(&self) -> Result<Option<std::time::Duration>> {
+        (!self.store.retention.is_empty())
+            .then(|| duration("store.retention", &self.store.retention))
+            .transpose()
+    }
+
+    /// Live detection's settings, when `[detect]` enables it.
+    pub(crate) fn detection(&self) -> Result<Option<ResolvedDetect>> {
+        self.detect
+            .enabled
+            .then(|| self.detect.resolve())
+            .transpose()
+    }
+
     /// Checks what serde cannot: durations, names, uniqueness.
     pub(crate) fn check(&self) -> Result<()> {
         if !self.store.retention.is_empty() {

@@ -142,6 +142,21 @@ pub struct Meta {
     pub source: String,
 }
 
+impl Meta {
+    /// The metadata of a freshly fitted model, to hand to [`ModelStore::submit`] (which sets the
+    /// version and the holdout metrics).
+    pub fn of_fit(fitted: &crate::inference::Fitted, source: impl Into<String>) -> Self {
+        Self {
+            version: 0,
+            created_ms: now_ms(),
+            range: fitted.predictor.range,
+            metrics: Metrics::default(),
+            history: fitted.history.clone(),
+            source: source.into(),
+        }
+    }
+}
+
 /// One entry of the promotion log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogEntry {

@@ -42,6 +42,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// An internal failure; `e` goes to the log only.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        Self::Internal(e.to_string())
+    }
+
     /// A rejected JSON body: too large, or malformed.
     pub fn from_json(e: &axum::extract::rejection::JsonRejection) -> Self {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -50,6 +55,16 @@ impl ApiError {
             Self::BadRequest(e.body_text())
         }
     }
+}
+
+/// Runs `f` on a blocking thread (SQLite, files, the tuning state): handlers never block the
+/// async workers.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
 }
 
 #[derive(Serialize)]

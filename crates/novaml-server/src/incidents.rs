@@ -18,6 +18,7 @@ use novaml_anomaly::feedback::{Label, Summary};
 use novaml_store::incidents::{IncidentFilter, IncidentLog, IncidentRecord};
 use serde::Deserialize;
 
+use crate::error::blocking;
 use crate::{ApiError, AppState};
 
 pub(crate) fn router() -> Router<AppState> {
@@ -61,23 +62,18 @@ async fn with_log<T: Send + 'static>(
         .incidents
         .clone()
         .ok_or_else(|| ApiError::NotFound("incident detection is not enabled".into()))?;
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let mut guard = log
             .lock()
-            .map_err(|_| ApiError::Internal("incident log lock poisoned".into()))?;
+            .map_err(|_| ApiError::internal("incident log lock poisoned"))?;
         f(&mut guard)
     })
     .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
 fn path_id(p: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
     p.map(|Path(id)| id)
         .map_err(|e| ApiError::BadRequest(format!("incident id: {}", e.body_text())))
-}
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Internal(e.to_string())
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,9 +108,11 @@ async fn list(
         label: q.label,
         limit: Some(q.limit.unwrap_or(100).min(1_000)),
     };
-    with_log(&state, move |log| log.list(&filter).map_err(internal))
-        .await
-        .map(Json)
+    with_log(&state, move |log| {
+        log.list(&filter).map_err(ApiError::internal)
+    })
+    .await
+    .map(Json)
 }
 
 async fn one(
@@ -124,7 +122,7 @@ async fn one(
     let id = path_id(id)?;
     with_log(&state, move |log| {
         log.get(id)
-            .map_err(internal)?
+            .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))
     })
     .await
@@ -156,16 +154,16 @@ async fn feedback(
             "note is longer than 4096 bytes".into(),
         ));
     }
-    let now = now_ms();
+    let now = novaml_collect::now_ms();
     with_log(&state, move |log| {
         if !log
             .label(id, label.as_str(), fb.note.as_deref(), now)
-            .map_err(internal)?
+            .map_err(ApiError::internal)?
         {
             return Err(ApiError::NotFound(format!("no incident {id}")));
         }
         log.get(id)
-            .map_err(internal)?
+            .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))
     })
     .await
@@ -180,11 +178,11 @@ async fn ack(
     authorize(&state, &headers)?;
     let id = path_id(id)?;
     with_log(&state, move |log| {
-        if !log.acknowledge(id).map_err(internal)? {
+        if !log.acknowledge(id).map_err(ApiError::internal)? {
             return Err(ApiError::NotFound(format!("no incident {id}")));
         }
         log.get(id)
-            .map_err(internal)?
+            .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))
     })
     .await
@@ -194,16 +192,10 @@ async fn ack(
 async fn stats(State(state): State<AppState>) -> Result<Json<Summary>, ApiError> {
     with_log(&state, |log| {
         Ok(Summary::from_rows(
-            log.labelled().map_err(internal)?,
-            log.count().map_err(internal)?,
+            log.labelled().map_err(ApiError::internal)?,
+            log.count().map_err(ApiError::internal)?,
         ))
     })
     .await
     .map(Json)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

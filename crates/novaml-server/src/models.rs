@@ -29,6 +29,7 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::error::blocking;
 use crate::incidents::authorize;
 use crate::{ApiError, AppState};
 
@@ -88,10 +89,6 @@ pub struct PredictionDoc {
     pub risk: f64,
     /// When it was made, Unix seconds.
     pub generated_at: f64,
-}
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Internal(e.to_string())
 }
 
 impl ModelHub {
@@ -154,7 +151,7 @@ impl ModelHub {
 
     /// The registry.
     pub fn store(&self) -> Result<ModelStore, ApiError> {
-        ModelStore::open(&self.root).map_err(internal)
+        ModelStore::open(&self.root).map_err(ApiError::internal)
     }
 
     /// Where the registry lives.
@@ -181,11 +178,11 @@ impl ModelHub {
     /// Re-reads every model's serving version into the metrics.
     pub fn refresh_metrics(&self) -> Result<(), ApiError> {
         let store = self.store()?;
-        for name in store.names().map_err(internal)? {
-            let Some(v) = store.registry(&name).map_err(internal)?.champion else {
+        for name in store.names().map_err(ApiError::internal)? {
+            let Some(v) = store.registry(&name).map_err(ApiError::internal)?.champion else {
                 continue;
             };
-            let (meta, _) = store.summary(&name, v).map_err(internal)?;
+            let (meta, _) = store.summary(&name, v).map_err(ApiError::internal)?;
             let l: Labels = vec![("model", name.clone())];
             self.version.get_or_create(&l).set(f64::from(v));
             let m = &meta.metrics;
@@ -205,14 +202,14 @@ impl ModelHub {
         let store = self.store()?;
         let reg = store.registry(name).map_err(|e| match e {
             novaml_predict::PredictError::Config { .. } => ApiError::BadRequest(e.to_string()),
-            other => internal(other),
+            other => ApiError::internal(other),
         })?;
         if reg.versions.is_empty() {
             return Err(ApiError::NotFound(format!("no model {name:?}")));
         }
         let mut versions = Vec::new();
         for &v in &reg.versions {
-            let (meta, kind) = store.summary(name, v).map_err(internal)?;
+            let (meta, kind) = store.summary(name, v).map_err(ApiError::internal)?;
             let m = &meta.metrics;
             let naive: f64 = m.naive_mae.iter().sum();
             let mut doc = json!({
@@ -232,7 +229,7 @@ impl ModelHub {
                 "source": meta.source,
             });
             if with_history {
-                doc["history"] = serde_json::to_value(&meta.history).map_err(internal)?;
+                doc["history"] = serde_json::to_value(&meta.history).map_err(ApiError::internal)?;
             }
             versions.push(doc);
         }
@@ -261,16 +258,10 @@ fn hub(state: &AppState) -> Result<Arc<ModelHub>, ApiError> {
         .ok_or_else(|| ApiError::NotFound("this server has no model registry".into()))
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(internal)?
-}
-
 async fn list(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiError> {
     let hub = hub(&state)?;
     blocking(move || {
-        let names = hub.store()?.names().map_err(internal)?;
+        let names = hub.store()?.names().map_err(ApiError::internal)?;
         names
             .iter()
             .map(|n| hub.describe(n, false))
@@ -333,12 +324,16 @@ async fn decide(
             )));
         }
         if rollback {
-            store.rollback(&name, c.version).map_err(internal)?;
+            store
+                .rollback(&name, c.version)
+                .map_err(ApiError::internal)?;
         } else {
             let reason = c
                 .reason
                 .unwrap_or_else(|| "promoted by an operator through the API".into());
-            store.promote(&name, c.version, &reason).map_err(internal)?;
+            store
+                .promote(&name, c.version, &reason)
+                .map_err(ApiError::internal)?;
         }
         hub.refresh_metrics()?;
         hub.describe(&name, false)
@@ -370,6 +365,6 @@ async fn predictions(State(state): State<AppState>) -> Result<Json<Vec<Value>>, 
     let p = hub
         .predictions
         .read()
-        .map_err(|_| internal("predictions lock poisoned"))?;
+        .map_err(|_| ApiError::internal("predictions lock poisoned"))?;
     Ok(Json(p.values().cloned().collect()))
 }

@@ -123,13 +123,10 @@ impl RemoteWriter {
         let mut text = String::with_capacity(16 * 1024);
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .map_err(|e| RemoteWriteError::Encode(e.to_string()))?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
         let parsed = parse(
             text.as_bytes(),
             Dialect::OpenMetrics,
-            now,
+            novaml_collect::now_ms(),
             Limits::default(),
         );
         let body = snap::raw::Encoder::new().compress_vec(&encode_write_request(&parsed.series))?;

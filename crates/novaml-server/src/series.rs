@@ -19,6 +19,7 @@ use novaml_core::{Aggregation, MetricStore, Selector, StepSpec, TimeRange};
 use novaml_store::SqliteStore;
 use serde::{Deserialize, Serialize};
 
+use crate::error::blocking;
 use crate::{ApiError, AppState};
 
 /// Most series one query returns.
@@ -56,7 +57,7 @@ impl StoreReader {
         f: impl FnOnce(&SqliteStore) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let conn = this.pool.lock().ok().and_then(|mut p| p.pop());
             let conn = match conn {
                 Some(c) => c,
@@ -72,7 +73,6 @@ impl StoreReader {
             out
         })
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
     }
 }
 
@@ -124,9 +124,7 @@ async fn list(
     let limit = q.limit.unwrap_or(1_000).min(10_000);
     reader(&state)?
         .with(move |s| {
-            let infos = s
-                .series(&sel)
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            let infos = s.series(&sel).map_err(ApiError::internal)?;
             Ok(infos
                 .into_iter()
                 .take(limit)
@@ -162,19 +160,17 @@ struct Points {
     points: Vec<(f64, f64)>,
 }
 
-fn now_s() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 /// A time parameter: Unix seconds, or an offset from now when negative or zero.
 fn time(v: Option<f64>, default: f64, name: &str) -> Result<i64, ApiError> {
     let v = v.unwrap_or(default);
     if !v.is_finite() {
         return Err(ApiError::BadRequest(format!("{name} is not a number")));
     }
-    let abs = if v <= 0.0 { now_s() + v } else { v };
+    let abs = if v <= 0.0 {
+        novaml_collect::now_ms() as f64 / 1000.0 + v
+    } else {
+        v
+    };
     Ok((abs * 1000.0).round() as i64)
 }
 
@@ -204,9 +200,7 @@ async fn query(
     }
     reader(&state)?
         .with(move |s| {
-            let found = s
-                .query(&sel, range, step)
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            let found = s.query(&sel, range, step).map_err(ApiError::internal)?;
             if found.len() > MAX_SERIES {
                 return Err(ApiError::BadRequest(format!(
                     "{} series match; narrow the selector (at most {MAX_SERIES})",

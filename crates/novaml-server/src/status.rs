@@ -7,6 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
+use crate::error::blocking;
 use crate::{ApiError, AppState};
 
 /// One source as the status page shows it.
@@ -80,11 +81,9 @@ pub(crate) fn router() -> Router<AppState> {
 async fn status(State(state): State<AppState>) -> Result<Json<PipelineStatus>, ApiError> {
     let provider = state.status.clone();
     // The provider reads SQLite: keep it off the async workers.
-    let s = tokio::task::spawn_blocking(move || provider.status())
+    blocking(move || provider.status().map_err(ApiError::Internal))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(ApiError::Internal)?;
-    Ok(Json(s))
+        .map(Json)
 }
 
 async fn page() -> impl IntoResponse {

@@ -45,6 +45,7 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::error::blocking;
 use crate::incidents::authorize;
 use crate::{ApiError, AppState};
 
@@ -197,13 +198,7 @@ impl std::fmt::Debug for TuningService {
 }
 
 fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Internal(e.to_string())
+    novaml_collect::now_ms() as f64 / 1000.0
 }
 
 impl TuningService {
@@ -219,7 +214,7 @@ impl TuningService {
         let state_dir = state_dir.into();
         let runs_dir = state_dir.join("runs");
         std::fs::create_dir_all(&runs_dir)
-            .map_err(|e| internal(format!("creating {}: {e}", runs_dir.display())))?;
+            .map_err(|e| ApiError::internal(format!("creating {}: {e}", runs_dir.display())))?;
         let mut runs = load_runs(&runs_dir);
         runs.sort_by_key(|r| r.id);
         let next_id = runs.last().map_or(1, |r| r.id + 1);
@@ -285,14 +280,14 @@ impl TuningService {
         std::thread::Builder::new()
             .name("novaml-tuning".into())
             .spawn(move || work(&worker))
-            .map_err(internal)?;
+            .map_err(ApiError::internal)?;
         Ok(service)
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, ApiError> {
         self.inner
             .lock()
-            .map_err(|_| internal("tuning state lock poisoned"))
+            .map_err(|_| ApiError::internal("tuning state lock poisoned"))
     }
 
     fn audit_path(&self) -> PathBuf {
@@ -372,7 +367,7 @@ impl TuningService {
         let dep = self.deployment()?;
         dep.log()
             .iter()
-            .map(|e| serde_json::to_value(e).map_err(internal))
+            .map(|e| serde_json::to_value(e).map_err(ApiError::internal))
             .collect()
     }
 
@@ -382,7 +377,7 @@ impl TuningService {
             transfer::space().default_config(),
             Guard::default(),
         )
-        .map_err(internal)
+        .map_err(ApiError::internal)
     }
 
     /// One run, trials included.
@@ -640,6 +635,7 @@ fn work(service: &std::sync::Weak<TuningService>) {
         let Some(job) = job else { continue };
         s.metrics.running.set(1.0);
         let what = job.describe();
+        let is_run = matches!(job, Job::Run(_));
         tracing::info!(job = %what, "Tuning job started.");
         let result = match job {
             Job::Run(id) => {
@@ -666,7 +662,8 @@ fn work(service: &std::sync::Weak<TuningService>) {
         s.metrics.running.set(0.0);
         if let Ok(mut inner) = s.inner.lock() {
             inner.busy = None;
-            if !matches!(what.as_str(), w if w.starts_with("run ")) {
+            // A failed run keeps its error in the run; applies and reverts have only this.
+            if !is_run {
                 inner.last_error = result.err().map(|e| format!("{what}: {e}"));
             }
         }
@@ -688,12 +685,6 @@ fn service(state: &AppState) -> Result<Arc<TuningService>, ApiError> {
         .tuning
         .clone()
         .ok_or_else(|| ApiError::NotFound("tuning is not enabled on this server".into()))
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(internal)?
 }
 
 fn run_id(p: Result<Path<u64>, PathRejection>) -> Result<u64, ApiError> {

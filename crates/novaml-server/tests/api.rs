@@ -115,14 +115,7 @@ fn registry(root: &std::path::Path) {
     let store = ModelStore::open(root).expect("registry");
     for kind in [ModelKind::Naive, ModelKind::Ridge] {
         let f = fit(kind, &frame, split, &cfg, None, &mut |_| {}).expect("fit");
-        let meta = Meta {
-            version: 0,
-            created_ms: 0,
-            range: f.predictor.range,
-            metrics: Default::default(),
-            history: f.history,
-            source: "test".into(),
-        };
+        let meta = Meta::of_fit(&f, "test");
         store
             .submit("m", &f.predictor, meta, &frame, (split.val_end, n))
             .expect("submit");

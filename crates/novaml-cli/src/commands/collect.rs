@@ -146,9 +146,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         bail!("no sources: give --config, --prometheus, --scrape, --host or --file");
     }
     if args.follow {
-        let retention = (!cfg.store.retention.is_empty())
-            .then(|| crate::config::duration("store.retention", &cfg.store.retention))
-            .transpose()?;
+        let retention = cfg.retention()?;
         let pipeline = Pipeline {
             store_path: cfg.store.path.clone(),
             sources,
@@ -158,11 +156,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             listen: args.listen,
             stop_after: None,
             banner: Some("novaml collect: following; status at {url}".into()),
-            detection: cfg
-                .detect
-                .enabled
-                .then(|| cfg.detect.resolve())
-                .transpose()?,
+            detection: cfg.detection()?,
             token: std::env::var("NOVAML_TOKEN")
                 .ok()
                 .filter(|t| !t.trim().is_empty()),

@@ -4,24 +4,21 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 
 use novaml_server::tuning::RunRequest;
 
-use super::pipeline::{Pipeline, PlanningSettings, TrainingSettings, TuningSettings};
+use super::pipeline::{
+    Pipeline, PlanningSettings, RemoteWriteArgs, TrainingSettings, TuningSettings,
+};
 use super::training::Target;
 use crate::config::{Config, HostEntry, ScheduleEntry, SimEntry};
 
 /// Arguments of `novaml demo`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Send novaml's own metrics to this Prometheus remote-write endpoint (e.g.
-    /// http://prometheus:9090/api/v1/write; Prometheus needs --web.enable-remote-write-receiver).
-    #[arg(long, value_name = "URL")]
-    remote_write: Option<String>,
-    /// Seconds between remote writes.
-    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
-    remote_write_every: u64,
+    #[command(flatten)]
+    remote_write: RemoteWriteArgs,
     /// Address of the HTTP server.
     #[arg(long, default_value = "127.0.0.1:8600")]
     listen: SocketAddr,
@@ -54,42 +51,6 @@ pub(crate) struct Args {
     webhook: Vec<String>,
 }
 
-/// The API token: `NOVAML_TOKEN`, else the one saved under the data directory, else a new random
-/// one saved there (mode 0600).
-pub(crate) fn api_token(data_dir: &std::path::Path) -> Result<String> {
-    use std::io::Read;
-    if let Ok(t) = std::env::var("NOVAML_TOKEN")
-        && !t.trim().is_empty()
-    {
-        return Ok(t.trim().to_owned());
-    }
-    let path = data_dir.join("api-token");
-    if let Ok(t) = std::fs::read_to_string(&path)
-        && !t.trim().is_empty()
-    {
-        return Ok(t.trim().to_owned());
-    }
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("cannot read /dev/urandom for a new API token; set NOVAML_TOKEN")?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    std::io::Write::write_all(
-        &mut options
-            .open(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?,
-        token.as_bytes(),
-    )
-    .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(token)
-}
-
 fn parse_duration(s: &str) -> Result<Duration> {
     novaml_collect::time::parse_duration(s)
         .ok_or_else(|| anyhow!("{s:?} is not a duration like 30s, 5m, 2h"))
@@ -116,7 +77,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         schedule: schedule("10s"),
     });
     cfg.check()?;
-    let token = api_token(&args.data_dir)?;
+    let token = super::pipeline::api_token(&args.data_dir)?;
     cfg.detect.enabled = true;
     cfg.detect.interval = format!("{}s", args.detect_every);
     cfg.detect
@@ -168,10 +129,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             first_after: Duration::from_secs(20),
             interval: Duration::from_secs(args.train_every * 60),
         }),
-        remote_write: args
-            .remote_write
-            .clone()
-            .map(|u| (u, Duration::from_secs(args.remote_write_every))),
+        remote_write: args.remote_write.resolve(),
         tuning: Some(TuningSettings {
             scenario: args.tune_scenario.clone(),
             state_dir: args.data_dir.join("tuning"),

@@ -73,6 +73,63 @@ pub(crate) struct TuningSettings {
     pub(crate) request: novaml_server::tuning::RunRequest,
 }
 
+/// The API token: `NOVAML_TOKEN`, else the one saved under the data directory, else a new random
+/// one saved there (mode 0600).
+pub(crate) fn api_token(data_dir: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    if let Ok(t) = std::env::var("NOVAML_TOKEN")
+        && !t.trim().is_empty()
+    {
+        return Ok(t.trim().to_owned());
+    }
+    let path = data_dir.join("api-token");
+    if let Ok(t) = std::fs::read_to_string(&path)
+        && !t.trim().is_empty()
+    {
+        return Ok(t.trim().to_owned());
+    }
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for a new API token; set NOVAML_TOKEN")?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(
+        &mut options
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?,
+        token.as_bytes(),
+    )
+    .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(token)
+}
+
+/// Remote write of novaml's own metrics (`demo` and `serve`).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct RemoteWriteArgs {
+    /// Send novaml's own metrics to this Prometheus remote-write endpoint (e.g.
+    /// http://prometheus:9090/api/v1/write; Prometheus needs --web.enable-remote-write-receiver).
+    #[arg(long, value_name = "URL")]
+    remote_write: Option<String>,
+    /// Seconds between remote writes.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+    remote_write_every: u64,
+}
+
+impl RemoteWriteArgs {
+    /// The URL and interval, when remote write is on.
+    pub(crate) fn resolve(&self) -> Option<(String, Duration)> {
+        self.remote_write
+            .clone()
+            .map(|u| (u, Duration::from_secs(self.remote_write_every)))
+    }
+}
+
 /// What the pipeline plans.
 pub(crate) struct PlanningSettings {
     /// Between refreshes.

@@ -253,14 +253,10 @@ pub(crate) fn train(a: TrainArgs) -> Result<()> {
             r.seconds
         );
     }
-    let meta = Meta {
-        version: 0,
-        created_ms: chrono::Utc::now().timestamp_millis(),
-        range: fitted.predictor.range,
-        metrics: Default::default(),
-        history: fitted.history.clone(),
-        source: format!("{} column {}", a.input.display(), a.model.column),
-    };
+    let meta = Meta::of_fit(
+        &fitted,
+        format!("{} column {}", a.input.display(), a.model.column),
+    );
     let d = store.submit(&name, &fitted.predictor, meta, &frame, (split.val_end, n))?;
     let _ = std::fs::remove_file(&ck);
     println!(

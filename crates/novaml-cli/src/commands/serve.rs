@@ -8,19 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 
-use super::pipeline::{Pipeline, PlanningSettings, TrainingSettings};
+use super::pipeline::{Pipeline, PlanningSettings, RemoteWriteArgs, TrainingSettings};
 use crate::config::Config;
 
 /// Arguments of `novaml serve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Send novaml's own metrics to this Prometheus remote-write endpoint (e.g.
-    /// http://prometheus:9090/api/v1/write; Prometheus needs --web.enable-remote-write-receiver).
-    #[arg(long, value_name = "URL")]
-    remote_write: Option<String>,
-    /// Seconds between remote writes.
-    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
-    remote_write_every: u64,
+    #[command(flatten)]
+    remote_write: RemoteWriteArgs,
     /// Configuration file: sources, store, detection (see config/novaml.example.toml).
     #[arg(long, short)]
     config: PathBuf,
@@ -42,16 +37,14 @@ pub(crate) fn run(args: Args) -> Result<()> {
     if sources.is_empty() {
         bail!("{} configures no sources", args.config.display());
     }
-    let retention = (!cfg.store.retention.is_empty())
-        .then(|| crate::config::duration("store.retention", &cfg.store.retention))
-        .transpose()?;
+    let retention = cfg.retention()?;
     let data_dir = cfg
         .store
         .path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), PathBuf::from);
-    let token = super::demo::api_token(&data_dir)?;
+    let token = super::pipeline::api_token(&data_dir)?;
     let planning = match &args.plan {
         Some(sel) => Some(PlanningSettings {
             interval: Duration::from_secs(300),
@@ -73,11 +66,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             args.config.display(),
             cfg.store.path.display()
         )),
-        detection: cfg
-            .detect
-            .enabled
-            .then(|| cfg.detect.resolve())
-            .transpose()?,
+        detection: cfg.detection()?,
         token: Some(token.clone()),
         planning,
         training: args.models.map(|models_dir| TrainingSettings {
@@ -87,10 +76,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             interval: Duration::from_secs(600),
         }),
         tuning: None,
-        remote_write: args
-            .remote_write
-            .clone()
-            .map(|u| (u, Duration::from_secs(args.remote_write_every))),
+        remote_write: args.remote_write.resolve(),
     };
     super::block_on(pipeline.run())
 }

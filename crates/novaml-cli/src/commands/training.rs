@@ -133,14 +133,10 @@ impl Training {
         };
         for &kind in kinds {
             let fitted = fit(kind, &frame, split, &cfg, None, &mut |_| {})?;
-            let meta = Meta {
-                version: 0,
-                created_ms: chrono::Utc::now().timestamp_millis(),
-                range: fitted.predictor.range,
-                metrics: Default::default(),
-                history: fitted.history.clone(),
-                source: format!("store series {} (pass {pass})", series.key),
-            };
+            let meta = Meta::of_fit(
+                &fitted,
+                format!("store series {} (pass {pass})", series.key),
+            );
             let d =
                 registry.submit(&t.name, &fitted.predictor, meta, &frame, (split.val_end, n))?;
             info!(
