@@ -15,6 +15,8 @@ mod error;
 pub mod baselines;
 pub mod dataset;
 pub mod inference;
+#[doc(hidden)]
+pub mod kernels;
 pub mod model;
 pub mod registry;
 pub mod training;

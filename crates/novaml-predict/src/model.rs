@@ -9,8 +9,10 @@
 //! projections of a layer in one GEMM, one small GEMM per time step for the recurrence, explicit
 //! backpropagation through time with the weight gradients again as one GEMM per layer, and the
 //! batch split across cores. GEMMs go through `ndarray` (matrixmultiply, runtime AVX/FMA
-//! dispatch), which keeps this crate free of `unsafe`; faer 0.24 was tried and was ~7 % slower
-//! on these shapes here. Tests check every gradient against finite differences.
+//! dispatch; faer 0.24 was tried and was ~7 % slower on these shapes here), except the backward
+//! recurrence's, which with the per-step gate arithmetic runs in [`crate::kernels`], compiled for
+//! AVX2 and AVX-512 and chosen at run time. Tests check every gradient against finite
+//! differences.
 //!
 //! Layouts: sequences are time-major, `[T][B][features]`, row-major `f32`. All parameters live in
 //! one flat vector, so the optimiser, clipping and checkpoints treat them as one.
@@ -22,6 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::PredictError;
+use crate::kernels;
 
 /// The shape of the network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -220,12 +223,12 @@ fn exp_fast(x: f32) -> f32 {
 }
 
 #[inline(always)]
-fn sigmoid(x: f32) -> f32 {
+pub(crate) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp_fast(-x))
 }
 
 #[inline(always)]
-fn tanh_fast(x: f32) -> f32 {
+pub(crate) fn tanh_fast(x: f32) -> f32 {
     1.0 - 2.0 / (exp_fast(2.0 * x) + 1.0)
 }
 
@@ -602,26 +605,7 @@ fn dir_forward(p: &[f32], d: &Dir, u: &[f32], t_n: usize, b_n: usize, reverse: b
         let c_t = &mut cs[t * b_n * h_n..(t + 1) * b_n * h_n];
         let h_t = &mut hs[t * b_n * h_n..(t + 1) * b_n * h_n];
         let tc_t = &mut tcs[t * b_n * h_n..(t + 1) * b_n * h_n];
-        for b in 0..b_n {
-            let gr = &mut g[b * g_n..(b + 1) * g_n];
-            let (ifg, o) = gr.split_at_mut(3 * h_n);
-            let (if_, gg) = ifg.split_at_mut(2 * h_n);
-            if_.iter_mut().for_each(|v| *v = sigmoid(*v));
-            gg.iter_mut().for_each(|v| *v = tanh_fast(*v));
-            o.iter_mut().for_each(|v| *v = sigmoid(*v));
-            let (i, f) = if_.split_at(h_n);
-            let cp = &c_prev[b * h_n..(b + 1) * h_n];
-            let cr = &mut c_t[b * h_n..(b + 1) * h_n];
-            let tr = &mut tc_t[b * h_n..(b + 1) * h_n];
-            let hr = &mut h_t[b * h_n..(b + 1) * h_n];
-            for j in 0..h_n {
-                let cv = f[j] * cp[j] + i[j] * gg[j];
-                cr[j] = cv;
-                let tc = tanh_fast(cv);
-                tr[j] = tc;
-                hr[j] = o[j] * tc;
-            }
-        }
+        kernels::cell_forward(g, &c_prev, c_t, tc_t, h_t, h_n);
         h_prev.copy_from_slice(h_t);
         c_prev.copy_from_slice(c_t);
     }
@@ -668,38 +652,19 @@ fn dir_backward(
             &zeros[..]
         };
         let dh_out_t = &dh_out[t * bh..(t + 1) * bh];
-        for b in 0..b_n {
-            // Per-gate slices, zipped, so the loop vectorises.
-            let gr = &gates[b * g_n..(b + 1) * g_n];
-            let (gi, rest) = gr.split_at(h_n);
-            let (gf, rest) = rest.split_at(h_n);
-            let (gg, go) = rest.split_at(h_n);
-            let dgr = &mut dg_t[b * g_n..(b + 1) * g_n];
-            let (di, rest) = dgr.split_at_mut(h_n);
-            let (df, rest) = rest.split_at_mut(h_n);
-            let (dgg, dgo) = rest.split_at_mut(h_n);
-            let r = b * h_n..(b + 1) * h_n;
-            let (dho, dhn, tcs, cps) = (
-                &dh_out_t[r.clone()],
-                &dh_next[r.clone()],
-                &tc_t[r.clone()],
-                &c_prev_t[r.clone()],
-            );
-            let dcn = &mut dc_next[r];
-            for j in 0..h_n {
-                let (i, f, g, o) = (gi[j], gf[j], gg[j], go[j]);
-                let dh = dho[j] + dhn[j];
-                let tc = tcs[j];
-                let dc = dcn[j] + dh * o * (1.0 - tc * tc);
-                di[j] = dc * g * i * (1.0 - i);
-                df[j] = dc * cps[j] * f * (1.0 - f);
-                dgg[j] = dc * i * (1.0 - g * g);
-                dgo[j] = dh * tc * o * (1.0 - o);
-                dcn[j] = dc * f;
-            }
-        }
+        kernels::cell_backward(
+            gates,
+            tc_t,
+            c_prev_t,
+            dh_out_t,
+            &dh_next,
+            &mut dc_next,
+            dg_t,
+            h_n,
+        );
         if step > 0 {
-            gemm(b_n, g_n, h_n, dg_t, false, &wht, false, 0.0, &mut dh_next);
+            dh_next.iter_mut().for_each(|v| *v = 0.0);
+            kernels::gemm_acc(b_n, g_n, h_n, dg_t, &wht, &mut dh_next);
         }
     }
     // dWh = Σ_t h_prev(t)ᵀ · dg(t): the previous states are one contiguous block shifted by one
