@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::PredictError;
 use crate::baselines::{Ridge, seasonal_deltas};
 use crate::dataset::{DataConfig, Scalers, SeriesFrame, Split, Windows, inputs, windows};
+use crate::gbm::Gbm;
 use crate::model::{NetConfig, Network};
 use crate::training::{Checkpoint, EpochReport, TrainConfig, predict_windows, train};
 
@@ -29,13 +30,24 @@ pub enum ModelKind {
     SeasonalNaive,
     /// Ridge regression on lag features.
     Ridge,
+    /// Gradient-boosted trees on lag features.
+    Gbm,
     /// The LSTM.
     Lstm,
+    /// A per-horizon weighted mean of the others, weighted on the validation windows.
+    Ensemble,
 }
 
 impl ModelKind {
     /// Every kind.
-    pub const ALL: [Self; 4] = [Self::Naive, Self::SeasonalNaive, Self::Ridge, Self::Lstm];
+    pub const ALL: [Self; 6] = [
+        Self::Naive,
+        Self::SeasonalNaive,
+        Self::Ridge,
+        Self::Gbm,
+        Self::Lstm,
+        Self::Ensemble,
+    ];
 
     /// The name used in files and on the command line.
     pub fn as_str(self) -> &'static str {
@@ -43,7 +55,9 @@ impl ModelKind {
             Self::Naive => "naive",
             Self::SeasonalNaive => "seasonal_naive",
             Self::Ridge => "ridge",
+            Self::Gbm => "gbm",
             Self::Lstm => "lstm",
+            Self::Ensemble => "ensemble",
         }
     }
 }
@@ -57,7 +71,9 @@ impl std::str::FromStr for ModelKind {
             .ok_or_else(|| {
                 PredictError::config(
                     "model",
-                    format!("unknown model {s:?} (naive, seasonal_naive, ridge, lstm)"),
+                    format!(
+                        "unknown model {s:?} (naive, seasonal_naive, ridge, gbm, lstm, ensemble)"
+                    ),
                 )
             })
     }
@@ -73,6 +89,8 @@ pub enum Model {
     SeasonalNaive,
     /// Ridge.
     Ridge(Ridge),
+    /// Gradient-boosted trees.
+    Gbm(Gbm),
     /// The LSTM (weights stored beside the artifact's config), learning the residual of a ridge
     /// base model when `base` is set.
     Lstm {
@@ -80,6 +98,13 @@ pub enum Model {
         net: Network,
         /// The linear base whose errors the network corrects.
         base: Option<Ridge>,
+    },
+    /// A weighted mean of other models' forecasts (median and interval bounds alike).
+    Ensemble {
+        /// The members.
+        members: Vec<Model>,
+        /// Weights `[horizon][member]`, each row non-negative and summing to 1.
+        weights: Vec<Vec<f32>>,
     },
 }
 
@@ -90,7 +115,29 @@ impl Model {
             Self::Naive => ModelKind::Naive,
             Self::SeasonalNaive => ModelKind::SeasonalNaive,
             Self::Ridge(_) => ModelKind::Ridge,
+            Self::Gbm(_) => ModelKind::Gbm,
             Self::Lstm { .. } => ModelKind::Lstm,
+            Self::Ensemble { .. } => ModelKind::Ensemble,
+        }
+    }
+
+    /// Every network in the model (an ensemble's members' included), in a fixed order.
+    pub fn networks(&self) -> Vec<&Network> {
+        match self {
+            Self::Lstm { net, .. } => vec![net],
+            Self::Ensemble { members, .. } => members.iter().flat_map(Self::networks).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// [`Model::networks`], mutable (the registry stores their weights apart).
+    pub fn networks_mut(&mut self) -> Vec<&mut Network> {
+        match self {
+            Self::Lstm { net, .. } => vec![net],
+            Self::Ensemble { members, .. } => {
+                members.iter_mut().flat_map(Self::networks_mut).collect()
+            }
+            _ => Vec::new(),
         }
     }
 }
@@ -219,6 +266,24 @@ fn raw(model: &Model, data: &DataConfig, quantiles: &[f32], w: &Windows) -> Raw 
         upper: Vec::with_capacity(n * h_n),
     };
     match model {
+        Model::Ensemble { members, weights } => {
+            let parts: Vec<Raw> = members.iter().map(|m| raw(m, data, quantiles, w)).collect();
+            for k in 0..n {
+                for (h, wh) in weights.iter().enumerate() {
+                    let at = k * h_n + h;
+                    let mix = |f: fn(&Raw) -> &Vec<f32>| {
+                        parts
+                            .iter()
+                            .zip(wh)
+                            .map(|(p, wt)| wt * f(p)[at])
+                            .sum::<f32>()
+                    };
+                    r.median.push(mix(|p| &p.median));
+                    r.lower.push(mix(|p| &p.lower));
+                    r.upper.push(mix(|p| &p.upper));
+                }
+            }
+        }
         Model::Lstm { net, base } => {
             let out = predict_windows(net, w);
             let q_n = quantiles.len();
@@ -243,6 +308,7 @@ fn raw(model: &Model, data: &DataConfig, quantiles: &[f32], w: &Windows) -> Raw 
                         seasonal_deltas(w, data, k).unwrap_or_else(|| vec![0.0; h_n])
                     }
                     Model::Ridge(m) => m.predict(w, data, k),
+                    Model::Gbm(m) => m.predict(w, data, k),
                     _ => vec![0.0; h_n],
                 };
                 r.median.extend_from_slice(&d);
@@ -280,7 +346,7 @@ impl Predictor {
                 self.data.horizon
             )));
         }
-        if let Model::Lstm { net, .. } = &self.model {
+        for net in self.model.networks() {
             net.check()?;
             if net.config.inputs != self.data.input_names().len()
                 || net.config.outputs != self.data.horizon * self.quantiles.len()
@@ -295,6 +361,20 @@ impl Predictor {
                     self.quantiles.len()
                 )));
             }
+        }
+        if let Model::Ensemble { members, weights } = &self.model
+            && (weights.len() != self.data.horizon
+                || weights.iter().any(|w| {
+                    w.len() != members.len()
+                        || w.iter().any(|v| !v.is_finite() || *v < 0.0)
+                        || (w.iter().sum::<f32>() - 1.0).abs() > 1e-3
+                }))
+        {
+            return Err(PredictError::Data(format!(
+                "the ensemble's weights do not fit its {} members and {} horizons",
+                members.len(),
+                self.data.horizon
+            )));
         }
         Ok(())
     }
@@ -429,7 +509,8 @@ pub struct Fitted {
 
 /// Fits `kind` on the frame's rows `..split.train_end`, early-stops and calibrates on
 /// `split.train_end..split.val_end`. `resume` continues an LSTM from a checkpoint file (written
-/// after each epoch when given).
+/// after each epoch when given). An ensemble fits every other kind (seasonal naive only with a
+/// season) and weighs them with [`combine`].
 pub fn fit(
     kind: ModelKind,
     frame: &SeriesFrame,
@@ -438,6 +519,120 @@ pub fn fit(
     checkpoint: Option<(&std::path::Path, bool)>,
     on_epoch: &mut dyn FnMut(&EpochReport),
 ) -> Result<Fitted, PredictError> {
+    let (scalers, tr, va) = prepare(kind, frame, split, cfg)?;
+    let (model, history) = if kind == ModelKind::Ensemble {
+        let mut members = Vec::new();
+        let mut history = Vec::new();
+        for k in ModelKind::ALL {
+            if k == ModelKind::Ensemble || (k == ModelKind::SeasonalNaive && cfg.data.season == 0) {
+                continue;
+            }
+            let (m, h) = fit_model(k, &tr, &va, cfg, checkpoint, on_epoch)?;
+            history.extend(h);
+            members.push(m);
+        }
+        (combine(members, &va, cfg), history)
+    } else {
+        fit_model(kind, &tr, &va, cfg, checkpoint, on_epoch)?
+    };
+    Ok(finish(model, history, frame, split, cfg, scalers, &va))
+}
+
+/// An ensemble of already fitted `members` (all fitted on this frame, split and configuration),
+/// weighted on the validation windows and calibrated like any model.
+pub fn ensemble_of(
+    members: Vec<Model>,
+    frame: &SeriesFrame,
+    split: Split,
+    cfg: &FitConfig,
+) -> Result<Fitted, PredictError> {
+    if members.is_empty() {
+        return Err(PredictError::config("model", "an ensemble needs members"));
+    }
+    let (scalers, _, va) = prepare(ModelKind::Ensemble, frame, split, cfg)?;
+    Ok(finish(
+        combine(members, &va, cfg),
+        Vec::new(),
+        frame,
+        split,
+        cfg,
+        scalers,
+        &va,
+    ))
+}
+
+/// Weight steps of the ensemble's grid: weights are multiples of 1/`GRID`.
+const GRID: usize = 10;
+
+/// Every way to split [`GRID`] steps among `m` members.
+fn compositions(m: usize) -> Vec<Vec<usize>> {
+    fn go(prefix: &mut Vec<usize>, left: usize, m: usize, out: &mut Vec<Vec<usize>>) {
+        if prefix.len() + 1 >= m {
+            prefix.push(left);
+            out.push(prefix.clone());
+            prefix.pop();
+            return;
+        }
+        for v in 0..=left {
+            prefix.push(v);
+            go(prefix, left - v, m, out);
+            prefix.pop();
+        }
+    }
+    let mut out = Vec::new();
+    go(&mut Vec::new(), GRID, m, &mut out);
+    out
+}
+
+/// Chooses, per horizon, the weights on the grid of multiples of 1/[`GRID`] whose weighted mean
+/// of the members' medians has the lowest mean absolute error on the validation windows (the
+/// first such on ties, so the result is deterministic). A member that never helps gets weight 0,
+/// so the ensemble is never worse on validation than its best member.
+pub fn combine(members: Vec<Model>, va: &Windows, cfg: &FitConfig) -> Model {
+    let quantiles = &cfg.train.quantiles;
+    let parts: Vec<Raw> = members
+        .iter()
+        .map(|m| raw(m, &cfg.data, quantiles, va))
+        .collect();
+    let grid = compositions(members.len());
+    let h_n = va.horizon;
+    let weights = (0..h_n)
+        .map(|h| {
+            let mut best = (f64::INFINITY, 0usize);
+            for (g, c) in grid.iter().enumerate() {
+                let err: f64 = (0..va.len())
+                    .map(|k| {
+                        let at = k * h_n + h;
+                        let p: f32 = parts
+                            .iter()
+                            .zip(c)
+                            .map(|(r, &w)| w as f32 * r.median[at])
+                            .sum::<f32>()
+                            / GRID as f32;
+                        f64::from((va.y[at] - p).abs())
+                    })
+                    .sum();
+                if err < best.0 {
+                    best = (err, g);
+                }
+            }
+            grid[best.1]
+                .iter()
+                .map(|&w| w as f32 / GRID as f32)
+                .collect()
+        })
+        .collect();
+    Model::Ensemble { members, weights }
+}
+
+/// Checks the configuration and builds the scalers (from the training rows) and the training
+/// and validation windows.
+fn prepare(
+    kind: ModelKind,
+    frame: &SeriesFrame,
+    split: Split,
+    cfg: &FitConfig,
+) -> Result<(Scalers, Windows, Windows), PredictError> {
     cfg.data.check()?;
     cfg.train.check()?;
     if kind == ModelKind::SeasonalNaive && cfg.data.season == 0 {
@@ -474,11 +669,30 @@ pub fn fit(
             cfg.data.horizon
         )));
     }
+    Ok((scalers, tr, va))
+}
+
+/// Fits one (non-ensemble) model on prepared windows; the LSTM's epoch history with it.
+fn fit_model(
+    kind: ModelKind,
+    tr: &Windows,
+    va: &Windows,
+    cfg: &FitConfig,
+    checkpoint: Option<(&std::path::Path, bool)>,
+    on_epoch: &mut dyn FnMut(&EpochReport),
+) -> Result<(Model, Vec<EpochReport>), PredictError> {
     let mut history = Vec::new();
     let model = match kind {
+        ModelKind::Ensemble => {
+            return Err(PredictError::config(
+                "model",
+                "an ensemble is not its own member",
+            ));
+        }
         ModelKind::Naive => Model::Naive,
         ModelKind::SeasonalNaive => Model::SeasonalNaive,
-        ModelKind::Ridge => Model::Ridge(Ridge::fit(&tr, &cfg.data, 1e-3)?),
+        ModelKind::Ridge => Model::Ridge(Ridge::fit(tr, &cfg.data, 1e-3)?),
+        ModelKind::Gbm => Model::Gbm(Gbm::fit(tr, va, &cfg.data)?),
         ModelKind::Lstm => {
             let net = Network::new(
                 NetConfig {
@@ -499,11 +713,11 @@ pub fn fit(
             // windows (least squares can lose to the last value on spiky series); elsewhere its
             // coefficients are zero, i.e. the base is naive.
             let base = if cfg.net.residual {
-                let mut r = Ridge::fit(&tr, &cfg.data, 1e-3)?;
+                let mut r = Ridge::fit(tr, &cfg.data, 1e-3)?;
                 let h_n = cfg.data.horizon;
                 let mut err = vec![(0.0f64, 0.0f64); h_n];
                 for k in 0..va.len() {
-                    let p = r.predict(&va, &cfg.data, k);
+                    let p = r.predict(va, &cfg.data, k);
                     for (h, e) in err.iter_mut().enumerate() {
                         let y = f64::from(va.y[k * h_n + h]);
                         e.0 += (y - f64::from(p[h])).abs();
@@ -531,7 +745,7 @@ pub fn fit(
                 }
                 w
             };
-            let (tr_r, va_r) = (shift(&tr), shift(&va));
+            let (tr_r, va_r) = (shift(tr), shift(va));
             let state = match checkpoint {
                 Some((path, true)) if path.exists() => Checkpoint::load(path, &net)?,
                 _ => Checkpoint::start(net, &cfg.train),
@@ -550,9 +764,23 @@ pub fn fit(
             Model::Lstm { net, base }
         }
     };
+    Ok((model, history))
+}
+
+/// Calibrates `model` on the validation windows (conformal, per horizon) and wraps it.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    model: Model,
+    history: Vec<EpochReport>,
+    frame: &SeriesFrame,
+    split: Split,
+    cfg: &FitConfig,
+    scalers: Scalers,
+    va: &Windows,
+) -> Fitted {
     let quantiles = cfg.train.quantiles.clone();
     let level = f64::from(quantiles[quantiles.len() - 1] - quantiles[0]);
-    let r = raw(&model, &cfg.data, &quantiles, &va);
+    let r = raw(&model, &cfg.data, &quantiles, va);
     let h_n = cfg.data.horizon;
     let mut calibration = Vec::with_capacity(h_n);
     let mut val_mae = Vec::with_capacity(h_n);
@@ -590,11 +818,11 @@ pub fn fit(
             rows: split.val_end,
         },
     };
-    Ok(Fitted {
+    Fitted {
         predictor,
         history,
         val_mae,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! - [`training`]: Adam, clipping, learning-rate reduction on plateau, early stopping, best
 //!   checkpoint, resumable, deterministic.
 //! - [`baselines`]: naive, seasonal naive and a lag-feature ridge model in the same harness.
+//! - [`gbm`]: a gradient-boosted lag model (absolute-error loss), one tree ensemble per horizon.
 //! - [`inference`]: a trained predictor: forecast with intervals, degradation risk.
 //! - [`registry`]: versioned model artifacts with champion/challenger promotion and roll back.
 
@@ -14,6 +15,7 @@ mod error;
 
 pub mod baselines;
 pub mod dataset;
+pub mod gbm;
 pub mod inference;
 #[doc(hidden)]
 pub mod kernels;

@@ -74,6 +74,11 @@ impl NetConfig {
         Ok(())
     }
 
+    /// Number of parameters a network of this shape has.
+    pub fn param_count(&self) -> usize {
+        Layout::new(self).total
+    }
+
     fn directions(&self) -> usize {
         if self.bidirectional { 2 } else { 1 }
     }

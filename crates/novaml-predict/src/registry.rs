@@ -294,15 +294,20 @@ impl ModelStore {
             source,
         })?;
         let mut model = predictor.model.clone();
-        if let Model::Lstm { net, .. } = &mut model {
+        let nets = model.networks_mut();
+        if !nets.is_empty() {
+            // Every network's weights, one after another in `Model::networks` order.
+            let total: usize = nets.iter().map(|n| n.params.len()).sum();
             let mut bytes = MAGIC.to_vec();
-            bytes.extend_from_slice(&(net.params.len() as u64).to_le_bytes());
-            for p in &net.params {
-                bytes.extend_from_slice(&p.to_le_bytes());
+            bytes.extend_from_slice(&(total as u64).to_le_bytes());
+            for net in nets {
+                for p in &net.params {
+                    bytes.extend_from_slice(&p.to_le_bytes());
+                }
+                net.params.clear();
             }
             let path = dir.join("weights.bin");
             std::fs::write(&path, bytes).map_err(|source| PredictError::Io { path, source })?;
-            net.params.clear();
         }
         write_json(
             &dir.join("config.json"),
@@ -355,13 +360,27 @@ impl ModelStore {
         let sc: ScalersFile = read_json(&dir.join("scalers.json"))?;
         let meta: Meta = read_json(&dir.join("meta.json"))?;
         let mut model = cfg.model;
-        if let Model::Lstm { net, .. } = &mut model {
+        let mut nets = model.networks_mut();
+        if !nets.is_empty() {
             let path = dir.join("weights.bin");
             let bytes = std::fs::read(&path).map_err(|source| PredictError::Io {
                 path: path.clone(),
                 source,
             })?;
-            net.params = decode_weights(&bytes).map_err(|r| bad(format!("weights.bin: {r}")))?;
+            let all = decode_weights(&bytes).map_err(|r| bad(format!("weights.bin: {r}")))?;
+            let want: usize = nets.iter().map(|n| n.config.param_count()).sum();
+            if all.len() != want {
+                return Err(bad(format!(
+                    "weights.bin holds {} weights but the configured networks need {want}",
+                    all.len()
+                )));
+            }
+            let mut at = 0;
+            for net in &mut nets {
+                let n = net.config.param_count();
+                net.params = all[at..at + n].to_vec();
+                at += n;
+            }
         }
         let predictor = Predictor {
             format: cfg.format,

@@ -2,7 +2,7 @@
 #![allow(missing_docs)]
 
 use novaml_predict::dataset::{SeriesFrame, Split};
-use novaml_predict::inference::{FitConfig, ModelKind, fit};
+use novaml_predict::inference::{FitConfig, Model, ModelKind, fit};
 use novaml_predict::registry::{Meta, ModelStore, holdout_metrics};
 
 /// Daily cycle + AR(1) noise + a covariate that leads the target by one step, 5-minute rows.
@@ -127,7 +127,7 @@ fn intervals_cover_about_the_nominal_share() {
     let f = frame(6000);
     let cfg = small();
     let split = Split::new(f.len(), 0.2, 0.2, &cfg.data).expect("split");
-    for kind in [ModelKind::Ridge, ModelKind::Lstm] {
+    for kind in [ModelKind::Ridge, ModelKind::Gbm, ModelKind::Lstm] {
         let fitted = fit(kind, &f, split, &cfg, None, &mut |_| {}).expect("fit");
         let m = holdout_metrics(&fitted.predictor, &f, (split.val_end, f.len())).expect("m");
         assert!(
@@ -138,6 +138,54 @@ fn intervals_cover_about_the_nominal_share() {
         let naive: f64 = m.naive_mae.iter().sum();
         assert!(m.mae.iter().sum::<f64>() < 0.9 * naive, "{kind:?} vs naive");
     }
+}
+
+#[test]
+fn the_ensemble_weighs_its_members_on_validation_and_round_trips() {
+    let f = frame(3000);
+    let cfg = small();
+    let split = Split::new(f.len(), 0.2, 0.15, &cfg.data).expect("split");
+    let ens = fit(ModelKind::Ensemble, &f, split, &cfg, None, &mut |_| {}).expect("ensemble");
+    let Model::Ensemble { members, weights } = &ens.predictor.model else {
+        panic!("not an ensemble: {:?}", ens.predictor.model.kind());
+    };
+    let kinds: Vec<ModelKind> = members.iter().map(Model::kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            ModelKind::Naive,
+            ModelKind::SeasonalNaive,
+            ModelKind::Ridge,
+            ModelKind::Gbm,
+            ModelKind::Lstm
+        ]
+    );
+    assert_eq!(weights.len(), cfg.data.horizon);
+    for w in weights {
+        assert!((w.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{w:?}");
+    }
+    // Any single member is a point of the weight grid, so on validation the ensemble is at least
+    // as good as each member fitted alone (the members are deterministic).
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    for kind in [ModelKind::Ridge, ModelKind::Gbm, ModelKind::Lstm] {
+        let alone = fit(kind, &f, split, &cfg, None, &mut |_| {}).expect("member");
+        assert!(
+            mean(&ens.val_mae) <= mean(&alone.val_mae) + 1e-9,
+            "{kind:?}: {} vs ensemble {}",
+            mean(&alone.val_mae),
+            mean(&ens.val_mae)
+        );
+    }
+    // The ensemble (with the LSTM's weights inside) reloads exactly.
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = ModelStore::open(dir.path()).expect("store");
+    let v = store.save("e", &ens.predictor, meta()).expect("save");
+    let back = store.load("e", v).expect("load");
+    assert_eq!(back.predictor, ens.predictor);
+    let holdout = (split.val_end, f.len());
+    let m = holdout_metrics(&back.predictor, &f, holdout).expect("metrics");
+    let naive: f64 = m.naive_mae.iter().sum();
+    assert!(m.mae.iter().sum::<f64>() < 0.9 * naive, "ensemble vs naive");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use novaml_eval::predict::{
     HorizonMetrics, PredRow, PredSummary, naive_scale, per_horizon, summarize,
 };
 use novaml_predict::dataset::{SeriesFrame, Split};
-use novaml_predict::inference::{FitConfig, ModelKind, Prediction, fit};
+use novaml_predict::inference::{FitConfig, ModelKind, Prediction, ensemble_of, fit};
 use novaml_predict::registry::{Meta, ModelStore};
 
 fn parse_step(s: &str) -> Result<Duration> {
@@ -31,6 +31,10 @@ fn parse_kinds(s: &str) -> Result<Kinds> {
         .filter(|p| !p.trim().is_empty())
         .map(|p| p.trim().parse::<ModelKind>().map_err(anyhow::Error::from))
         .collect::<Result<Vec<_>>>()?;
+    // In a fixed order, duplicates dropped: the ensemble last, so it can weigh the others.
+    let mut v = v;
+    v.sort();
+    v.dedup();
     Ok(Kinds(v))
 }
 
@@ -185,8 +189,9 @@ pub(crate) struct TrainArgs {
     input: PathBuf,
     #[command(flatten)]
     model: ModelArgs,
-    /// Which model (naive, seasonal_naive, ridge, lstm).
-    #[arg(long, default_value = "lstm")]
+    /// Which model (naive, seasonal_naive, ridge, gbm, lstm, ensemble). The ensemble fits all
+    /// the others and weighs them per horizon on the validation rows.
+    #[arg(long, default_value = "ensemble")]
     kind: ModelKind,
     /// The model registry directory.
     #[arg(long, default_value = "novaml-models")]
@@ -362,7 +367,7 @@ pub(crate) struct EvalArgs {
     test_fraction: f64,
     /// Models to compare (comma-separated); the one with the lowest validation MAE is
     /// "selected" per series.
-    #[arg(long, default_value = "naive,seasonal_naive,ridge,lstm", value_parser = parse_kinds)]
+    #[arg(long, default_value = "naive,seasonal_naive,ridge,gbm,lstm,ensemble", value_parser = parse_kinds)]
     models: Kinds,
     /// Write the report (JSON) here.
     #[arg(long)]
@@ -466,21 +471,30 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
         let scale = naive_scale(&frame.target[..split.train_end]);
         let mut models = BTreeMap::new();
         let mut all_rows = BTreeMap::new();
+        let mut members = Vec::new();
         let mut origins = 0;
         for &kind in &a.models.0 {
             pb.set_message(format!("{name} {}", kind.as_str()));
             let t0 = Instant::now();
-            let fitted = fit(kind, &frame, split, &cfg, None, &mut |r| {
-                pb.set_message(format!(
-                    "{name} {} epoch {} val {:.4} ({:.1}s)",
-                    kind.as_str(),
-                    r.epoch,
-                    r.val_loss,
-                    r.seconds
-                ));
-            })
+            // The ensemble weighs the models already fitted here rather than fitting them again.
+            let fitted = if kind == ModelKind::Ensemble && !members.is_empty() {
+                ensemble_of(members.clone(), &frame, split, &cfg)
+            } else {
+                fit(kind, &frame, split, &cfg, None, &mut |r| {
+                    pb.set_message(format!(
+                        "{name} {} epoch {} val {:.4} ({:.1}s)",
+                        kind.as_str(),
+                        r.epoch,
+                        r.val_loss,
+                        r.seconds
+                    ));
+                })
+            }
             .with_context(|| format!("{name}: fitting {}", kind.as_str()))?;
             let fit_seconds = t0.elapsed().as_secs_f64();
+            if kind != ModelKind::Ensemble {
+                members.push(fitted.predictor.model.clone());
+            }
             let preds = fitted
                 .predictor
                 .predict_range(&frame, split.test_origins(n), true)?;
@@ -559,8 +573,15 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
         }),
     );
     println!(
-        "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9}  selected",
-        "series (median rel. MAE)", "naive", "s.naive", "ridge", "lstm", "cover%"
+        "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  selected",
+        "series (median rel. MAE)",
+        "naive",
+        "s.naive",
+        "ridge",
+        "gbm",
+        "lstm",
+        "ensemble",
+        "cover%"
     );
     for r in &reports {
         let g = |k: ModelKind| {
@@ -570,12 +591,14 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
             )
         };
         println!(
-            "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9.1}  {} ({:.3})",
+            "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9.1}  {} ({:.3})",
             name_of(Path::new(&r.file)),
             g(ModelKind::Naive),
             g(ModelKind::SeasonalNaive),
             g(ModelKind::Ridge),
+            g(ModelKind::Gbm),
             g(ModelKind::Lstm),
+            g(ModelKind::Ensemble),
             100.0 * r.selected_summary.coverage,
             r.selected.as_str(),
             r.selected_summary.median_rel_mae

@@ -30,7 +30,8 @@ fn train_predict_roll_back_and_evaluate() {
     let csv_s = csv.to_str().expect("utf8");
     let small = ["--layers", "12", "--epochs", "3", "--covariates", "lead"];
 
-    // A baseline first, then the LSTM: the LSTM must win the holdout and serve.
+    // A baseline first, then the default (the ensemble, LSTM inside): it must win the holdout
+    // and serve.
     let mut args = vec![
         "train", "--in", csv_s, "--column", "cpu_pct", "--kind", "naive",
     ];
@@ -69,7 +70,7 @@ fn train_predict_roll_back_and_evaluate() {
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["version"], 2);
-    assert_eq!(v["kind"], "lstm");
+    assert_eq!(v["kind"], "ensemble");
     assert_eq!(
         v["forecast"]["predicted"].as_array().map(Vec::len),
         Some(12)
