@@ -1,4 +1,5 @@
-"""The peers for `novaml eval predict`: a Keras 3 (JAX CPU backend) 2 x 64 LSTM and a
+"""The peers for `novaml eval predict` (whose report holds our LSTM, GBM, ensemble and the model
+selected per series): a Keras 3 (JAX CPU backend) 2 x 64 LSTM and a
 gradient-boosted lag model (scikit-learn HistGradientBoostingRegressor, one per horizon step, on
 the same flattened input windows) on the same data, the same split and the same windows, scored
 the same way; and the LSTM trainers' time per epoch.
@@ -157,24 +158,58 @@ def main():
     for s in report["series"]:
         f = s["file"]
         k = run(f, column_of[f])
-        ours = s["models"]["lstm"]
+        ours = s["models"]
+        med = lambda m: ours[m]["summary"]["median_rel_mae"] if m in ours else None
+        mean_rel = lambda m: float(np.mean([h["rel_mae"] for h in ours[m]["horizons"]]))
+        peers = {"keras": k["median_rel_mae"], "gbm": k["gbm_median_rel_mae"]}
+        best_peer = min(peers, key=peers.get)
+        sel = s["selected_summary"]["median_rel_mae"]
         out.append({
             "file": os.path.basename(f),
-            "novaml_seconds_per_epoch": ours["seconds_per_epoch"],
+            "novaml_seconds_per_epoch": ours["lstm"]["seconds_per_epoch"],
             "keras_seconds_per_epoch": k["seconds_per_epoch"],
-            "speedup": k["seconds_per_epoch"] / ours["seconds_per_epoch"],
-            "novaml_lstm_median_rel_mae": ours["summary"]["median_rel_mae"],
+            "speedup": k["seconds_per_epoch"] / ours["lstm"]["seconds_per_epoch"],
             "novaml_selected": s["selected"],
-            "novaml_selected_median_rel_mae": s["selected_summary"]["median_rel_mae"],
+            "novaml_selected_median_rel_mae": sel,
+            "novaml_lstm_median_rel_mae": med("lstm"),
+            "novaml_gbm_median_rel_mae": med("gbm"),
+            "novaml_ensemble_median_rel_mae": med("ensemble"),
             "keras_median_rel_mae": k["median_rel_mae"],
             "gbm_median_rel_mae": k["gbm_median_rel_mae"],
+            "best_peer": best_peer,
+            "beats_best_peer": sel < peers[best_peer],
+            # The mean over horizons too: on series whose naive error alternates between steps
+            # the median of 12 is the mean of two values from different groups.
+            "novaml_selected_mean_rel_mae": mean_rel(s["selected"]),
+            "keras_mean_rel_mae": float(np.mean(k["rel_mae_per_h"])),
+            "gbm_mean_rel_mae": float(np.mean(k["gbm_rel_mae_per_h"])),
             "novaml_selected_rel_mae_h12": s["selected_summary"]["last_rel_mae"],
             "keras_rel_mae_h12": k["rel_mae_per_h"][-1],
             "gbm_rel_mae_h12": k["gbm_rel_mae_per_h"][-1],
+            "novaml_selected_coverage": s["selected_summary"]["coverage"],
             "keras": k,
         })
-        print(json.dumps(out[-1], indent=1), flush=True)
+        print(json.dumps({x: y for x, y in out[-1].items() if x != "keras"}, indent=1), flush=True)
     json.dump(out, open(sys.argv[3], "w"), indent=1)
+    median = lambda xs: float(np.median(xs))
+    print("\n%-52s %8s %8s %8s %8s %8s %8s  %s" % (
+        "median rel. MAE vs naive, h1..12", "ours", "lstm", "gbm", "ens.", "keras", "skl.gbm",
+        "speed/epoch vs keras"))
+    for r in out:
+        print("%-52s %8.3f %8.3f %8.3f %8.3f %8.3f %8.3f  %.2fx  %s" % (
+            r["file"][:52], r["novaml_selected_median_rel_mae"], r["novaml_lstm_median_rel_mae"],
+            r["novaml_gbm_median_rel_mae"], r["novaml_ensemble_median_rel_mae"],
+            r["keras_median_rel_mae"], r["gbm_median_rel_mae"], r["speedup"],
+            "beats best peer" if r["beats_best_peer"] else "loses to " + r["best_peer"]))
+    print("%-52s %8.3f %8.3f %8.3f %8.3f %8.3f %8.3f  %.2fx (median)" % (
+        "median over series",
+        median([r["novaml_selected_median_rel_mae"] for r in out]),
+        median([r["novaml_lstm_median_rel_mae"] for r in out]),
+        median([r["novaml_gbm_median_rel_mae"] for r in out]),
+        median([r["novaml_ensemble_median_rel_mae"] for r in out]),
+        median([r["keras_median_rel_mae"] for r in out]),
+        median([r["gbm_median_rel_mae"] for r in out]),
+        median([r["speedup"] for r in out])))
 
 
 if __name__ == "__main__":

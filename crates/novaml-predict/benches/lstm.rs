@@ -58,28 +58,6 @@ fn bench(c: &mut Criterion) {
         let mut d = vec![0.0f32; B * 36];
         b.iter(|| black_box(pinball(&out, &y, &q, (B * 36) as f32, &mut d)));
     });
-    // The backward recurrence's per-step GEMM, dh = dg · Whᵀ ([32 × 256] · [256 × 64], one
-    // thread's half batch): our register-blocked kernel against matrixmultiply.
-    let (m, k, nn) = (32, 256, 64);
-    let a: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.01).collect();
-    let b: Vec<f32> = (0..k * nn).map(|i| (i % 17) as f32 * 0.01).collect();
-    g.bench_function("recurrent_gemm_ours", |bch| {
-        let mut c = vec![0.0f32; m * nn];
-        bch.iter(|| {
-            novaml_predict::kernels::bench_gemm_acc(m, k, nn, &a, &b, &mut c);
-            black_box(&c);
-        });
-    });
-    g.bench_function("recurrent_gemm_matrixmultiply", |bch| {
-        let mut c = vec![0.0f32; m * nn];
-        bch.iter(|| {
-            let av = ndarray::ArrayView2::from_shape((m, k), &a[..]).expect("a");
-            let bv = ndarray::ArrayView2::from_shape((k, nn), &b[..]).expect("b");
-            let mut cv = ndarray::ArrayViewMut2::from_shape((m, nn), &mut c[..]).expect("c");
-            ndarray::linalg::general_mat_mul(1.0, &av, &bv, 1.0, &mut cv);
-            black_box(&c);
-        });
-    });
     g.finish();
 }
 

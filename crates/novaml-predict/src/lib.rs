@@ -17,8 +17,7 @@ pub mod baselines;
 pub mod dataset;
 pub mod gbm;
 pub mod inference;
-#[doc(hidden)]
-pub mod kernels;
+mod kernels;
 pub mod model;
 pub mod registry;
 pub mod training;

@@ -9,10 +9,9 @@
 //! projections of a layer in one GEMM, one small GEMM per time step for the recurrence, explicit
 //! backpropagation through time with the weight gradients again as one GEMM per layer, and the
 //! batch split across cores. GEMMs go through `ndarray` (matrixmultiply, runtime AVX/FMA
-//! dispatch; faer 0.24 was tried and was ~7 % slower on these shapes here), except the backward
-//! recurrence's, which with the per-step gate arithmetic runs in [`crate::kernels`], compiled for
-//! AVX2 and AVX-512 and chosen at run time. Tests check every gradient against finite
-//! differences.
+//! dispatch; faer 0.24 was tried and was ~7 % slower on these shapes here); the per-step gate
+//! arithmetic runs in [`crate::kernels`], compiled for AVX2 and AVX-512 and chosen at run time.
+//! Tests check every gradient against finite differences.
 //!
 //! Layouts: sequences are time-major, `[T][B][features]`, row-major `f32`. All parameters live in
 //! one flat vector, so the optimiser, clipping and checkpoints treat them as one.
@@ -668,8 +667,7 @@ fn dir_backward(
             h_n,
         );
         if step > 0 {
-            dh_next.iter_mut().for_each(|v| *v = 0.0);
-            kernels::gemm_acc(b_n, g_n, h_n, dg_t, &wht, &mut dh_next);
+            gemm(b_n, g_n, h_n, dg_t, false, &wht, false, 0.0, &mut dh_next);
         }
     }
     // dWh = Σ_t h_prev(t)ᵀ · dg(t): the previous states are one contiguous block shifted by one

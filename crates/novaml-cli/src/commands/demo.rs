@@ -34,7 +34,7 @@ pub(crate) struct Args {
     /// Seconds between anomaly-detection passes over the store.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     detect_every: u64,
-    /// Minutes between training passes (ridge and LSTM per predicted series, champion/challenger).
+    /// Minutes between training passes (ridge, then the ensemble with the LSTM inside, per predicted series, champion/challenger).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     train_every: u64,
     /// Minutes between scheduled tuning runs of the transfer engine (12 trials each).

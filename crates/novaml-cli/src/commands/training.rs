@@ -1,6 +1,7 @@
 //! Performance prediction inside the pipeline (`novaml demo`): every `interval`, each target
-//! series' recent history is put on a 5-minute grid, a ridge model and a small LSTM are fitted
-//! and submitted to the registry (champion/challenger on the same holdout rows), and the serving
+//! series' recent history is put on a 5-minute grid, a ridge model (first pass) and the ensemble
+//! (naive, seasonal naive, ridge, GBM and a small LSTM, weighed per horizon) are fitted and
+//! submitted to the registry (champion/challenger on the same holdout rows), and the serving
 //! version predicts the next hour with its interval and the risk of crossing the SLO. The
 //! predictions go to `/api/predictions` and `/metrics` through the [`ModelHub`].
 
@@ -127,9 +128,9 @@ impl Training {
         let n = frame.len();
         let split = Split::new(n, 0.2, 0.1, &cfg.data)?;
         let kinds: &[ModelKind] = if pass == 1 {
-            &[ModelKind::Ridge, ModelKind::Lstm]
+            &[ModelKind::Ridge, ModelKind::Ensemble]
         } else {
-            &[ModelKind::Lstm]
+            &[ModelKind::Ensemble]
         };
         for &kind in kinds {
             let fitted = fit(kind, &frame, split, &cfg, None, &mut |_| {})?;
