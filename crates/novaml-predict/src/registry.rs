@@ -123,6 +123,8 @@ struct ConfigFile {
 struct ScalersFile {
     scalers: Scalers,
     calibration: Vec<f64>,
+    #[serde(default)]
+    recalibrate: usize,
 }
 
 /// `meta.json`.
@@ -325,6 +327,7 @@ impl ModelStore {
             &ScalersFile {
                 scalers: predictor.scalers.clone(),
                 calibration: predictor.calibration.clone(),
+                recalibrate: predictor.recalibrate,
             },
         )?;
         meta.version = version;
@@ -390,6 +393,7 @@ impl ModelStore {
             quantiles: cfg.quantiles,
             level: cfg.level,
             calibration: sc.calibration,
+            recalibrate: sc.recalibrate,
             step_ms: cfg.step_ms,
             range: meta.range,
         };

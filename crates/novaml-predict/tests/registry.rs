@@ -150,6 +150,7 @@ fn the_ensemble_weighs_its_members_on_validation_and_round_trips() {
         panic!("not an ensemble: {:?}", ens.predictor.model.kind());
     };
     let kinds: Vec<ModelKind> = members.iter().map(Model::kind).collect();
+    // The LSTM member is itself the mean of three LSTMs from consecutive seeds.
     assert_eq!(
         kinds,
         [
@@ -157,9 +158,16 @@ fn the_ensemble_weighs_its_members_on_validation_and_round_trips() {
             ModelKind::SeasonalNaive,
             ModelKind::Ridge,
             ModelKind::Gbm,
-            ModelKind::Lstm
+            ModelKind::Ensemble
         ]
     );
+    let Some(Model::Ensemble { members: bag, .. }) = members.last() else {
+        panic!("no bagged LSTM");
+    };
+    assert!(bag.iter().all(|m| m.kind() == ModelKind::Lstm) && bag.len() == 3);
+    assert_eq!(ens.predictor.model.networks().len(), 3);
+    let nets = ens.predictor.model.networks();
+    assert_ne!(nets[0].params, nets[1].params, "different seeds");
     assert_eq!(weights.len(), cfg.data.horizon);
     for w in weights {
         assert!((w.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{w:?}");
@@ -167,7 +175,7 @@ fn the_ensemble_weighs_its_members_on_validation_and_round_trips() {
     // Any single member is a point of the weight grid, so on validation the ensemble is at least
     // as good as each member fitted alone (the members are deterministic).
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    for kind in [ModelKind::Ridge, ModelKind::Gbm, ModelKind::Lstm] {
+    for kind in [ModelKind::Ridge, ModelKind::Gbm] {
         let alone = fit(kind, &f, split, &cfg, None, &mut |_| {}).expect("member");
         assert!(
             mean(&ens.val_mae) <= mean(&alone.val_mae) + 1e-9,
@@ -176,7 +184,7 @@ fn the_ensemble_weighs_its_members_on_validation_and_round_trips() {
             mean(&ens.val_mae)
         );
     }
-    // The ensemble (with the LSTM's weights inside) reloads exactly.
+    // The ensemble (with its three networks' weights) reloads exactly.
     let dir = tempfile::tempdir().expect("tmp");
     let store = ModelStore::open(dir.path()).expect("store");
     let v = store.save("e", &ens.predictor, meta()).expect("save");
@@ -186,6 +194,49 @@ fn the_ensemble_weighs_its_members_on_validation_and_round_trips() {
     let m = holdout_metrics(&back.predictor, &f, holdout).expect("metrics");
     let naive: f64 = m.naive_mae.iter().sum();
     assert!(m.mae.iter().sum::<f64>() < 0.9 * naive, "ensemble vs naive");
+}
+
+#[test]
+fn rolling_recalibration_follows_a_changed_spread_without_looking_ahead() {
+    // The noise triples after 70 % of the rows: validation sees the calm part, the test the
+    // restless one.
+    let mut f = frame(6000);
+    let mut s = 11u64;
+    for (i, v) in f.target.iter_mut().enumerate().skip(4200) {
+        s = s
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let u = (s >> 33) as f64 / (1u64 << 31) as f64 - 0.5;
+        *v += 12.0 * u * if i % 2 == 0 { 1.0 } else { -1.0 };
+    }
+    let cfg = small();
+    let split = Split::new(f.len(), 0.2, 0.2, &cfg.data).expect("split");
+    let p = fit(ModelKind::Ridge, &f, split, &cfg, None, &mut |_| {})
+        .expect("ridge")
+        .predictor;
+    assert_eq!(p.recalibrate, 576, "two days of 5-minute origins");
+    let holdout = (split.val_end, f.len());
+    let rolling = holdout_metrics(&p, &f, holdout).expect("m").coverage;
+    let mut fixed = p.clone();
+    fixed.recalibrate = 0;
+    let fixed = holdout_metrics(&fixed, &f, holdout).expect("m").coverage;
+    assert!(
+        fixed < 0.7,
+        "the fixed calibration should under-cover here: {fixed}"
+    );
+    assert!(
+        (0.75..=0.85).contains(&rolling),
+        "rolling {rolling} (fixed {fixed})"
+    );
+    // No look-ahead: the forecast from an origin is the same with or without the rows after it.
+    let o = split.val_end + 700;
+    let all = p
+        .predict_range(&f, o..o + 1, false)
+        .expect("all")
+        .remove(0)
+        .forecast;
+    let cut = p.predict(&f.head(o + 1)).expect("cut");
+    assert_eq!(all, cut);
 }
 
 #[test]

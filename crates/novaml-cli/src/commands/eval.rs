@@ -43,8 +43,10 @@ enum What {
     /// validation (early stopping, conformal interval calibration, model selection) and test.
     /// Every model predicts the next --horizon steps from every test origin; per step: MAE,
     /// MAE relative to naive (last value), sMAPE, MASE, accuracy@5 % and interval coverage.
-    /// "selected" is the model with the lowest validation MAE per series, so the LSTM is kept
-    /// only where it wins.
+    /// Models: naive, seasonal naive, ridge and gradient-boosted trees on lag features, the LSTM,
+    /// and the ensemble, which weighs the others per step on the validation rows (a weight of 0
+    /// drops a model, so the LSTM counts only where it helps). "selected" is the model with the
+    /// lowest validation MAE per series.
     ///
     /// Example:
     ///   novaml eval predict --data ../shared/data/vm-traces/bitbrains/*.csv --column cpu_pct \

@@ -477,18 +477,19 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
             pb.set_message(format!("{name} {}", kind.as_str()));
             let t0 = Instant::now();
             // The ensemble weighs the models already fitted here rather than fitting them again.
+            let mut progress = |r: &novaml_predict::training::EpochReport| {
+                pb.set_message(format!(
+                    "{name} {} epoch {} val {:.4} ({:.1}s)",
+                    kind.as_str(),
+                    r.epoch,
+                    r.val_loss,
+                    r.seconds
+                ));
+            };
             let fitted = if kind == ModelKind::Ensemble && !members.is_empty() {
-                ensemble_of(members.clone(), &frame, split, &cfg)
+                ensemble_of(members.clone(), &frame, split, &cfg, &mut progress)
             } else {
-                fit(kind, &frame, split, &cfg, None, &mut |r| {
-                    pb.set_message(format!(
-                        "{name} {} epoch {} val {:.4} ({:.1}s)",
-                        kind.as_str(),
-                        r.epoch,
-                        r.val_loss,
-                        r.seconds
-                    ));
-                })
+                fit(kind, &frame, split, &cfg, None, &mut progress)
             }
             .with_context(|| format!("{name}: fitting {}", kind.as_str()))?;
             let fit_seconds = t0.elapsed().as_secs_f64();
