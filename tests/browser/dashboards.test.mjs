@@ -173,7 +173,7 @@ test("models: prediction, accuracy and training charts with data; roll back and 
   }
   const name = await page.$eval("#ver-name", (e) => e.textContent);
   const before = (await api(`/api/models/${encodeURIComponent(name)}`)).body;
-  assert.ok(before.versions.length >= 2, "ridge and lstm versions");
+  assert.ok(before.versions.length >= 2, "ridge and ensemble versions");
   const other = before.versions.find((v) => v.version !== before.champion).version;
   await page.locator(`button[data-rollback="${other}"]`).click();
   await until(`${name} serving v${other}`, async () => (await api(`/api/models/${encodeURIComponent(name)}`)).body.champion === other, 15_000);

@@ -324,12 +324,17 @@ pages.models = async function () {
     [vs.map((v) => v.version), vs.map((v) => v.relative_mae), vs.map(() => 1)],
     { time: false, xLabel: "version" }
   );
-  const lstm = vs.filter((v) => v.kind === "lstm" && v.history && v.history.length).pop();
+  // An LSTM version, or an ensemble's (its history holds each of its networks' epochs in turn:
+  // the first network's run is shown).
+  const lstm = vs.filter((v) => (v.kind === "lstm" || v.kind === "ensemble") && v.history && v.history.length).pop();
   if (lstm) {
+    let h = lstm.history;
+    const reset = h.findIndex((e, i) => i > 0 && e.epoch <= h[i - 1].epoch);
+    if (reset > 0) h = h.slice(0, reset);
     chart(
       document.getElementById("train-chart"),
       [{ label: "training loss" }, { label: "validation loss", color: COLORS[2] }],
-      [lstm.history.map((e) => e.epoch), lstm.history.map((e) => e.train_loss), lstm.history.map((e) => e.val_loss)],
+      [h.map((e) => e.epoch), h.map((e) => e.train_loss), h.map((e) => e.val_loss)],
       { time: false, xLabel: "epoch" }
     );
   } else {
