@@ -59,7 +59,10 @@ pub(crate) fn features(w: &Windows, cfg: &DataConfig, k: usize) -> Vec<f32> {
 }
 
 /// One node: a split (`feature`, go left when the value ≤ `threshold`) or a leaf (`value`).
+/// Stored as a 5-element array `[feature, threshold, left, right, value]` (a model holds tens of
+/// thousands of nodes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "NodeRepr", into = "NodeRepr")]
 pub struct Node {
     /// Feature index, or `u32::MAX` for a leaf.
     pub feature: u32,
@@ -71,6 +74,31 @@ pub struct Node {
     pub value: f32,
 }
 
+type NodeRepr = (u32, f32, u32, u32, f32);
+
+impl From<NodeRepr> for Node {
+    fn from((feature, threshold, l, r, value): NodeRepr) -> Self {
+        Self {
+            feature,
+            threshold,
+            children: [l, r],
+            value,
+        }
+    }
+}
+
+impl From<Node> for NodeRepr {
+    fn from(n: Node) -> Self {
+        (
+            n.feature,
+            n.threshold,
+            n.children[0],
+            n.children[1],
+            n.value,
+        )
+    }
+}
+
 fn eval_tree(nodes: &[Node], x: &[f32]) -> f32 {
     let mut i = 0usize;
     loop {
@@ -78,7 +106,9 @@ fn eval_tree(nodes: &[Node], x: &[f32]) -> f32 {
         if n.feature == u32::MAX {
             return n.value;
         }
-        let go = usize::from(x[n.feature as usize] > n.threshold);
+        // A feature the window lacks (a damaged artifact) reads as NaN and goes left.
+        let v = x.get(n.feature as usize).copied().unwrap_or(f32::NAN);
+        let go = usize::from(v > n.threshold);
         i = n.children[go] as usize;
     }
 }

@@ -130,6 +130,18 @@ impl Model {
         }
     }
 
+    /// Every boosted-tree model in the model (an ensemble's members' included), mutable, in a
+    /// fixed order (the registry stores their trees apart).
+    pub fn boosters_mut(&mut self) -> Vec<&mut Gbm> {
+        match self {
+            Self::Gbm(g) => vec![g],
+            Self::Ensemble { members, .. } => {
+                members.iter_mut().flat_map(Self::boosters_mut).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// [`Model::networks`], mutable (the registry stores their weights apart).
     pub fn networks_mut(&mut self) -> Vec<&mut Network> {
         match self {

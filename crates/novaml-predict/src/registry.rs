@@ -2,8 +2,11 @@
 //! `ROOT/NAME/vNNNN/` with
 //!
 //! - `config.json`: format version, model kind and shape, windowing, quantiles, step;
-//! - `weights.bin`: the LSTM's parameters (magic, count, little-endian `f32`), exact on reload;
-//! - `scalers.json`: the scalers and the conformal calibration;
+//! - `weights.bin`: every LSTM's parameters (magic, count, little-endian `f32`, the networks one
+//!   after another), exact on reload;
+//! - `trees.json`: every boosted model's trees, compact (`[feature, threshold, left, right,
+//!   value]` per node);
+//! - `scalers.json`: the scalers, the conformal calibration and the rolling recalibration span;
 //! - `meta.json`: the data range it saw, its evaluation metrics and training history.
 //!
 //! `ROOT/NAME/registry.json` names the serving version (the champion) and logs every promotion
@@ -311,6 +314,20 @@ impl ModelStore {
             let path = dir.join("weights.bin");
             std::fs::write(&path, bytes).map_err(|source| PredictError::Io { path, source })?;
         }
+        let boosters = model.boosters_mut();
+        if !boosters.is_empty() {
+            // Trees apart and compact: tens of thousands of nodes would swell config.json.
+            let trees: Vec<_> = boosters
+                .into_iter()
+                .map(|g| std::mem::take(&mut g.trees))
+                .collect();
+            let path = dir.join("trees.json");
+            let bytes = serde_json::to_vec(&trees).map_err(|source| PredictError::Json {
+                path: path.clone(),
+                source,
+            })?;
+            std::fs::write(&path, bytes).map_err(|source| PredictError::Io { path, source })?;
+        }
         write_json(
             &dir.join("config.json"),
             &ConfigFile {
@@ -363,6 +380,35 @@ impl ModelStore {
         let sc: ScalersFile = read_json(&dir.join("scalers.json"))?;
         let meta: Meta = read_json(&dir.join("meta.json"))?;
         let mut model = cfg.model;
+        let boosters = model.boosters_mut();
+        if !boosters.is_empty() {
+            let trees: Vec<Vec<Vec<Vec<crate::gbm::Node>>>> = read_json(&dir.join("trees.json"))?;
+            if trees.len() != boosters.len() {
+                return Err(bad(format!(
+                    "trees.json holds {} boosted models, the configuration {}",
+                    trees.len(),
+                    boosters.len()
+                )));
+            }
+            for (g, t) in boosters.into_iter().zip(trees) {
+                // Children after their parent (as grown) and inside the tree: every walk ends.
+                let nodes_ok = t.iter().flatten().all(|tree| {
+                    !tree.is_empty()
+                        && tree.iter().enumerate().all(|(i, n)| {
+                            n.feature == u32::MAX
+                                || (n
+                                    .children
+                                    .iter()
+                                    .all(|&c| (c as usize) > i && (c as usize) < tree.len())
+                                    && n.threshold.is_finite())
+                        })
+                });
+                if t.len() != g.init.len() || !nodes_ok {
+                    return Err(bad("trees.json does not fit the boosted model".into()));
+                }
+                g.trees = t;
+            }
+        }
         let mut nets = model.networks_mut();
         if !nets.is_empty() {
             let path = dir.join("weights.bin");

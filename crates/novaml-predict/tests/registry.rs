@@ -184,12 +184,25 @@ fn the_ensemble_weighs_its_members_on_validation_and_round_trips() {
             mean(&ens.val_mae)
         );
     }
-    // The ensemble (with its three networks' weights) reloads exactly.
+    // The ensemble (with its three networks' weights and the trees) reloads exactly.
     let dir = tempfile::tempdir().expect("tmp");
     let store = ModelStore::open(dir.path()).expect("store");
     let v = store.save("e", &ens.predictor, meta()).expect("save");
     let back = store.load("e", v).expect("load");
     assert_eq!(back.predictor, ens.predictor);
+    // A damaged tree file is refused with a reason, not followed into a loop or a panic.
+    let trees = store.version_dir("e", v).join("trees.json");
+    let text = std::fs::read_to_string(&trees).expect("trees");
+    assert!(
+        text.starts_with("[[[[["),
+        "compact nodes: {}",
+        &text[..40.min(text.len())]
+    );
+    let looped = text.replacen(",1,2,", ",0,0,", 1);
+    assert_ne!(looped, text, "a root split to rewrite");
+    std::fs::write(&trees, looped).expect("write");
+    let e = store.load("e", v).expect_err("cycle");
+    assert!(e.to_string().contains("trees.json"), "{e}");
     let holdout = (split.val_end, f.len());
     let m = holdout_metrics(&back.predictor, &f, holdout).expect("metrics");
     let naive: f64 = m.naive_mae.iter().sum();
