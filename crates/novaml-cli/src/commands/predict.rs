@@ -461,10 +461,18 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
     let cfg = a.model.fit_config()?;
     let pb = bar((a.data.len() * a.models.0.len()) as u64);
     let mut reports = Vec::new();
-    for path in &a.data {
+    // Every file is read (and its columns checked) before any model is fitted, so a bad file
+    // fails the run at once rather than after the others' training.
+    let frames = a
+        .data
+        .iter()
+        .map(|path| {
+            load_frame(path, &a.model.column, &cfg.data.covariates, a.model.step)
+                .with_context(|| format!("loading {}", path.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for (path, frame) in a.data.iter().zip(frames) {
         let name = name_of(path);
-        let frame = load_frame(path, &a.model.column, &cfg.data.covariates, a.model.step)
-            .with_context(|| format!("loading {}", path.display()))?;
         let n = frame.len();
         let split = Split::new(n, a.model.validation, a.test_fraction, &cfg.data)
             .with_context(|| path.display().to_string())?;

@@ -167,4 +167,24 @@ fn prediction_commands_refuse_bad_input() {
         d,
     );
     assert!(!ok && err.contains("arima"), "{err}");
+    // Every file is checked before any fitting: the second file's missing column is reported,
+    // not the first file's (too short) training.
+    let other = d.join("other.csv");
+    std::fs::write(&other, "timestamp,mem\n1700000000,1\n").expect("write");
+    let (ok, _, err) = novaml(
+        &[
+            "eval",
+            "predict",
+            "--data",
+            csv_s,
+            other.to_str().expect("utf8"),
+            "--column",
+            "cpu_pct",
+        ],
+        d,
+    );
+    assert!(
+        !ok && err.contains("other.csv") && err.contains("no column") && !err.contains("too few"),
+        "{err}"
+    );
 }
