@@ -338,11 +338,6 @@ impl Gbm {
             .map(|(i, trees)| i + trees.iter().map(|t| eval_tree(t, &x)).sum::<f32>())
             .collect()
     }
-
-    /// Trees per horizon.
-    pub fn rounds(&self) -> Vec<usize> {
-        self.trees.iter().map(Vec::len).collect()
-    }
 }
 
 #[cfg(test)]

@@ -121,6 +121,27 @@ impl Model {
         }
     }
 
+    /// Checks that every ensemble in the model (nested ones included) has one weight row per
+    /// horizon, one weight per member, non-negative and summing to 1.
+    fn check_weights(&self, horizon: usize) -> Result<(), PredictError> {
+        let Self::Ensemble { members, weights } = self else {
+            return Ok(());
+        };
+        let bad = weights.len() != horizon
+            || weights.iter().any(|w| {
+                w.len() != members.len()
+                    || w.iter().any(|v| !v.is_finite() || *v < 0.0)
+                    || (w.iter().sum::<f32>() - 1.0).abs() > 1e-3
+            });
+        if bad {
+            return Err(PredictError::Data(format!(
+                "the ensemble's weights do not fit its {} members and {horizon} horizons",
+                members.len()
+            )));
+        }
+        members.iter().try_for_each(|m| m.check_weights(horizon))
+    }
+
     /// Every network in the model (an ensemble's members' included), in a fixed order.
     pub fn networks(&self) -> Vec<&Network> {
         match self {
@@ -275,6 +296,26 @@ struct Raw {
     upper: Vec<f32>,
 }
 
+/// The conformal nonconformity score of window `k`'s step `h`: how far the truth lies outside
+/// the raw interval (negative inside it).
+fn score(r: &Raw, w: &Windows, k: usize, h: usize) -> f64 {
+    let at = k * w.horizon + h;
+    let y = f64::from(w.y[at]);
+    (f64::from(r.lower[at]) - y).max(y - f64::from(r.upper[at]))
+}
+
+/// The split-conformal quantile of `scores` for coverage `level` (reorders `scores`); `None`
+/// when empty.
+fn conformal_quantile(scores: &mut [f64], level: f64) -> Option<f64> {
+    let n = scores.len();
+    if n == 0 {
+        return None;
+    }
+    let rank = (((n + 1) as f64 * level).ceil() as usize).clamp(1, n);
+    let (_, q, _) = scores.select_nth_unstable_by(rank - 1, f64::total_cmp);
+    Some(*q)
+}
+
 fn raw(model: &Model, data: &DataConfig, quantiles: &[f32], w: &Windows) -> Raw {
     let (n, h_n) = (w.len(), w.horizon);
     let mut r = Raw {
@@ -379,21 +420,7 @@ impl Predictor {
                 )));
             }
         }
-        if let Model::Ensemble { members, weights } = &self.model
-            && (weights.len() != self.data.horizon
-                || weights.iter().any(|w| {
-                    w.len() != members.len()
-                        || w.iter().any(|v| !v.is_finite() || *v < 0.0)
-                        || (w.iter().sum::<f32>() - 1.0).abs() > 1e-3
-                }))
-        {
-            return Err(PredictError::Data(format!(
-                "the ensemble's weights do not fit its {} members and {} horizons",
-                members.len(),
-                self.data.horizon
-            )));
-        }
-        Ok(())
+        self.model.check_weights(self.data.horizon)
     }
 
     /// Predictions for every origin in `origins` that has a complete window (and, with
@@ -471,12 +498,7 @@ impl Predictor {
         let r = raw(&self.model, &self.data, &self.quantiles, &past);
         let mut buf = Vec::with_capacity(span);
         for h in 0..h_n {
-            let scores: Vec<f64> = (0..past.len())
-                .map(|j| {
-                    let y = f64::from(past.y[j * h_n + h]);
-                    (f64::from(r.lower[j * h_n + h]) - y).max(y - f64::from(r.upper[j * h_n + h]))
-                })
-                .collect();
+            let scores: Vec<f64> = (0..past.len()).map(|j| score(&r, &past, j, h)).collect();
             for (k, &o) in w.origins.iter().enumerate() {
                 // Known at `o`: origins whose whole future is observed (`o' + H ≤ o`), the newest
                 // `span` of them; exactly the windows a server holding rows `..=o` can score.
@@ -485,15 +507,14 @@ impl Predictor {
                     .origins
                     .partition_point(|&p| p + span + h_n <= o)
                     .min(end);
-                let n = end - start;
-                if n < span / 2 || n == 0 {
+                if end - start < span / 2 {
                     continue;
                 }
                 buf.clear();
                 buf.extend_from_slice(&scores[start..end]);
-                let rank = (((n + 1) as f64 * self.level).ceil() as usize).clamp(1, n);
-                let (_, q, _) = buf.select_nth_unstable_by(rank - 1, f64::total_cmp);
-                out[k * h_n + h] = *q;
+                if let Some(q) = conformal_quantile(&mut buf, self.level) {
+                    out[k * h_n + h] = q;
+                }
             }
         }
         out
@@ -889,7 +910,6 @@ fn fit_model(
 const RECALIBRATION_MS: i64 = 2 * 86_400_000;
 
 /// Calibrates `model` on the validation windows (conformal, per horizon) and wraps it.
-#[allow(clippy::too_many_arguments)]
 fn finish(
     model: Model,
     history: Vec<EpochReport>,
@@ -906,16 +926,9 @@ fn finish(
     let mut calibration = Vec::with_capacity(h_n);
     let mut val_mae = Vec::with_capacity(h_n);
     for h in 0..h_n {
-        let mut scores: Vec<f64> = (0..va.len())
-            .map(|k| {
-                let y = f64::from(va.y[k * h_n + h]);
-                (f64::from(r.lower[k * h_n + h]) - y).max(y - f64::from(r.upper[k * h_n + h]))
-            })
-            .collect();
-        scores.sort_by(f64::total_cmp);
-        let n = scores.len();
-        let rank = (((n + 1) as f64 * level).ceil() as usize).clamp(1, n);
-        calibration.push(scores[rank - 1]);
+        let mut scores: Vec<f64> = (0..va.len()).map(|k| score(&r, va, k, h)).collect();
+        // `prepare` guarantees validation windows, so there is always a quantile.
+        calibration.push(conformal_quantile(&mut scores, level).unwrap_or(0.0));
         val_mae.push(
             (0..va.len())
                 .map(|k| f64::from((va.y[k * h_n + h] - r.median[k * h_n + h]).abs()))

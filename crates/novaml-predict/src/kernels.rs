@@ -58,10 +58,17 @@ pub(crate) fn isa() -> Isa {
     })
 }
 
-/// Defines `$name` dispatching to `$body` compiled for each [`Isa`]. `$body` must be
-/// `#[inline(always)]`, so each variant gets its own copy compiled with its features.
+/// Defines the portable function `$body` (inlined always, so each variant gets its own copy
+/// compiled with its features) and `$name`, which runs it compiled for the best [`Isa`].
 macro_rules! dispatch {
-    ($(#[$doc:meta])* $name:ident => $body:ident ($($arg:ident : $ty:ty),* $(,)?)) => {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident / $body:ident ($($arg:ident : $ty:ty),* $(,)?) $code:block
+    ) => {
+        #[inline(always)]
+        #[allow(clippy::too_many_arguments)]
+        fn $body($($arg: $ty),*) $code
+
         $(#[$doc])*
         #[allow(clippy::too_many_arguments)]
         pub(crate) fn $name($($arg: $ty),*) {
@@ -93,59 +100,49 @@ macro_rules! dispatch {
     };
 }
 
-dispatch!(
+dispatch! {
     /// One forward time step's gates for every batch row: `g` (`[B][4H]`, gate pre-activations
     /// i, f, g, o) is activated in place, and the cell state `c`, `tanh(c)` and the output `h`
     /// (`[B][H]` each) are written from the previous cell state `c_prev`.
-    cell_forward => cell_forward_body(
+    fn cell_forward / cell_forward_body(
         g: &mut [f32],
         c_prev: &[f32],
         c: &mut [f32],
         tc: &mut [f32],
         h: &mut [f32],
         h_n: usize,
-    )
-);
-
-#[inline(always)]
-fn cell_forward_body(
-    g: &mut [f32],
-    c_prev: &[f32],
-    c: &mut [f32],
-    tc: &mut [f32],
-    h: &mut [f32],
-    h_n: usize,
-) {
-    let g_n = 4 * h_n;
-    for ((((gr, cp), cr), tr), hr) in g
-        .chunks_exact_mut(g_n)
-        .zip(c_prev.chunks_exact(h_n))
-        .zip(c.chunks_exact_mut(h_n))
-        .zip(tc.chunks_exact_mut(h_n))
-        .zip(h.chunks_exact_mut(h_n))
-    {
-        let (ifg, o) = gr.split_at_mut(3 * h_n);
-        let (if_, gg) = ifg.split_at_mut(2 * h_n);
-        if_.iter_mut().for_each(|v| *v = sigmoid(*v));
-        gg.iter_mut().for_each(|v| *v = tanh_fast(*v));
-        o.iter_mut().for_each(|v| *v = sigmoid(*v));
-        let (i, f) = if_.split_at(h_n);
-        for j in 0..h_n {
-            let cv = f[j] * cp[j] + i[j] * gg[j];
-            cr[j] = cv;
-            let t = tanh_fast(cv);
-            tr[j] = t;
-            hr[j] = o[j] * t;
+    ) {
+        let g_n = 4 * h_n;
+        for ((((gr, cp), cr), tr), hr) in g
+            .chunks_exact_mut(g_n)
+            .zip(c_prev.chunks_exact(h_n))
+            .zip(c.chunks_exact_mut(h_n))
+            .zip(tc.chunks_exact_mut(h_n))
+            .zip(h.chunks_exact_mut(h_n))
+        {
+            let (ifg, o) = gr.split_at_mut(3 * h_n);
+            let (if_, gg) = ifg.split_at_mut(2 * h_n);
+            if_.iter_mut().for_each(|v| *v = sigmoid(*v));
+            gg.iter_mut().for_each(|v| *v = tanh_fast(*v));
+            o.iter_mut().for_each(|v| *v = sigmoid(*v));
+            let (i, f) = if_.split_at(h_n);
+            for j in 0..h_n {
+                let cv = f[j] * cp[j] + i[j] * gg[j];
+                cr[j] = cv;
+                let t = tanh_fast(cv);
+                tr[j] = t;
+                hr[j] = o[j] * t;
+            }
         }
     }
 }
 
-dispatch!(
+dispatch! {
     /// One backward time step's gate gradients for every batch row, from the activated `gates`
     /// (`[B][4H]`), `tanh(c)`, the previous cell state, the gradient reaching `h` from above
     /// (`dh_out`) and from the next step (`dh_next`); `dc` carries the cell-state gradient to the
     /// previous step and `dg` (`[B][4H]`) receives the pre-activation gradients.
-    cell_backward => cell_backward_body(
+    fn cell_backward / cell_backward_body(
         gates: &[f32],
         tc: &[f32],
         c_prev: &[f32],
@@ -154,48 +151,35 @@ dispatch!(
         dc: &mut [f32],
         dg: &mut [f32],
         h_n: usize,
-    )
-);
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn cell_backward_body(
-    gates: &[f32],
-    tc: &[f32],
-    c_prev: &[f32],
-    dh_out: &[f32],
-    dh_next: &[f32],
-    dc: &mut [f32],
-    dg: &mut [f32],
-    h_n: usize,
-) {
-    let g_n = 4 * h_n;
-    let rows = gates
-        .chunks_exact(g_n)
-        .zip(dg.chunks_exact_mut(g_n))
-        .zip(tc.chunks_exact(h_n))
-        .zip(c_prev.chunks_exact(h_n))
-        .zip(dh_out.chunks_exact(h_n))
-        .zip(dh_next.chunks_exact(h_n))
-        .zip(dc.chunks_exact_mut(h_n));
-    for ((((((gr, dgr), tcs), cps), dho), dhn), dcn) in rows {
-        // Per-gate slices, zipped, so the loop vectorises.
-        let (gi, rest) = gr.split_at(h_n);
-        let (gf, rest) = rest.split_at(h_n);
-        let (gg, go) = rest.split_at(h_n);
-        let (di, rest) = dgr.split_at_mut(h_n);
-        let (df, rest) = rest.split_at_mut(h_n);
-        let (dgg, dgo) = rest.split_at_mut(h_n);
-        for j in 0..h_n {
-            let (i, f, g, o) = (gi[j], gf[j], gg[j], go[j]);
-            let dh = dho[j] + dhn[j];
-            let t = tcs[j];
-            let d = dcn[j] + dh * o * (1.0 - t * t);
-            di[j] = d * g * i * (1.0 - i);
-            df[j] = d * cps[j] * f * (1.0 - f);
-            dgg[j] = d * i * (1.0 - g * g);
-            dgo[j] = dh * t * o * (1.0 - o);
-            dcn[j] = d * f;
+    ) {
+        let g_n = 4 * h_n;
+        let rows = gates
+            .chunks_exact(g_n)
+            .zip(dg.chunks_exact_mut(g_n))
+            .zip(tc.chunks_exact(h_n))
+            .zip(c_prev.chunks_exact(h_n))
+            .zip(dh_out.chunks_exact(h_n))
+            .zip(dh_next.chunks_exact(h_n))
+            .zip(dc.chunks_exact_mut(h_n));
+        for ((((((gr, dgr), tcs), cps), dho), dhn), dcn) in rows {
+            // Per-gate slices, zipped, so the loop vectorises.
+            let (gi, rest) = gr.split_at(h_n);
+            let (gf, rest) = rest.split_at(h_n);
+            let (gg, go) = rest.split_at(h_n);
+            let (di, rest) = dgr.split_at_mut(h_n);
+            let (df, rest) = rest.split_at_mut(h_n);
+            let (dgg, dgo) = rest.split_at_mut(h_n);
+            for j in 0..h_n {
+                let (i, f, g, o) = (gi[j], gf[j], gg[j], go[j]);
+                let dh = dho[j] + dhn[j];
+                let t = tcs[j];
+                let d = dcn[j] + dh * o * (1.0 - t * t);
+                di[j] = d * g * i * (1.0 - i);
+                df[j] = d * cps[j] * f * (1.0 - f);
+                dgg[j] = d * i * (1.0 - g * g);
+                dgo[j] = dh * t * o * (1.0 - o);
+                dcn[j] = d * f;
+            }
         }
     }
 }

@@ -184,6 +184,15 @@ fn the_ensemble_weighs_its_members_on_validation_and_round_trips() {
             mean(&ens.val_mae)
         );
     }
+    // Weights that no longer sum to 1, even in the nested LSTM bag, are refused.
+    let mut broken = ens.predictor.clone();
+    if let Model::Ensemble { members, .. } = &mut broken.model
+        && let Some(Model::Ensemble { weights, .. }) = members.last_mut()
+    {
+        weights[0][0] = 0.9;
+    }
+    let e = broken.check().expect_err("nested weights");
+    assert!(e.to_string().contains("weights"), "{e}");
     // The ensemble (with its three networks' weights and the trees) reloads exactly.
     let dir = tempfile::tempdir().expect("tmp");
     let store = ModelStore::open(dir.path()).expect("store");

@@ -484,7 +484,6 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
         for &kind in &a.models.0 {
             pb.set_message(format!("{name} {}", kind.as_str()));
             let t0 = Instant::now();
-            // The ensemble weighs the models already fitted here rather than fitting them again.
             let mut progress = |r: &novaml_predict::training::EpochReport| {
                 pb.set_message(format!(
                     "{name} {} epoch {} val {:.4} ({:.1}s)",
@@ -494,6 +493,7 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
                     r.seconds
                 ));
             };
+            // The ensemble weighs the models already fitted here rather than fitting them again.
             let fitted = if kind == ModelKind::Ensemble && !members.is_empty() {
                 ensemble_of(members.clone(), &frame, split, &cfg, &mut progress)
             } else {
