@@ -150,7 +150,8 @@ fn the_ensemble_weighs_its_members_on_validation_and_round_trips() {
         panic!("not an ensemble: {:?}", ens.predictor.model.kind());
     };
     let kinds: Vec<ModelKind> = members.iter().map(Model::kind).collect();
-    // The LSTM member is itself the mean of three LSTMs from consecutive seeds.
+    // The LSTM member is itself the mean of three LSTMs from consecutive seeds, the middle one
+    // learning the raw change instead of the ridge residual.
     assert_eq!(
         kinds,
         [
@@ -165,6 +166,11 @@ fn the_ensemble_weighs_its_members_on_validation_and_round_trips() {
         panic!("no bagged LSTM");
     };
     assert!(bag.iter().all(|m| m.kind() == ModelKind::Lstm) && bag.len() == 3);
+    let residual: Vec<bool> = bag
+        .iter()
+        .map(|m| matches!(m, Model::Lstm { base: Some(_), .. }))
+        .collect();
+    assert_eq!(residual, [true, false, true]);
     assert_eq!(ens.predictor.model.networks().len(), 3);
     let nets = ens.predictor.model.networks();
     assert_ne!(nets[0].params, nets[1].params, "different seeds");
