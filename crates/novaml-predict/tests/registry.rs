@@ -150,7 +150,7 @@ fn the_ensemble_weighs_its_members_on_validation_and_round_trips() {
         panic!("not an ensemble: {:?}", ens.predictor.model.kind());
     };
     let kinds: Vec<ModelKind> = members.iter().map(Model::kind).collect();
-    // The LSTM member is itself the mean of three LSTMs from consecutive seeds, the middle one
+    // The LSTM member is itself the mean of four LSTMs from consecutive seeds, every other one
     // learning the raw change instead of the ridge residual.
     assert_eq!(
         kinds,
@@ -165,13 +165,13 @@ fn the_ensemble_weighs_its_members_on_validation_and_round_trips() {
     let Some(Model::Ensemble { members: bag, .. }) = members.last() else {
         panic!("no bagged LSTM");
     };
-    assert!(bag.iter().all(|m| m.kind() == ModelKind::Lstm) && bag.len() == 3);
+    assert!(bag.iter().all(|m| m.kind() == ModelKind::Lstm) && bag.len() == 4);
     let residual: Vec<bool> = bag
         .iter()
         .map(|m| matches!(m, Model::Lstm { base: Some(_), .. }))
         .collect();
-    assert_eq!(residual, [true, false, true]);
-    assert_eq!(ens.predictor.model.networks().len(), 3);
+    assert_eq!(residual, [true, false, true, false]);
+    assert_eq!(ens.predictor.model.networks().len(), 4);
     let nets = ens.predictor.model.networks();
     assert_ne!(nets[0].params, nets[1].params, "different seeds");
     assert_eq!(weights.len(), cfg.data.horizon);
@@ -199,7 +199,7 @@ fn the_ensemble_weighs_its_members_on_validation_and_round_trips() {
     }
     let e = broken.check().expect_err("nested weights");
     assert!(e.to_string().contains("weights"), "{e}");
-    // The ensemble (with its three networks' weights and the trees) reloads exactly.
+    // The ensemble (with its four networks' weights and the trees) reloads exactly.
     let dir = tempfile::tempdir().expect("tmp");
     let store = ModelStore::open(dir.path()).expect("store");
     let v = store.save("e", &ens.predictor, meta()).expect("save");
