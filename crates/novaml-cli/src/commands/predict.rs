@@ -74,7 +74,8 @@ pub(crate) struct ModelArgs {
     /// Input rows that also feed the output layer linearly (0 = off).
     #[arg(long, default_value_t = 0)]
     skip: usize,
-    /// Learn the raw change instead of the residual of the lag-ridge base model.
+    /// Learn the raw change instead of the residual of the lag-ridge base model (an ensemble's
+    /// LSTM member mixes both: every other of its networks learns the other target).
     #[arg(long)]
     no_residual: bool,
     /// Most training epochs (early stopping usually ends sooner).
