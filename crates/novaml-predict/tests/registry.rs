@@ -150,8 +150,8 @@ fn the_ensemble_weighs_its_members_on_validation_and_round_trips() {
         panic!("not an ensemble: {:?}", ens.predictor.model.kind());
     };
     let kinds: Vec<ModelKind> = members.iter().map(Model::kind).collect();
-    // The LSTM member is itself the mean of four LSTMs from consecutive seeds, every other one
-    // learning the raw change instead of the ridge residual.
+    // The LSTM is four networks from consecutive seeds, every other one learning the raw change
+    // instead of the ridge residual, each a member weighed on its own.
     assert_eq!(
         kinds,
         [
@@ -159,23 +159,25 @@ fn the_ensemble_weighs_its_members_on_validation_and_round_trips() {
             ModelKind::SeasonalNaive,
             ModelKind::Ridge,
             ModelKind::Gbm,
-            ModelKind::Ensemble
+            ModelKind::Lstm,
+            ModelKind::Lstm,
+            ModelKind::Lstm,
+            ModelKind::Lstm
         ]
     );
-    let Some(Model::Ensemble { members: bag, .. }) = members.last() else {
-        panic!("no bagged LSTM");
-    };
-    assert!(bag.iter().all(|m| m.kind() == ModelKind::Lstm) && bag.len() == 4);
-    let residual: Vec<bool> = bag
+    let residual: Vec<bool> = members[4..]
         .iter()
         .map(|m| matches!(m, Model::Lstm { base: Some(_), .. }))
         .collect();
     assert_eq!(residual, [true, false, true, false]);
-    assert_eq!(ens.predictor.model.networks().len(), 4);
     let nets = ens.predictor.model.networks();
+    assert_eq!(nets.len(), 4);
     assert_ne!(nets[0].params, nets[1].params, "different seeds");
+    // One row of weights per horizon, the same for all, non-negative and summing to 1.
     assert_eq!(weights.len(), cfg.data.horizon);
+    assert!(weights.iter().all(|w| w == &weights[0]), "{weights:?}");
     for w in weights {
+        assert!(w.iter().all(|&x| x >= 0.0), "{w:?}");
         assert!((w.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{w:?}");
     }
     // Any single member is a point of the weight grid, so on validation the ensemble is at least
@@ -190,12 +192,19 @@ fn the_ensemble_weighs_its_members_on_validation_and_round_trips() {
             mean(&ens.val_mae)
         );
     }
-    // Weights that no longer sum to 1, even in the nested LSTM bag, are refused.
+    // Weights that no longer sum to 1 are refused, even in an ensemble nested in another.
     let mut broken = ens.predictor.clone();
+    broken.model = Model::Ensemble {
+        members: vec![ens.predictor.model.clone(), Model::Naive],
+        weights: vec![vec![0.5, 0.5]; cfg.data.horizon],
+    };
+    broken
+        .check()
+        .expect("a nested ensemble with sound weights");
     if let Model::Ensemble { members, .. } = &mut broken.model
-        && let Some(Model::Ensemble { weights, .. }) = members.last_mut()
+        && let Some(Model::Ensemble { weights, .. }) = members.first_mut()
     {
-        weights[0][0] = 0.9;
+        weights[0][0] += 0.5;
     }
     let e = broken.check().expect_err("nested weights");
     assert!(e.to_string().contains("weights"), "{e}");

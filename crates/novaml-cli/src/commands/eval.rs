@@ -44,8 +44,9 @@ enum What {
     /// Every model predicts the next --horizon steps from every test origin; per step: MAE,
     /// MAE relative to naive (last value), sMAPE, MASE, accuracy@5 % and interval coverage.
     /// Models: naive, seasonal naive, ridge and gradient-boosted trees on lag features, the LSTM,
-    /// and the ensemble, which weighs the others per step on the validation rows (a weight of 0
-    /// drops a model, so the LSTM counts only where it helps). "selected" is the model with the
+    /// and the ensemble, which weighs the others (the LSTM as four networks from consecutive
+    /// seeds) on the validation rows, one set of weights for all steps (a weight of 0 drops a
+    /// model, so the LSTM counts only where it helps). "selected" is the model with the
     /// lowest validation MAE per series.
     ///
     /// Example:

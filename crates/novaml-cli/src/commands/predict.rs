@@ -75,7 +75,7 @@ pub(crate) struct ModelArgs {
     #[arg(long, default_value_t = 0)]
     skip: usize,
     /// Learn the raw change instead of the residual of the lag-ridge base model (an ensemble's
-    /// LSTM member mixes both: every other of its networks learns the other target).
+    /// LSTM mixes both: every other of its four networks learns the other target).
     #[arg(long)]
     no_residual: bool,
     /// Most training epochs (early stopping usually ends sooner).
@@ -191,7 +191,8 @@ pub(crate) struct TrainArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// Which model (naive, seasonal_naive, ridge, gbm, lstm, ensemble). The ensemble fits all
-    /// the others and weighs them per horizon on the validation rows.
+    /// the others (the LSTM as four networks from consecutive seeds) and weighs them on the
+    /// validation rows, one set of weights for all horizons.
     #[arg(long, default_value = "ensemble")]
     kind: ModelKind,
     /// The model registry directory.

@@ -1,6 +1,6 @@
 //! Performance prediction inside the pipeline (`novaml demo`): every `interval`, each target
 //! series' recent history is put on a 5-minute grid, a ridge model (first pass) and the ensemble
-//! (naive, seasonal naive, ridge, GBM and a small LSTM, weighed per horizon) are fitted and
+//! (naive, seasonal naive, ridge, GBM and four small LSTMs, weighed on validation) are fitted and
 //! submitted to the registry (champion/challenger on the same holdout rows), and the serving
 //! version predicts the next hour with its interval and the risk of crossing the SLO. The
 //! predictions go to `/api/predictions` and `/metrics` through the [`ModelHub`].
