@@ -622,7 +622,7 @@ pub fn fit(
             }
             let (m, h) = fit_model(k, &tr, &va, cfg, checkpoint, on_epoch)?;
             history.extend(h);
-            let (nets, h) = bag(m, &tr, &va, cfg, on_epoch)?;
+            let (nets, h) = lstm_networks(m, &tr, &va, cfg, on_epoch)?;
             history.extend(h);
             members.extend(nets);
         }
@@ -634,8 +634,8 @@ pub fn fit(
 }
 
 /// An ensemble of already fitted `members` (all fitted on this frame, split and configuration;
-/// an LSTM among them joins with the more networks of [`bag`], as in [`fit`]), weighted on the
-/// validation windows and calibrated like any model.
+/// an LSTM among them enters as the networks of [`lstm_networks`], as in [`fit`]), weighted on
+/// the validation windows and calibrated like any model.
 pub fn ensemble_of(
     members: Vec<Model>,
     frame: &SeriesFrame,
@@ -650,7 +650,7 @@ pub fn ensemble_of(
     let mut history = Vec::new();
     let mut all = Vec::with_capacity(members.len());
     for m in members {
-        let (nets, h) = bag(m, &tr, &va, cfg, on_epoch)?;
+        let (nets, h) = lstm_networks(m, &tr, &va, cfg, on_epoch)?;
         history.extend(h);
         all.extend(nets);
     }
@@ -668,9 +668,9 @@ pub fn ensemble_of(
 /// Networks the ensemble holds for an LSTM: one LSTM's test error varies a lot with its seed on
 /// real series (vm_192: relative MAE 0.61 with seed 1, 0.80 with seed 2), so the ensemble holds
 /// several and weighs each on validation.
-const LSTM_BAG: usize = 4;
+const LSTM_NETWORKS: usize = 4;
 
-/// For an LSTM, it and `LSTM_BAG − 1` more trained from the next seeds, each to be weighed on
+/// For an LSTM, it and `LSTM_NETWORKS − 1` more trained from the next seeds, each to be weighed on
 /// its own by [`combine`]; any other model alone.
 ///
 /// Every other network learns the other target: the raw change where the configured LSTM learns
@@ -686,7 +686,7 @@ const LSTM_BAG: usize = 4;
 /// them one by one (weights shared across horizons, see [`combine`]) took the selected model's
 /// mean relative MAE from 0.591 to 0.584 and its median from 0.592 to 0.577 (the members' test
 /// predictions from one `novaml eval predict` run, recombined).
-fn bag(
+fn lstm_networks(
     member: Model,
     tr: &Windows,
     va: &Windows,
@@ -698,7 +698,7 @@ fn bag(
     }
     let mut nets = vec![member];
     let mut history = Vec::new();
-    for i in 1..LSTM_BAG {
+    for i in 1..LSTM_NETWORKS {
         let mut c = cfg.clone();
         c.train.seed = cfg.train.seed.wrapping_add(i as u64);
         if i % 2 == 1 {
