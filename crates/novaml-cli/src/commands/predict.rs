@@ -192,7 +192,8 @@ pub(crate) struct TrainArgs {
     model: ModelArgs,
     /// Which model (naive, seasonal_naive, ridge, gbm, lstm, ensemble). The ensemble fits all
     /// the others (the LSTM as four networks from consecutive seeds) and weighs them on the
-    /// validation rows, one set of weights for all horizons.
+    /// validation rows, one set of weights for all horizons; it keeps the best of them alone
+    /// unless the weighted mean is better by more than one standard error of the difference.
     #[arg(long, default_value = "ensemble")]
     kind: ModelKind,
     /// The model registry directory.
