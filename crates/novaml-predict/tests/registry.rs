@@ -2,7 +2,7 @@
 #![allow(missing_docs)]
 
 use novaml_predict::dataset::{SeriesFrame, Split};
-use novaml_predict::inference::{FitConfig, Model, ModelKind, fit};
+use novaml_predict::inference::{FitConfig, Model, ModelKind, ensemble_of, fit};
 use novaml_predict::registry::{Meta, ModelStore, holdout_metrics};
 
 /// Daily cycle + AR(1) noise + a covariate that leads the target by one step, 5-minute rows.
@@ -231,6 +231,39 @@ fn the_ensemble_weighs_its_members_on_validation_and_round_trips() {
     let m = holdout_metrics(&back.predictor, &f, holdout).expect("metrics");
     let naive: f64 = m.naive_mae.iter().sum();
     assert!(m.mae.iter().sum::<f64>() < 0.9 * naive, "ensemble vs naive");
+}
+
+#[test]
+fn the_ensemble_mixes_only_where_validation_can_tell_the_mix_is_better() {
+    // On this series the mean of naive and seasonal naive beats both on validation. With 20 % of
+    // the rows for validation (about 500 windows) the gain is well beyond the noise and the mix
+    // stands; with 3 % (about 60 windows, fewer than two blocks of four horizons) the noise
+    // cannot be estimated and the better member stands alone.
+    let f = frame(3000);
+    let cfg = small();
+    for (validation, mixes) in [(0.2, true), (0.03, false)] {
+        let split = Split::new(f.len(), validation, 0.15, &cfg.data).expect("split");
+        let mut members = Vec::new();
+        let mut val = Vec::new();
+        for kind in [ModelKind::Naive, ModelKind::SeasonalNaive] {
+            let alone = fit(kind, &f, split, &cfg, None, &mut |_| {}).expect("member");
+            val.push(alone.val_mae.iter().sum::<f64>());
+            members.push(alone.predictor.model);
+        }
+        let ens = ensemble_of(members, &f, split, &cfg, &mut |_| {}).expect("ensemble");
+        let Model::Ensemble { weights, .. } = &ens.predictor.model else {
+            panic!("not an ensemble");
+        };
+        let total = ens.val_mae.iter().sum::<f64>();
+        let best = val.iter().copied().fold(f64::INFINITY, f64::min);
+        if mixes {
+            assert!(weights[0].iter().all(|&w| w > 0.0), "{weights:?}");
+            assert!(total < 0.97 * best, "mix {total} vs best member {best}");
+        } else {
+            assert_eq!(weights[0], [0.0, 1.0], "seasonal naive ({val:?})");
+            assert!((total - best).abs() < 1e-9, "{total} vs {best}");
+        }
+    }
 }
 
 #[test]
