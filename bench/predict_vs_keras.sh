@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/vm-traces}
 ALI=$DATA/alibaba2018/machine_usage_days_1_to_8_grouped_300_seconds.csv
 # Every dev trace by default; VMS="vm_192" (names under bitbrains/) for a quicker run.
+# KERAS_SEED=2 (default 1) trains the Keras peer from another seed.
 VMS=${VMS:-$(cd "$DATA/bitbrains" && ls vm_*.csv | sed 's/\.csv$//' | tr '\n' ' ')}
 mkdir -p bench/out
 cargo build --release -q -p novaml-cli
