@@ -762,15 +762,20 @@ pub fn combine(members: Vec<Model>, va: &Windows, cfg: &FitConfig) -> Model {
         .iter()
         .map(|m| raw(m, &cfg.data, quantiles, va))
         .collect();
+    // The weighted mean of the members' medians, into `mix`.
+    let blend = |mix: &mut [f32], w: &[f32]| {
+        mix.fill(0.0);
+        for (r, &w) in parts.iter().zip(w).filter(|(_, w)| **w > 0.0) {
+            mix.iter_mut().zip(&r.median).for_each(|(m, p)| *m += w * p);
+        }
+    };
+    let as_weights =
+        |c: &[usize]| -> Vec<f32> { c.iter().map(|&w| w as f32 / GRID as f32).collect() };
     let mut mix = vec![0f32; va.y.len()];
     let mut best = (f64::INFINITY, 0usize);
     let grid = compositions(members.len());
     for (g, c) in grid.iter().enumerate() {
-        mix.fill(0.0);
-        for (r, &w) in parts.iter().zip(c).filter(|(_, w)| **w > 0) {
-            let w = w as f32 / GRID as f32;
-            mix.iter_mut().zip(&r.median).for_each(|(m, p)| *m += w * p);
-        }
+        blend(&mut mix, &as_weights(c));
         let err: f64 = mix
             .iter()
             .zip(&va.y)
@@ -780,10 +785,7 @@ pub fn combine(members: Vec<Model>, va: &Windows, cfg: &FitConfig) -> Model {
             best = (err, g);
         }
     }
-    let mut w: Vec<f32> = grid[best.1]
-        .iter()
-        .map(|&w| w as f32 / GRID as f32)
-        .collect();
+    let mut w = as_weights(&grid[best.1]);
     // The one-standard-error rule: the best single member unless the mixture beats it by more
     // than the validation windows' noise.
     let h_n = va.horizon;
@@ -799,10 +801,7 @@ pub fn combine(members: Vec<Model>, va: &Windows, cfg: &FitConfig) -> Model {
             })
             .collect()
     };
-    mix.fill(0.0);
-    for (r, &w) in parts.iter().zip(&w).filter(|(_, w)| **w > 0.0) {
-        mix.iter_mut().zip(&r.median).for_each(|(m, p)| *m += w * p);
-    }
+    blend(&mut mix, &w);
     let mixed = window_errors(&mix);
     let singles: Vec<Vec<f64>> = parts.iter().map(|r| window_errors(&r.median)).collect();
     let total = |e: &Vec<f64>| e.iter().sum::<f64>();
@@ -816,7 +815,7 @@ pub fn combine(members: Vec<Model>, va: &Windows, cfg: &FitConfig) -> Model {
         w[j] = 1.0;
     }
     Model::Ensemble {
-        weights: vec![w; va.horizon],
+        weights: vec![w; h_n],
         members,
     }
 }

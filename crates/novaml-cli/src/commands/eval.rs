@@ -46,8 +46,9 @@ enum What {
     /// Models: naive, seasonal naive, ridge and gradient-boosted trees on lag features, the LSTM,
     /// and the ensemble, which weighs the others (the LSTM as four networks from consecutive
     /// seeds) on the validation rows, one set of weights for all steps (a weight of 0 drops a
-    /// model, so the LSTM counts only where it helps). "selected" is the model with the
-    /// lowest validation MAE per series.
+    /// model, so the LSTM counts only where it helps), or keeps the best model alone unless the
+    /// mix is better by more than one standard error. "selected" is the model with the lowest
+    /// validation MAE per series.
     ///
     /// Example:
     ///   novaml eval predict --data ../shared/data/vm-traces/bitbrains/*.csv --column cpu_pct \
