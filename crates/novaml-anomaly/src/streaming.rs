@@ -299,8 +299,7 @@ impl Tail {
             let var = (self.sum_sq / n - mean * mean).max(0.0);
             let sd = var.sqrt().max(1e-6);
             let z = (avg - mean) / sd;
-            // Upper-tail probability Q(z) = erfc(z/√2)/2.
-            0.5 * libm::erfc(z / std::f64::consts::SQRT_2)
+            novaml_core::stats::normal_sf(z)
         } else {
             1.0
         };

@@ -3,43 +3,48 @@
 pub(crate) mod collect;
 pub(crate) mod demo;
 pub(crate) mod detect;
-pub(crate) mod detection;
 pub(crate) mod eval;
 pub(crate) mod features;
 pub(crate) mod forecast;
 pub(crate) mod incidents;
-pub(crate) mod pipeline;
 pub(crate) mod plan;
-pub(crate) mod planning;
 pub(crate) mod predict;
 pub(crate) mod serve;
-pub(crate) mod training;
 pub(crate) mod tune;
 
 use std::future::Future;
+use std::time::Duration;
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub(crate) async fn termination() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+/// A duration flag: `300ms`, `15s`, `5m`, `2h`, `7d`, `1w` (a bare number is seconds).
+pub(crate) fn duration_arg(s: &str) -> Result<Duration, String> {
+    novaml_core::time::parse_duration(s)
+        .ok_or_else(|| format!("{s:?} is not a duration like 30s, 5m, 2h, 7d"))
+}
+
+/// A duration flag that must be above zero.
+pub(crate) fn positive_duration_arg(s: &str) -> Result<Duration, String> {
+    match duration_arg(s)? {
+        d if d.is_zero() => Err(format!("{s:?}: the duration must be positive")),
+        d => Ok(d),
     }
+}
+
+/// A progress bar for `len` steps of long work.
+pub(crate) fn bar(len: u64) -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::new(len);
+    b.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    b
+}
+
+/// A file's name without directory and extension (names series in reports).
+pub(crate) fn name_of(p: &std::path::Path) -> String {
+    p.file_stem().map_or_else(
+        || p.display().to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    )
 }
 
 /// The input of the single-series commands (`features`, `detect`): a file and, when it holds

@@ -2,7 +2,6 @@
 //! over the library crates; see `novaml --help`.
 
 mod commands;
-mod config;
 
 use std::process::ExitCode;
 

@@ -10,4 +10,5 @@ pub mod time;
 
 pub use error::CollectError;
 pub use metrics::CollectMetrics;
-pub use runner::{RetryPolicy, RunReport, Runner, Schedule, now_ms};
+pub use runner::{RetryPolicy, RunReport, Runner, Schedule, ScheduleSection};
+pub use sources::{Configured, SourcesSection};

@@ -7,23 +7,20 @@
 //! restored at start, so a killed process loses at most the batches not yet committed, and those
 //! are collected again after a restart.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use novaml_core::{Batch, CollectContext, MetricStore, Source, SourceError, Timestamp};
+use novaml_core::time::now_ms;
+use novaml_core::{Batch, CollectContext, MetricStore, Source, SourceError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::CollectMetrics;
+use serde::Deserialize;
 
-/// The wall clock in ms since the Unix epoch.
-pub fn now_ms() -> Timestamp {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Timestamp)
-}
+use crate::sources::config_duration;
+use crate::{CollectError, CollectMetrics};
 
 /// Exponential backoff with jitter.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -79,6 +76,73 @@ impl Default for Schedule {
             timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
         }
+    }
+}
+
+/// The scheduling fields of every source in the configuration file (`interval`, `timeout`,
+/// `retries`, `backoff`, `max_backoff`), flattened into each source's section.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleSection {
+    /// Time between collections.
+    pub interval: String,
+    /// Upper bound of one collection attempt.
+    pub timeout: String,
+    /// Retries of a failed attempt.
+    pub retries: u32,
+    /// Wait before the first retry.
+    pub backoff: String,
+    /// Upper bound of any wait.
+    pub max_backoff: String,
+}
+
+impl Default for ScheduleSection {
+    fn default() -> Self {
+        Self {
+            interval: "15s".into(),
+            timeout: "10s".into(),
+            retries: 3,
+            backoff: "500ms".into(),
+            max_backoff: "30s".into(),
+        }
+    }
+}
+
+impl ScheduleSection {
+    /// The section with another interval.
+    pub fn every(interval: &str) -> Self {
+        Self {
+            interval: interval.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Checks and resolves the section of the source at `field` (e.g. `sources.host`).
+    pub fn resolve(&self, field: &str) -> Result<Schedule, CollectError> {
+        let interval = config_duration(&format!("{field}.interval"), &self.interval)?;
+        if interval.is_zero() {
+            return Err(CollectError::Config {
+                field: format!("{field}.interval"),
+                reason: "must be positive".into(),
+            });
+        }
+        let timeout = config_duration(&format!("{field}.timeout"), &self.timeout)?;
+        if timeout.is_zero() {
+            return Err(CollectError::Config {
+                field: format!("{field}.timeout"),
+                reason: "must be positive".into(),
+            });
+        }
+        Ok(Schedule {
+            interval,
+            timeout,
+            retry: RetryPolicy {
+                max_retries: self.retries,
+                initial_backoff: config_duration(&format!("{field}.backoff"), &self.backoff)?,
+                max_backoff: config_duration(&format!("{field}.max_backoff"), &self.max_backoff)?,
+                ..RetryPolicy::default()
+            },
+        })
     }
 }
 

@@ -1,4 +1,5 @@
-//! Timestamp parsing for imported files and command-line arguments.
+//! Timestamp parsing for imported files and command-line arguments (durations and the clock
+//! are `novaml_core::time`'s).
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use novaml_core::Timestamp;
@@ -51,26 +52,6 @@ pub fn parse_timestamp(s: &str) -> Option<Timestamp> {
         .map(|dt| dt.and_utc().timestamp_millis())
 }
 
-/// Parses a duration like `300ms`, `15s`, `5m`, `2h`, `7d`, `1w` (a bare number is seconds).
-pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86_400.0,
-        "w" => n * 604_800.0,
-        _ => return None,
-    };
-    (secs.is_finite() && secs >= 0.0).then(|| std::time::Duration::from_secs_f64(secs))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,28 +76,6 @@ mod tests {
         assert_eq!(parse_timestamp("2013-06-30 22:03:24.5"), Some(t + 500));
         for bad in ["", "yesterday", "2013-13-01", "NaN", "12:00"] {
             assert_eq!(parse_timestamp(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn durations() {
-        for (s, secs) in [
-            ("15s", 15.0),
-            ("5m", 300.0),
-            ("2h", 7200.0),
-            ("7d", 604_800.0),
-            ("250ms", 0.25),
-            ("10", 10.0),
-            ("1w", 604_800.0),
-        ] {
-            assert_eq!(
-                parse_duration(s),
-                Some(std::time::Duration::from_secs_f64(secs)),
-                "{s}"
-            );
-        }
-        for bad in ["", "s", "5x", "-1s", "1.2.3s"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Errors of the core types (selector parsing, key validation).
+//! Errors of the core types (selector parsing, key validation, configuration values).
 
 /// A boxed error, used where a trait must carry errors of several implementations.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -46,6 +46,14 @@ pub enum CoreError {
         start: i64,
         /// End, ms since the Unix epoch.
         end: i64,
+    },
+    /// A configuration value is invalid; `field` names it as written in the file.
+    #[error("invalid configuration `{field}`: {reason}")]
+    Config {
+        /// Dotted path of the field, e.g. `detect.interval`.
+        field: String,
+        /// What is wrong.
+        reason: String,
     },
     /// A step of zero or less.
     #[error("step must be positive, got {step_ms} ms")]

@@ -1,5 +1,6 @@
-//! Types and traits shared by every novaml crate, and the small dense solvers several of them
-//! need ([`linalg`]).
+//! Types and traits shared by every novaml crate, and the small numerics several of them need:
+//! dense solvers ([`linalg`]), the normal distribution and quantiles ([`stats`]), the clock and
+//! durations ([`time`]).
 //!
 //! Data flows one way: a [`Source`] collects [`Series`], a [`MetricStore`] keeps them, feature
 //! engineering and models read them back with a [`Selector`]. See `ARCHITECTURE.md`.
@@ -11,6 +12,8 @@ mod source;
 mod store;
 
 pub mod linalg;
+pub mod stats;
+pub mod time;
 
 pub use error::{BoxError, CoreError};
 pub use selector::{LabelMatcher, MatchOp, Selector};

@@ -1,5 +1,14 @@
-//! Forecast accuracy: MASE, sMAPE, wMAPE and interval coverage of one multi-step forecast.
+//! Forecast accuracy: MASE, sMAPE, wMAPE and interval coverage of one multi-step forecast; and
+//! the held-out evaluation behind `novaml eval forecast` ([`evaluate_series`]): the model chosen
+//! by backtest on a series' training part forecasts its whole tail in one go, and every candidate
+//! forecasts the same tail directly for comparison.
 
+use std::collections::BTreeMap;
+
+use novaml_core::stats::median;
+use novaml_forecast::ForecastError;
+use novaml_forecast::models::{ModelKind, Regular, forecast, season_of};
+use novaml_forecast::select::{SelectConfig, select_and_forecast};
 use serde::Serialize;
 
 /// Accuracy of one forecast against what happened.
@@ -79,19 +88,157 @@ pub fn accuracy(
     })
 }
 
-/// The median (mean of the middle two for an even count); `None` when empty.
-pub fn median(values: &[f64]) -> Option<f64> {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
-    if v.is_empty() {
-        return None;
+/// One series' held-out figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesReport {
+    /// The file.
+    pub file: String,
+    /// Rows on the grid.
+    pub rows: usize,
+    /// Training rows.
+    pub train: usize,
+    /// Held-out rows.
+    pub test: usize,
+    /// Empty buckets filled by interpolation.
+    pub gaps_filled: usize,
+    /// The selected model.
+    pub model: ModelKind,
+    /// Its accuracy on the held-out tail.
+    pub accuracy: Accuracy,
+    /// Selection + fit + forecast time.
+    pub fit_seconds: f64,
+    /// Backtest MAE of every candidate that ran.
+    pub backtest_mae: BTreeMap<ModelKind, f64>,
+    /// Every candidate forecasting the same tail directly (no selection), for comparison.
+    pub per_model: BTreeMap<ModelKind, Accuracy>,
+}
+
+/// Why a series could not be evaluated.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForecastEvalError {
+    /// Too short for a training part of two seasons.
+    #[error("{file}: {rows} rows at {step}s leave {train} for training: need two seasons ({need})")]
+    TooShort {
+        /// The file.
+        file: String,
+        /// Rows.
+        rows: usize,
+        /// Step, seconds.
+        step: i64,
+        /// Training rows.
+        train: usize,
+        /// Needed.
+        need: usize,
+    },
+    /// The training part is constant: MASE has no scale.
+    #[error("{file}: the training part is constant")]
+    Constant {
+        /// The file.
+        file: String,
+    },
+    /// Selection or forecasting failed.
+    #[error("{file}: {source}")]
+    Forecast {
+        /// The file.
+        file: String,
+        /// Why.
+        source: ForecastError,
+    },
+}
+
+/// Holds out the last `test_fraction` of the regular series `s` (from `file`, with `filled`
+/// interpolated gaps), selects and forecasts on the rest with `cfg`, and scores the tail. MASE
+/// is scaled by the in-sample seasonal naive MAE (season: one day of steps).
+pub fn evaluate_series(
+    file: &str,
+    s: Regular<'_>,
+    filled: usize,
+    test_fraction: f64,
+    cfg: &SelectConfig,
+) -> Result<SeriesReport, ForecastEvalError> {
+    let n = s.y.len();
+    let test = ((n as f64) * test_fraction).round() as usize;
+    let train = n - test.min(n);
+    let m = season_of(s.step);
+    if test == 0 || train < 2 * m {
+        return Err(ForecastEvalError::TooShort {
+            file: file.to_owned(),
+            rows: n,
+            step: s.step,
+            train,
+            need: 2 * m,
+        });
     }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
+    let fit_part = Regular {
+        start: s.start,
+        step: s.step,
+        y: &s.y[..train],
+    };
+    let t0 = std::time::Instant::now();
+    let sel =
+        select_and_forecast(fit_part, test, cfg).map_err(|source| ForecastEvalError::Forecast {
+            file: file.to_owned(),
+            source,
+        })?;
+    let fit_seconds = t0.elapsed().as_secs_f64();
+    let actual = &s.y[train..];
+    let acc =
+        accuracy(&s.y[..train], m, actual, &sel.yhat, &sel.lower, &sel.upper).ok_or_else(|| {
+            ForecastEvalError::Constant {
+                file: file.to_owned(),
+            }
+        })?;
+    let mut per_model = BTreeMap::new();
+    for &k in &cfg.candidates {
+        if let Ok(f) = forecast(k, fit_part, test)
+            && let Some(acc) = accuracy(&s.y[..train], m, actual, &f, &f, &f)
+        {
+            per_model.insert(k, acc);
+        }
+    }
+    Ok(SeriesReport {
+        file: file.to_owned(),
+        rows: n,
+        train,
+        test,
+        gaps_filled: filled,
+        model: sel.model,
+        accuracy: acc,
+        fit_seconds,
+        backtest_mae: sel.backtest_mae,
+        per_model,
     })
+}
+
+/// The figures over all series.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Median MASE of the selected models.
+    pub median_mase: Option<f64>,
+    /// Mean interval coverage.
+    pub mean_coverage: f64,
+    /// Median MASE of each candidate forecasting directly.
+    pub median_mase_per_model: BTreeMap<&'static str, Option<f64>>,
+}
+
+/// Summarises `reports` of the candidates `candidates`.
+pub fn summarize(reports: &[SeriesReport], candidates: &[ModelKind]) -> Summary {
+    let col = |f: &dyn Fn(&SeriesReport) -> f64| reports.iter().map(f).collect::<Vec<f64>>();
+    Summary {
+        median_mase: median(&col(&|r| r.accuracy.mase)),
+        mean_coverage: col(&|r| r.accuracy.coverage).iter().sum::<f64>() / reports.len() as f64,
+        median_mase_per_model: candidates
+            .iter()
+            .map(|k| {
+                let v: Vec<f64> = reports
+                    .iter()
+                    .filter_map(|r| r.per_model.get(k).map(|a| a.mase))
+                    .collect();
+                (k.as_str(), median(&v))
+            })
+            .collect(),
+    }
 }
 
 #[cfg(test)]
@@ -116,8 +263,5 @@ mod tests {
         assert!((a.wmape - 100.0 * 3.0 / 11.0).abs() < 1e-12);
         assert_eq!(a.coverage, 0.5);
         assert!(accuracy(&[1.0; 5], 1, &[1.0], &[1.0], &[1.0], &[1.0]).is_none());
-        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
-        assert_eq!(median(&[]), None);
     }
 }

@@ -1,10 +1,13 @@
 //! The evaluation harness: the source of every accuracy figure novaml publishes.
 //!
 //! - [`nab`]: the Numenta Anomaly Benchmark v1.1 scorer (corpus loading, row weights, the
-//!   corpus-wide threshold sweep, normalised scores for the three cost profiles).
-//! - [`forecast`]: forecast accuracy (MASE, sMAPE, wMAPE, interval coverage).
+//!   corpus-wide threshold sweep, normalised scores for the three cost profiles) and the run of
+//!   the streaming detector over the corpus (`novaml eval nab`).
+//! - [`forecast`]: forecast accuracy (MASE, sMAPE, wMAPE, interval coverage) and the held-out
+//!   evaluation of forecasting (`novaml eval forecast`).
 //! - [`predict`]: multi-step prediction accuracy per horizon step (MAE, relative MAE vs naive,
-//!   sMAPE, MASE, accuracy@5 %, coverage).
+//!   sMAPE, MASE, accuracy@5 %, coverage) and the backtest of every prediction model
+//!   (`novaml eval predict`).
 
 pub mod forecast;
 pub mod nab;

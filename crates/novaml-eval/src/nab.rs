@@ -428,6 +428,48 @@ pub fn point_rates(
     })
 }
 
+/// A detector's run over the corpus, scored.
+#[derive(Debug, Clone, Serialize)]
+pub struct NabRun {
+    /// Each file's scores, in corpus order.
+    #[serde(skip)]
+    pub scores: Vec<Vec<f64>>,
+    /// The normalised score for each profile.
+    pub profiles: Vec<NabScore>,
+    /// Point-wise rates at the detector's own threshold.
+    pub default_operating_point: PointRates,
+}
+
+/// Runs the streaming detector with `params` over every file of the corpus (a fresh detector
+/// per file; each score uses only earlier rows), then scores it with every profile of
+/// [`PROFILES`] and at `threshold`. `on_file` sees each file's index before it is scored.
+pub fn run_streaming(
+    corpus: &Corpus,
+    params: &novaml_anomaly::streaming::ValidStreamingParams,
+    threshold: f64,
+    on_file: &mut dyn FnMut(usize),
+) -> Result<NabRun, NabError> {
+    let scores: Vec<Vec<f64>> = corpus
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            on_file(i);
+            novaml_anomaly::streaming::StreamingDetector::score_series(params.clone(), &f.values)
+        })
+        .collect();
+    let profiles = PROFILES
+        .iter()
+        .map(|p| score(corpus, &scores, *p))
+        .collect::<Result<_, _>>()?;
+    let default_operating_point = point_rates(corpus, &scores, threshold)?;
+    Ok(NabRun {
+        scores,
+        profiles,
+        default_operating_point,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,15 @@
 //! Accuracy of multi-step predictions per horizon step, against the actual values and the naive
-//! (last value) forecast made at the same origin.
+//! (last value) forecast made at the same origin; and the backtest behind `novaml eval predict`
+//! ([`Backtest`]): every model fitted on a series' training rows, selected on its
+//! validation rows, and scored from every origin of its test rows.
 
+use std::collections::BTreeMap;
+
+use novaml_core::stats::median;
+use novaml_features::{SeriesFrame, Split};
+use novaml_predict::PredictError;
+use novaml_predict::inference::{FitConfig, ModelKind, Prediction, ensemble_of, fit};
+use novaml_predict::training::EpochReport;
 use serde::{Deserialize, Serialize};
 
 /// One prediction: origin, step, what happened, what was predicted.
@@ -134,13 +143,277 @@ pub fn summarize(m: &[HorizonMetrics]) -> Option<PredSummary> {
     let mean = |f: fn(&HorizonMetrics) -> f64| m.iter().map(f).sum::<f64>() / m.len() as f64;
     let n: usize = m.iter().map(|x| x.n).sum();
     Some(PredSummary {
-        median_rel_mae: crate::forecast::median(&m.iter().map(|x| x.rel_mae).collect::<Vec<_>>())?,
+        median_rel_mae: median(&m.iter().map(|x| x.rel_mae).collect::<Vec<_>>())?,
         last_rel_mae: last.rel_mae,
         mean_mase: mean(|x| x.mase),
         mean_smape: mean(|x| x.smape),
         accuracy_5pct: mean(|x| x.accuracy_5pct),
         coverage: m.iter().map(|x| x.coverage * x.n as f64).sum::<f64>() / n.max(1) as f64,
     })
+}
+
+/// One model's figures on one series.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelReport {
+    /// Over the horizon steps.
+    pub summary: PredSummary,
+    /// Mean validation MAE over the horizons (what selection compares).
+    pub val_mae: f64,
+    /// Fitting time, seconds.
+    pub fit_seconds: f64,
+    /// LSTM epochs (0 for the others).
+    pub epochs: usize,
+    /// Mean seconds per epoch.
+    pub seconds_per_epoch: Option<f64>,
+    /// Per horizon step.
+    pub horizons: Vec<HorizonMetrics>,
+}
+
+/// Every model's figures on one series, and the one validation selects.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesReport {
+    /// The series' file.
+    pub file: String,
+    /// Rows on the grid.
+    pub rows: usize,
+    /// Training rows.
+    pub train_rows: usize,
+    /// Validation rows.
+    pub validation_rows: usize,
+    /// Test rows.
+    pub test_rows: usize,
+    /// Test origins with a complete window and future.
+    pub test_origins: usize,
+    /// The model with the lowest validation MAE.
+    pub selected: ModelKind,
+    /// Its figures.
+    pub selected_summary: PredSummary,
+    /// Every model's.
+    pub models: BTreeMap<ModelKind, ModelReport>,
+}
+
+/// Why a series could not be evaluated.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BacktestError {
+    /// Fitting or predicting failed.
+    #[error("{series}: {model}: {source}")]
+    Model {
+        /// The series.
+        series: String,
+        /// The model.
+        model: &'static str,
+        /// Why.
+        source: PredictError,
+    },
+    /// The split does not fit the series.
+    #[error("{series}: {source}")]
+    Split {
+        /// The series.
+        series: String,
+        /// Why.
+        source: novaml_features::FeatureError,
+    },
+    /// No test origin has a complete window and future.
+    #[error("{series}: no complete test windows")]
+    NoTestWindows {
+        /// The series.
+        series: String,
+    },
+}
+
+/// What the backtest reports while it runs.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// A model starts fitting.
+    Fitting(ModelKind),
+    /// An LSTM finished an epoch.
+    Epoch(ModelKind, &'a EpochReport),
+    /// A model is fitted and scored.
+    Scored(ModelKind),
+}
+
+/// The rows of the predictions, for scoring and for the predictions CSV.
+pub fn rows_of(preds: &[Prediction], frame: &SeriesFrame) -> Vec<PredRow> {
+    let mut rows = Vec::new();
+    for p in preds {
+        let f = &p.forecast;
+        for h in 0..f.predicted.len() {
+            rows.push(PredRow {
+                origin: f.origin_ms,
+                h: h + 1,
+                timestamp: f.timestamps[h],
+                actual: frame.target[p.origin + h + 1],
+                predicted: f.predicted[h],
+                lower: f.lower[h],
+                upper: f.upper[h],
+                last: f.last,
+            });
+        }
+    }
+    rows
+}
+
+/// The protocol of `novaml eval predict`: which models, how they are configured, how each
+/// series is split.
+#[derive(Debug, Clone, Copy)]
+pub struct Backtest<'a> {
+    /// The models, in order (the ensemble weighs the models fitted before it).
+    pub kinds: &'a [ModelKind],
+    /// Windowing, network and training.
+    pub cfg: &'a FitConfig,
+    /// Share of the rows before the test part used for validation.
+    pub validation: f64,
+    /// The held-out tail's share of each series.
+    pub test_fraction: f64,
+}
+
+impl Backtest<'_> {
+    /// Backtests every model on `frame` (the series `name`, read from `file`): fitted on the
+    /// rows before the test part, each predicts every test origin. Returns the report and
+    /// every model's prediction rows.
+    pub fn series(
+        &self,
+        name: &str,
+        file: &str,
+        frame: &SeriesFrame,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<(SeriesReport, BTreeMap<ModelKind, Vec<PredRow>>), BacktestError> {
+        evaluate_series(name, file, frame, self, progress)
+    }
+}
+
+fn evaluate_series(
+    name: &str,
+    file: &str,
+    frame: &SeriesFrame,
+    b: &Backtest<'_>,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<(SeriesReport, BTreeMap<ModelKind, Vec<PredRow>>), BacktestError> {
+    let (kinds, cfg) = (b.kinds, b.cfg);
+    let n = frame.len();
+    let split = Split::new(n, b.validation, b.test_fraction, &cfg.data).map_err(|source| {
+        BacktestError::Split {
+            series: name.to_owned(),
+            source,
+        }
+    })?;
+    let scale = naive_scale(&frame.target[..split.train_end]);
+    let mut models = BTreeMap::new();
+    let mut all_rows = BTreeMap::new();
+    let mut members = Vec::new();
+    let mut origins = 0;
+    for &kind in kinds {
+        let failed = |source| BacktestError::Model {
+            series: name.to_owned(),
+            model: kind.as_str(),
+            source,
+        };
+        progress(Progress::Fitting(kind));
+        let t0 = std::time::Instant::now();
+        let mut on_epoch = |r: &EpochReport| progress(Progress::Epoch(kind, r));
+        // The ensemble weighs the models already fitted here rather than fitting them again.
+        let fitted = if kind == ModelKind::Ensemble && !members.is_empty() {
+            ensemble_of(members.clone(), frame, split, cfg, &mut on_epoch)
+        } else {
+            fit(kind, frame, split, cfg, None, &mut on_epoch)
+        }
+        .map_err(failed)?;
+        let fit_seconds = t0.elapsed().as_secs_f64();
+        if kind != ModelKind::Ensemble {
+            members.push(fitted.predictor.model.clone());
+        }
+        let preds = fitted
+            .predictor
+            .predict_range(frame, split.test_origins(n), true)
+            .map_err(failed)?;
+        origins = preds.len();
+        let rows = rows_of(&preds, frame);
+        let horizons = per_horizon(&rows, cfg.data.horizon, scale);
+        let summary = summarize(&horizons).ok_or_else(|| BacktestError::NoTestWindows {
+            series: name.to_owned(),
+        })?;
+        let epochs = fitted.history.len();
+        models.insert(
+            kind,
+            ModelReport {
+                summary,
+                val_mae: fitted.val_mae.iter().sum::<f64>() / fitted.val_mae.len() as f64,
+                fit_seconds,
+                epochs,
+                seconds_per_epoch: (epochs > 0)
+                    .then(|| fitted.history.iter().map(|r| r.seconds).sum::<f64>() / epochs as f64),
+                horizons,
+            },
+        );
+        all_rows.insert(kind, rows);
+        progress(Progress::Scored(kind));
+    }
+    let (&selected, best) = models
+        .iter()
+        .min_by(|x, y| x.1.val_mae.total_cmp(&y.1.val_mae))
+        .ok_or_else(|| BacktestError::NoTestWindows {
+            series: name.to_owned(),
+        })?;
+    let report = SeriesReport {
+        file: file.to_owned(),
+        rows: n,
+        train_rows: split.train_end,
+        validation_rows: split.val_end - split.train_end,
+        test_rows: n - split.val_end,
+        test_origins: origins,
+        selected,
+        selected_summary: best.summary.clone(),
+        models,
+    };
+    Ok((report, all_rows))
+}
+
+/// The medians over series of one model's figures (`kind` `None`: the selected model's).
+#[derive(Debug, Clone, Serialize)]
+pub struct Overall {
+    // Alphabetical, as the report has always printed them.
+    /// Mean interval coverage.
+    pub mean_coverage: f64,
+    /// Median of the accuracy@5 %.
+    pub median_accuracy_5pct: Option<f64>,
+    /// Median of the last step's relative MAE.
+    pub median_last_rel_mae: Option<f64>,
+    /// Median of the mean MASE.
+    pub median_mase: Option<f64>,
+    /// Median over series of the median relative MAE over steps.
+    pub median_rel_mae: Option<f64>,
+}
+
+/// [`Overall`] of `kind` (`None`: the selected model) over `reports`.
+pub fn overall(reports: &[SeriesReport], kind: Option<ModelKind>) -> Overall {
+    fn pick(r: &SeriesReport, kind: Option<ModelKind>) -> Option<&PredSummary> {
+        match kind {
+            Some(k) => r.models.get(&k).map(|m| &m.summary),
+            None => Some(&r.selected_summary),
+        }
+    }
+    let med = |f: fn(&PredSummary) -> f64| {
+        median(
+            &reports
+                .iter()
+                .filter_map(|r| pick(r, kind))
+                .map(f)
+                .collect::<Vec<_>>(),
+        )
+    };
+    Overall {
+        median_rel_mae: med(|s| s.median_rel_mae),
+        median_last_rel_mae: med(|s| s.last_rel_mae),
+        median_mase: med(|s| s.mean_mase),
+        median_accuracy_5pct: med(|s| s.accuracy_5pct),
+        mean_coverage: reports
+            .iter()
+            .filter_map(|r| pick(r, kind))
+            .map(|s| s.coverage)
+            .sum::<f64>()
+            / reports.len() as f64,
+    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,9 @@ pub enum FeatureError {
         /// What is wrong.
         reason: String,
     },
+    /// The input data cannot be used (constant, all gaps, a missing column, …).
+    #[error("{0}")]
+    Data(String),
     /// Not enough rows for any complete dataset row.
     #[error("{rows} rows are too few: a dataset row needs {needed}")]
     TooShort {
@@ -34,4 +37,13 @@ pub enum FeatureError {
         /// Rows needed.
         needed: usize,
     },
+}
+
+impl FeatureError {
+    pub(crate) fn config(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::Config {
+            field,
+            reason: reason.into(),
+        }
+    }
 }

@@ -3,11 +3,12 @@
 use std::collections::VecDeque;
 
 use chrono::{Datelike, TimeZone, Timelike, Utc};
+use novaml_core::stats::quantile_sorted;
 use serde::{Deserialize, Serialize};
 
 use crate::FeatureError;
 use crate::spectral::Spectrum;
-use crate::stats::{mean_std, quantile_sorted};
+use crate::stats::mean_std;
 
 /// Which features to compute. Windows and lags count rows.
 ///
@@ -216,6 +217,16 @@ pub fn build(
 }
 
 fn calendar(f: &mut FeatureFrame, ts: &[i64]) {
+    for (name, col) in calendar_columns(ts) {
+        f.push(name.into(), col);
+    }
+}
+
+/// The calendar columns of UTC timestamps (ms): `hour`, `day_of_week` (0 = Monday),
+/// `is_weekend`, and the daily and weekly phases as `hour_sin`, `hour_cos`, `dow_sin`,
+/// `dow_cos` (from the fractional hour, so sub-hourly data gets a smooth phase). `NaN` where a
+/// timestamp is out of chrono's range.
+pub fn calendar_columns(ts: &[i64]) -> [(&'static str, Vec<f64>); 7] {
     let (mut hour, mut dow, mut weekend, mut hs, mut hc, mut ds, mut dc) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for &t in ts {
@@ -247,7 +258,7 @@ fn calendar(f: &mut FeatureFrame, ts: &[i64]) {
         ds.push(pd.sin());
         dc.push(pd.cos());
     }
-    for (name, col) in [
+    [
         ("hour", hour),
         ("day_of_week", dow),
         ("is_weekend", weekend),
@@ -255,9 +266,7 @@ fn calendar(f: &mut FeatureFrame, ts: &[i64]) {
         ("hour_cos", hc),
         ("dow_sin", ds),
         ("dow_cos", dc),
-    ] {
-        f.push(name.into(), col);
-    }
+    ]
 }
 
 /// Rolling mean, sample std, min, max and quantiles over the trailing `w` rows including the

@@ -11,10 +11,12 @@
 //! forecast (P50). P90 crosses a threshold first: its runway is the conservative one; P10's the
 //! aggressive one.
 
+use novaml_core::Series;
 use serde::{Deserialize, Serialize};
 
 use crate::ForecastError;
-use crate::select::Selected;
+use crate::models::{ModelKind, Regular};
+use crate::select::{SelectConfig, Selected, resample_mean, select_and_forecast};
 
 /// A resource kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -287,6 +289,168 @@ pub fn apply_scenario(
     Ok((left, f.adjusted(delta, factor)))
 }
 
+/// A host's utilisation on a regular grid of `step` seconds: the series plans forecast.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grid {
+    /// Unix seconds of the first value.
+    pub start: i64,
+    /// Seconds between values.
+    pub step: i64,
+    /// The values, percent.
+    pub y: Vec<f64>,
+}
+
+impl Grid {
+    /// A series (ms timestamps) resampled to `step` seconds by the mean, gaps interpolated.
+    pub fn from_series(s: &Series, step: i64) -> Result<Self, ForecastError> {
+        let pts: Vec<(i64, f64)> = s
+            .points
+            .iter()
+            .map(|p| (p.ts.div_euclid(1000), p.value))
+            .collect();
+        let (start, y, _) = resample_mean(&pts, step)?;
+        Ok(Self { start, step, y })
+    }
+
+    /// Unix seconds of the last value.
+    pub fn last(&self) -> i64 {
+        self.start + (self.y.len() as i64 - 1) * self.step
+    }
+
+    /// Unix seconds of every value.
+    pub fn times(&self) -> Vec<i64> {
+        (0..self.y.len() as i64)
+            .map(|i| self.start + i * self.step)
+            .collect()
+    }
+
+    /// Mean of the last day (the current utilisation of a plan).
+    pub fn current(&self) -> f64 {
+        let k = ((86_400 / self.step) as usize).clamp(1, self.y.len().max(1));
+        self.y[self.y.len().saturating_sub(k)..].iter().sum::<f64>() / k as f64
+    }
+
+    /// The grid as a model's input.
+    pub fn regular(&self) -> Regular<'_> {
+        Regular {
+            start: self.start,
+            step: self.step,
+            y: &self.y,
+        }
+    }
+}
+
+/// The mean over hosts at each step where all have a value (the overlap of their ranges): the
+/// cluster's utilisation when its hosts have one size.
+pub fn cluster_mean(grids: &[&Grid]) -> Result<Grid, ForecastError> {
+    let Some(first) = grids.first() else {
+        return Err(ForecastError::InvalidInput("no host series".into()));
+    };
+    let step = first.step;
+    if grids.iter().any(|g| g.step != step || g.y.is_empty()) {
+        return Err(ForecastError::InvalidInput(
+            "the hosts' series are empty or on different steps".into(),
+        ));
+    }
+    let start = grids.iter().map(|g| g.start).max().unwrap_or(0);
+    let end = grids.iter().map(|g| g.last()).min().unwrap_or(0);
+    if end < start {
+        return Err(ForecastError::InvalidInput(
+            "the hosts' series do not overlap in time".into(),
+        ));
+    }
+    let n = ((end - start) / step + 1) as usize;
+    let y = (0..n)
+        .map(|i| {
+            let t = start + i as i64 * step;
+            grids
+                .iter()
+                .map(|g| g.y[((t - g.start) / step) as usize])
+                .sum::<f64>()
+                / grids.len() as f64
+        })
+        .collect();
+    Ok(Grid { start, step, y })
+}
+
+/// Forecasts a utilisation `horizon` steps ahead: the model chosen by backtest, its 80 %
+/// conformal interval as P10..P90, clipped to [0, 100] %.
+pub fn forecast_utilisation(
+    g: &Grid,
+    horizon: usize,
+) -> Result<(QuantileForecast, ModelKind), ForecastError> {
+    let sel = select_and_forecast(g.regular(), horizon, &SelectConfig::default())?;
+    let mut f = QuantileForecast::from_selected(&sel, g.last(), g.step)?;
+    // Utilisation is a percentage: a trend extrapolated over 30 days can leave [0, 100], which
+    // no host can reach. Clipping changes no runway (the thresholds are inside the range).
+    for v in f.p10.iter_mut().chain(&mut f.p50).chain(&mut f.p90) {
+        *v = v.clamp(0.0, 100.0);
+    }
+    Ok((f, sel.model))
+}
+
+/// One host's plan of one resource.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostPlan {
+    /// The host.
+    pub host: String,
+    /// The model the backtest chose.
+    pub model: ModelKind,
+    /// Runway, peak and hosts to add (for one host).
+    pub plan: ResourcePlan,
+    /// The forecast it comes from.
+    pub forecast: QuantileForecast,
+}
+
+/// Plans one host's `resource` from its utilisation grid.
+pub fn plan_host(
+    resource: Resource,
+    host: &str,
+    g: &Grid,
+    horizon: usize,
+    policy: &Policy,
+) -> Result<HostPlan, ForecastError> {
+    let (forecast, model) = forecast_utilisation(g, horizon)?;
+    Ok(HostPlan {
+        host: host.to_owned(),
+        model,
+        plan: plan_resource(resource, 1, g.current(), &forecast, policy),
+        forecast,
+    })
+}
+
+/// The cluster's plan of one resource, from the mean of its hosts' grids.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterPlan {
+    /// Runway, peak and hosts to add.
+    pub plan: ResourcePlan,
+    /// The model the backtest chose for the mean series.
+    pub model: ModelKind,
+    /// The forecast of the mean series.
+    pub forecast: QuantileForecast,
+}
+
+/// Plans `resource` for a cluster of the hosts `grids` (their mean, forecast as one series);
+/// returns the plan and the mean series.
+pub fn plan_cluster(
+    resource: Resource,
+    grids: &[&Grid],
+    horizon: usize,
+    policy: &Policy,
+) -> Result<(ClusterPlan, Grid), ForecastError> {
+    let mean = cluster_mean(grids)?;
+    let (forecast, model) = forecast_utilisation(&mean, horizon)?;
+    let plan = plan_resource(resource, grids.len(), mean.current(), &forecast, policy);
+    Ok((
+        ClusterPlan {
+            plan,
+            model,
+            forecast,
+        },
+        mean,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,5 +544,38 @@ mod tests {
         ];
         // CPU reaches 95 % at step 225 (P50), memory at step 500.
         assert_eq!(bottleneck(&plans), Some(Resource::Cpu));
+    }
+
+    #[test]
+    fn the_cluster_mean_covers_the_overlap_of_the_hosts() {
+        let a = Grid {
+            start: 0,
+            step: 10,
+            y: vec![1.0, 2.0, 3.0, 4.0],
+        };
+        let b = Grid {
+            start: 10,
+            step: 10,
+            y: vec![10.0, 20.0, 30.0, 40.0],
+        };
+        let m = cluster_mean(&[&a, &b]).expect("overlap");
+        assert_eq!((m.start, m.y.clone()), (10, vec![6.0, 11.5, 17.0]));
+        assert_eq!(m.last(), 30);
+        assert_eq!(m.times(), vec![10, 20, 30]);
+        let far = Grid {
+            start: 1_000,
+            step: 10,
+            y: vec![1.0],
+        };
+        assert!(cluster_mean(&[&a, &far]).is_err());
+        assert!(cluster_mean(&[]).is_err());
+        let other_step = Grid {
+            start: 0,
+            step: 5,
+            y: vec![1.0],
+        };
+        assert!(cluster_mean(&[&a, &other_step]).is_err());
+        // The current utilisation is the last day's mean: here the whole (short) history.
+        assert_eq!(a.current(), 2.5);
     }
 }

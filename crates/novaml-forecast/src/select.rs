@@ -10,6 +10,8 @@
 
 use std::collections::BTreeMap;
 
+use novaml_core::stats::quantile_sorted;
+use novaml_features::grid;
 use serde::Serialize;
 
 use crate::ForecastError;
@@ -67,13 +69,6 @@ pub struct Selected {
     pub backtest_mae: BTreeMap<ModelKind, f64>,
     /// Candidates that failed, with why.
     pub failed: BTreeMap<ModelKind, String>,
-}
-
-/// `q`-quantile (linear interpolation) of sorted values.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
 /// Forecasts of every base model for one origin (the ensemble reuses them).
@@ -198,8 +193,8 @@ pub fn select_and_forecast(
     let mut r = residuals.remove(&model).unwrap_or_default();
     r.sort_by(f64::total_cmp);
     let (qlo, qhi) = (
-        quantile(&r, (1.0 - cfg.level) / 2.0),
-        quantile(&r, (1.0 + cfg.level) / 2.0),
+        quantile_sorted(&r, (1.0 - cfg.level) / 2.0),
+        quantile_sorted(&r, (1.0 + cfg.level) / 2.0),
     );
     Ok(Selected {
         model,
@@ -225,44 +220,16 @@ pub fn resample_mean(
     if points.is_empty() {
         return Err(ForecastError::InvalidInput("no points".into()));
     }
-    let bucket = |t: i64| t.div_euclid(step);
-    let first = points.iter().map(|p| bucket(p.0)).min().unwrap_or(0);
-    let last = points.iter().map(|p| bucket(p.0)).max().unwrap_or(0);
-    let len = (last - first + 1) as usize;
-    let (mut sum, mut cnt) = (vec![0.0; len], vec![0usize; len]);
-    for &(t, v) in points {
-        if !v.is_finite() {
-            return Err(ForecastError::InvalidInput(format!(
-                "non-finite value at {t}"
-            )));
-        }
-        let i = (bucket(t) - first) as usize;
-        sum[i] += v;
-        cnt[i] += 1;
+    if let Some((t, _)) = points.iter().find(|p| !p.1.is_finite()) {
+        return Err(ForecastError::InvalidInput(format!(
+            "non-finite value at {t}"
+        )));
     }
-    let mut y: Vec<f64> = sum
-        .iter()
-        .zip(&cnt)
-        .map(|(s, c)| if *c > 0 { s / *c as f64 } else { f64::NAN })
-        .collect();
-    let mut filled = 0;
-    let mut i = 0;
-    while i < len {
-        if y[i].is_nan() {
-            let a = i - 1; // bucket 0 and the last are never empty
-            let mut b = i;
-            while y[b].is_nan() {
-                b += 1;
-            }
-            for j in i..b {
-                y[j] = y[a] + (y[b] - y[a]) * (j - a) as f64 / (b - a) as f64;
-                filled += 1;
-            }
-            i = b;
-        }
-        i += 1;
-    }
-    Ok((first * step, y, filled))
+    let (start, mut y) =
+        grid::bucket_mean(points, step).map_err(|e| ForecastError::InvalidInput(e.to_string()))?;
+    // The first and the last bucket hold points, so every gap has two neighbours.
+    let filled = grid::interpolate_gaps(&mut y);
+    Ok((start, y, filled))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use novaml_core::linalg::{cholesky, solve_cholesky};
 use serde::{Deserialize, Serialize};
 
 use crate::PredictError;
-use crate::dataset::{DataConfig, Windows};
+use novaml_features::dataset::{DataConfig, Windows};
 
 /// Recent lags (rows before the origin) the ridge model reads.
 const RIDGE_LAGS: usize = 12;
@@ -111,7 +111,7 @@ impl Ridge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::{Scalers, SeriesFrame, inputs, windows};
+    use novaml_features::dataset::{Scalers, SeriesFrame, inputs, windows};
 
     #[test]
     fn ridge_recovers_a_linear_rule() {

@@ -13,6 +13,9 @@ pub enum PredictError {
         /// Why it is invalid.
         reason: String,
     },
+    /// The data could not be made into windows (see `novaml-features`).
+    #[error(transparent)]
+    Feature(#[from] novaml_features::FeatureError),
     /// The input data cannot be used (too short, constant, all gaps, …).
     #[error("{0}")]
     Data(String),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::PredictError;
 use crate::baselines::seasonal_deltas;
-use crate::dataset::{DataConfig, Windows};
+use novaml_features::dataset::{DataConfig, Windows};
 
 /// Bins per feature.
 const BINS: usize = 64;

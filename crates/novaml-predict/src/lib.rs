@@ -12,6 +12,7 @@
 //! - [`registry`]: versioned model artifacts with champion/challenger promotion and roll back.
 
 mod error;
+mod io;
 
 pub mod baselines;
 pub mod dataset;

@@ -205,37 +205,6 @@ fn gemm(
     general_mat_mul(1.0, &av, &bv, beta, &mut cv);
 }
 
-/// `e^x` to ~2e-7 relative error, written so that loops over slices vectorise (libm's `expf` and
-/// `tanhf` do not, and were 40 % of a training step): round `x·log2 e` to `k` with the 1.5·2²³
-/// trick, a degree-6 Taylor polynomial on the remainder, and `2^k` through the exponent bits.
-#[inline(always)]
-fn exp_fast(x: f32) -> f32 {
-    const SHIFT: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.0);
-    let k = (x * std::f32::consts::LOG2_E + SHIFT) - SHIFT;
-    let r = x - k * 0.693_145_75 - k * 1.428_606_8e-6;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    // `k` is also the integer in the low mantissa bits of `x·log2 e + SHIFT`; taking it from
-    // there (instead of `k as i32`, a saturating conversion that compiles to scalar code) keeps
-    // the loop in SIMD registers.
-    let t = x * std::f32::consts::LOG2_E + SHIFT;
-    let bits = t.to_bits().wrapping_sub(SHIFT.to_bits()).wrapping_add(127) << 23;
-    p * f32::from_bits(bits)
-}
-
-#[inline(always)]
-pub(crate) fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + exp_fast(-x))
-}
-
-#[inline(always)]
-pub(crate) fn tanh_fast(x: f32) -> f32 {
-    1.0 - 2.0 / (exp_fast(2.0 * x) + 1.0)
-}
-
 /// What one direction of one layer keeps from the forward pass.
 #[derive(Debug, Default, Clone)]
 struct DirCache {
@@ -841,23 +810,6 @@ mod tests {
         x[0] = -0.5;
         let b = net.forward(&x, 10, 1, None).out[0];
         assert!((a - b).abs() > 1e-6, "{a} vs {b}");
-    }
-
-    #[test]
-    fn fast_functions_are_accurate() {
-        for i in -2000..=2000 {
-            let x = i as f32 * 0.01;
-            let e = (f64::from(exp_fast(x)) - f64::from(x).exp()).abs() / f64::from(x).exp();
-            assert!(e < 5e-7, "exp({x}): relative error {e}");
-            assert!((tanh_fast(x) - x.tanh()).abs() < 2e-7, "tanh({x})");
-            assert!(
-                (sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs() < 2e-7,
-                "sigmoid({x})"
-            );
-        }
-        assert!(sigmoid(-200.0) >= 0.0 && sigmoid(200.0) <= 1.0);
-        assert_eq!(tanh_fast(100.0), 1.0);
-        assert_eq!(tanh_fast(-100.0), -1.0);
     }
 
     #[test]

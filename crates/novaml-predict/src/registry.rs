@@ -13,44 +13,17 @@
 //! and roll back. A challenger replaces the champion only if its MAE on the same holdout rows is
 //! lower ([`ModelStore::submit`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::PredictError;
-use crate::dataset::{Scalers, SeriesFrame};
 use crate::inference::{Model, ModelKind, Predictor};
+use crate::io::{read_json, write_json};
 use crate::training::EpochReport;
+use novaml_features::dataset::{Scalers, SeriesFrame};
 
 const MAGIC: &[u8; 8] = b"NOVAMLW1";
-
-pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), PredictError> {
-    let tmp = path.with_extension("tmp");
-    let text = serde_json::to_vec_pretty(value).map_err(|source| PredictError::Json {
-        path: path.to_owned(),
-        source,
-    })?;
-    std::fs::write(&tmp, text).map_err(|source| PredictError::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, path).map_err(|source| PredictError::Io {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, PredictError> {
-    let text = std::fs::read(path).map_err(|source| PredictError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    serde_json::from_slice(&text).map_err(|source| PredictError::Json {
-        path: path.to_owned(),
-        source,
-    })
-}
 
 /// Evaluation figures stored with an artifact.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -116,7 +89,7 @@ pub fn holdout_metrics(
 struct ConfigFile {
     format: u32,
     model: Model,
-    data: crate::dataset::DataConfig,
+    data: novaml_features::DataConfig,
     quantiles: Vec<f32>,
     level: f64,
     step_ms: i64,
@@ -153,7 +126,7 @@ impl Meta {
     pub fn of_fit(fitted: &crate::inference::Fitted, source: impl Into<String>) -> Self {
         Self {
             version: 0,
-            created_ms: now_ms(),
+            created_ms: novaml_core::time::now_ms(),
             range: fitted.predictor.range,
             metrics: Metrics::default(),
             history: fitted.history.clone(),
@@ -212,10 +185,6 @@ pub struct Artifact {
 #[derive(Debug, Clone)]
 pub struct ModelStore {
     root: PathBuf,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 impl ModelStore {
@@ -490,7 +459,7 @@ impl ModelStore {
         self.load(name, version)?;
         reg.champion = Some(version);
         reg.log.push(LogEntry {
-            at_ms: now_ms(),
+            at_ms: novaml_core::time::now_ms(),
             action: action.into(),
             version,
             reason,
@@ -551,7 +520,7 @@ impl ModelStore {
         } else {
             let mut reg = self.registry(name)?;
             reg.log.push(LogEntry {
-                at_ms: now_ms(),
+                at_ms: novaml_core::time::now_ms(),
                 action: "reject".into(),
                 version,
                 reason,

@@ -12,8 +12,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::PredictError;
-use crate::dataset::Windows;
 use crate::model::{Network, pinball};
+use novaml_features::Windows;
 
 /// Training settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,12 +169,12 @@ impl Checkpoint {
 
     /// Writes the checkpoint as JSON (atomically: temp file, then rename).
     pub fn save(&self, path: &Path) -> Result<(), PredictError> {
-        crate::registry::write_json(path, self)
+        crate::io::write_json(path, self)
     }
 
     /// Reads a checkpoint and checks that it fits `net`'s shape.
     pub fn load(path: &Path, net: &Network) -> Result<Self, PredictError> {
-        let c: Self = crate::registry::read_json(path)?;
+        let c: Self = crate::io::read_json(path)?;
         let bad = |reason: String| PredictError::Artifact {
             path: path.to_owned(),
             reason,
@@ -268,7 +268,7 @@ pub fn predict_windows(net: &Network, w: &Windows) -> Vec<f32> {
         .par_chunks(256)
         .map(|chunk| {
             let (mut x, mut y) = (Vec::new(), Vec::new());
-            w.batch(chunk, &mut x, &mut y);
+            crate::dataset::batch(w, chunk, &mut x, &mut y);
             net.forward(&x, w.steps, chunk.len(), None).out
         })
         .collect();
@@ -329,7 +329,7 @@ pub fn train(
         let mut total = 0.0;
         let mut batches = 0usize;
         for (k, idx) in order.chunks(cfg.batch).enumerate() {
-            train.batch(idx, &mut x, &mut y);
+            crate::dataset::batch(train, idx, &mut x, &mut y);
             let seed = (state.net.config.dropout > 0.0)
                 .then_some(cfg.seed ^ ((epoch as u64) << 32) ^ k as u64);
             let loss = batch_grad(
@@ -422,8 +422,8 @@ pub fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::{DataConfig, Scalers, SeriesFrame, Split, inputs, windows};
     use crate::model::NetConfig;
+    use novaml_features::dataset::{DataConfig, Scalers, SeriesFrame, Split, inputs, windows};
 
     fn data() -> (Windows, Windows) {
         let n = 900;

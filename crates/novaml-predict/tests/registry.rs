@@ -1,7 +1,7 @@
 //! Fit, save, reload, champion/challenger and roll back on a synthetic VM-like series.
 #![allow(missing_docs)]
 
-use novaml_predict::dataset::{SeriesFrame, Split};
+use novaml_features::{SeriesFrame, Split};
 use novaml_predict::inference::{FitConfig, Model, ModelKind, ensemble_of, fit};
 use novaml_predict::registry::{Meta, ModelStore, holdout_metrics};
 

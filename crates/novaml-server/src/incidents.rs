@@ -154,7 +154,7 @@ async fn feedback(
             "note is longer than 4096 bytes".into(),
         ));
     }
-    let now = novaml_collect::now_ms();
+    let now = novaml_core::time::now_ms();
     with_log(&state, move |log| {
         if !log
             .label(id, label.as_str(), fb.note.as_deref(), now)

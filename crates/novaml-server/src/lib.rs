@@ -3,21 +3,24 @@
 //! status page. Each resource is a module with its own `router()`; the features a server does not
 //! run (no registry, no tuning) answer 404 with a JSON error saying so.
 //!
+//! This crate routes, authorises, limits and caches; the work behind the routes belongs to the
+//! running system (`novaml-pipeline`), reached through the traits of [`services`] and
+//! [`StatusProvider`]. The incident log and the metric store are read directly.
+//!
 //! Every error is JSON `{"kind", "message"}`; mutating endpoints need the bearer token, are rate
 //! limited per client ([`limit`]) and take bodies of at most [`MAX_BODY`] bytes.
 
-pub mod alerts;
 pub mod cache;
 mod dashboards;
 mod error;
 mod incidents;
 pub mod limit;
 mod metrics;
-pub mod models;
-pub mod remote_write;
+mod models;
 mod series;
+pub mod services;
 mod status;
-pub mod tuning;
+mod tuning;
 
 use std::sync::{Arc, Mutex};
 
@@ -42,14 +45,14 @@ pub struct AppState {
     pub incidents: Option<Arc<Mutex<novaml_store::incidents::IncidentLog>>>,
     /// Bearer token required by mutating endpoints (none: they are open, for local use only).
     pub token: Option<String>,
-    /// The latest capacity plan (JSON), when planning runs.
-    pub capacity: Option<Arc<std::sync::RwLock<Option<serde_json::Value>>>>,
+    /// Capacity plans, when planning runs.
+    pub capacity: Option<Arc<dyn services::Capacity>>,
     /// Read access to the metric store (the series endpoints answer 404 without it).
     pub store: Option<StoreReader>,
     /// The model registry and latest predictions.
-    pub models: Option<Arc<models::ModelHub>>,
-    /// Tuning of the transfer engine.
-    pub tuning: Option<Arc<tuning::TuningService>>,
+    pub models: Option<Arc<dyn services::Models>>,
+    /// Tuning of a live system.
+    pub tuning: Option<Arc<dyn services::Tuning>>,
     /// Rate limits of mutating requests.
     pub limiter: Arc<limit::RateLimiter>,
     /// Read responses kept for a second.
@@ -124,13 +127,11 @@ async fn no_route(uri: axum::http::Uri) -> ApiError {
 async fn capacity(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let plan = state
+    let service = state
         .capacity
-        .as_ref()
-        .ok_or_else(|| ApiError::NotFound("capacity planning is not enabled".into()))?
-        .read()
-        .map_err(|_| ApiError::Internal("capacity plan lock poisoned".into()))?
-        .clone();
+        .clone()
+        .ok_or_else(|| ApiError::NotFound("capacity planning is not enabled".into()))?;
+    let plan = error::blocking(move || Ok(service.latest()?)).await?;
     plan.map(axum::Json).ok_or_else(|| {
         ApiError::NotFound("no capacity plan yet: the first one is being computed".into())
     })

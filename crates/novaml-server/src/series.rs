@@ -167,7 +167,7 @@ fn time(v: Option<f64>, default: f64, name: &str) -> Result<i64, ApiError> {
         return Err(ApiError::BadRequest(format!("{name} is not a number")));
     }
     let abs = if v <= 0.0 {
-        novaml_collect::now_ms() as f64 / 1000.0 + v
+        novaml_core::time::now_ms() as f64 / 1000.0 + v
     } else {
         v
     };

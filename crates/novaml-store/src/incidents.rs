@@ -9,6 +9,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::StoreError;
+use crate::sqlite::connect;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS incident (
@@ -165,27 +166,15 @@ fn with_body((mut rec, body): (IncidentRecord, String)) -> Result<IncidentRecord
 impl IncidentLog {
     /// Opens (creating the tables if needed) the log in the database at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let path = path.as_ref();
-        let conn = Connection::open(path).map_err(|source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::init(conn)
+        Self::init(connect(Some(path.as_ref()))?)
     }
 
     /// An in-memory log.
     pub fn in_memory() -> Result<Self, StoreError> {
-        Self::init(
-            Connection::open_in_memory()
-                .map_err(StoreError::sqlite("opening in-memory database"))?,
-        )
+        Self::init(connect(None)?)
     }
 
     fn init(conn: Connection) -> Result<Self, StoreError> {
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(StoreError::sqlite("setting busy timeout"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(StoreError::sqlite("enabling WAL"))?;
         conn.execute_batch(SCHEMA)
             .map_err(StoreError::sqlite("creating the incident tables"))?;
         Ok(Self { conn })

@@ -119,35 +119,42 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// A connection to the database at `path` (in memory for `None`) as every table of a novaml
+/// file wants it: waits up to 5 s for a lock held by another connection, and WAL, so readers do
+/// not block the writer. The metric store and the incident log share the file.
+pub(crate) fn connect(path: Option<&Path>) -> Result<Connection, StoreError> {
+    let conn = match path {
+        Some(path) => Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?,
+        None => Connection::open_in_memory()
+            .map_err(StoreError::sqlite("opening in-memory database"))?,
+    };
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(StoreError::sqlite("setting busy timeout"))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(StoreError::sqlite("enabling WAL"))?;
+    Ok(conn)
+}
+
 /// Head points grouped by series, in `(ts)` order, later writes winning.
 type HeadPoints = HashMap<i64, Vec<Point>>;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let path = path.as_ref();
-        let conn = Connection::open(path).map_err(|source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::init(conn)
+        Self::init(connect(Some(path.as_ref()))?)
     }
 
     /// An in-memory database, for tests and one-shot pipelines.
     pub fn in_memory() -> Result<Self, StoreError> {
-        Self::init(
-            Connection::open_in_memory()
-                .map_err(StoreError::sqlite("opening in-memory database"))?,
-        )
+        Self::init(connect(None)?)
     }
 
     fn init(conn: Connection) -> Result<Self, StoreError> {
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(StoreError::sqlite("setting busy timeout"))?;
-        // WAL: readers do not block the writer. NORMAL: fsync at checkpoints only, which is
-        // durable against a killed process (the failure we promise to survive).
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(StoreError::sqlite("enabling WAL"))?;
+        // NORMAL: fsync at checkpoints only, which in WAL mode is durable against a killed
+        // process (the failure we promise to survive).
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(StoreError::sqlite("setting synchronous"))?;
         conn.pragma_update(None, "temp_store", "MEMORY")

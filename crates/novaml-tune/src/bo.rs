@@ -10,13 +10,13 @@
 
 use std::collections::BTreeSet;
 
+use novaml_core::stats::{normal_cdf, normal_pdf};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::TuneError;
-use crate::executor::{Problem, Trial, TrialStatus};
 use crate::space::{Config, Space};
-use crate::tuner::{Tuner, fresh_sample, key, seen};
+use crate::tuner::{Problem, SafetyModel, Trial, TrialStatus, Tuner, fresh_sample, key, seen};
 
 /// A Gaussian process with a Matérn 5/2 kernel and per-dimension length scales.
 #[derive(Debug, Clone)]
@@ -150,33 +150,6 @@ impl Gp {
     }
 }
 
-/// The standard normal CDF.
-pub fn normal_cdf(z: f64) -> f64 {
-    0.5 * erfc(-z / std::f64::consts::SQRT_2)
-}
-
-fn normal_pdf(z: f64) -> f64 {
-    (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt()
-}
-
-/// Complementary error function (Numerical Recipes' Chebyshev fit, |error| < 1.2e-7).
-fn erfc(x: f64) -> f64 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t
-        * (-z * z - 1.265_512_23
-            + t * (1.000_023_68
-                + t * (0.374_091_96
-                    + t * (0.096_784_18
-                        + t * (-0.186_288_06
-                            + t * (0.278_868_07
-                                + t * (-1.135_203_98
-                                    + t * (1.488_515_87
-                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-            .exp();
-    if x >= 0.0 { r } else { 2.0 - r }
-}
-
 /// Expected improvement over `best` of a normal `(mu, sd)` belief, with margin `xi`.
 pub fn expected_improvement(mu: f64, sd: f64, best: f64, xi: f64) -> f64 {
     if sd <= 1e-12 {
@@ -233,14 +206,20 @@ fn p_feasible(problem: &Problem, models: &[Option<Gp>], q: &[f64]) -> f64 {
         .product()
 }
 
-/// The probability that `config` meets every constraint, from GP models of the constraint
-/// metrics fitted to `history` (1 without constraints).
-pub fn feasibility(problem: &Problem, history: &[Trial], config: &Config) -> f64 {
-    if problem.constraints.is_empty() {
-        return 1.0;
+/// The safety check of the [`crate::Executor`] and of [`crate::guard`] by default: a Gaussian
+/// process per constraint metric, fitted to the measured trials, and the probability under each
+/// that its bound holds (their product; 0.5 for a metric with fewer than two measurements).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GpSafety;
+
+impl SafetyModel for GpSafety {
+    fn p_feasible(&self, problem: &Problem, history: &[Trial], config: &Config) -> f64 {
+        if problem.constraints.is_empty() {
+            return 1.0;
+        }
+        let models = constraint_models(problem, history);
+        p_feasible(problem, &models, &problem.space.encode(config))
     }
-    let models = constraint_models(problem, history);
-    p_feasible(problem, &models, &problem.space.encode(config))
 }
 
 /// Bayesian optimisation with expected improvement.
@@ -401,10 +380,7 @@ mod tests {
     }
 
     #[test]
-    fn normal_cdf_and_ei_are_right() {
-        assert!((normal_cdf(0.0) - 0.5).abs() < 1e-7);
-        assert!((normal_cdf(1.959_964) - 0.975).abs() < 1e-6);
-        assert!((normal_cdf(-1.0) - 0.158_655_25).abs() < 1e-6);
+    fn expected_improvement_is_right() {
         // EI of N(0, 1) over 0 is φ(0).
         assert!((expected_improvement(0.0, 1.0, 0.0, 0.0) - 0.398_942_28).abs() < 1e-6);
         assert!(expected_improvement(-10.0, 0.1, 0.0, 0.0) < 1e-12);

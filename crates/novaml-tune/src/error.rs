@@ -35,6 +35,16 @@ pub enum TuneError {
         /// The error.
         source: std::io::Error,
     },
+    /// A session ended without one feasible measured configuration.
+    #[error(
+        "no configuration was measured successfully ({trials} trials; first problem: {problem})"
+    )]
+    NothingMeasured {
+        /// Trials made.
+        trials: usize,
+        /// The first error, or why none met the constraints.
+        problem: String,
+    },
     /// The run took longer than its timeout.
     #[error("transfer timed out after {0:.1} s")]
     Timeout(f64),

@@ -1,5 +1,6 @@
 //! The [`Executor`] runs a tuning session: it owns the budget, the constraints, the safety
-//! check before each trial, termination, and the observers (progress bars, logs).
+//! check before each trial (any [`SafetyModel`]), termination, and the observers (progress bars,
+//! logs). The vocabulary it shares with the tuners ([`Problem`], [`Trial`]) is in [`crate::tuner`].
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -7,119 +8,10 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::TuneError;
-use crate::bo;
+use crate::bo::GpSafety;
 use crate::env::Environment;
-use crate::space::{Config, Space};
-use crate::tuner::{Tuner, key};
-
-/// A bound on a measured metric, e.g. `cpu_seconds_per_gib <= 4`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Constraint {
-    /// The metric (as the environment names it).
-    pub metric: String,
-    /// True: the metric must stay at or below `bound`; false: at or above.
-    pub upper: bool,
-    /// The bound.
-    pub bound: f64,
-}
-
-impl Constraint {
-    /// Parses `metric<=bound` or `metric>=bound`.
-    pub fn parse(s: &str) -> Result<Self, TuneError> {
-        let (metric, upper, bound) = if let Some((m, b)) = s.split_once("<=") {
-            (m, true, b)
-        } else if let Some((m, b)) = s.split_once(">=") {
-            (m, false, b)
-        } else {
-            return Err(TuneError::param(
-                "constraint",
-                format!("{s:?} is not METRIC<=BOUND or METRIC>=BOUND"),
-            ));
-        };
-        let bound: f64 = bound
-            .trim()
-            .parse()
-            .ok()
-            .filter(|b: &f64| b.is_finite())
-            .ok_or_else(|| TuneError::param("constraint", format!("{s:?}: bad bound")))?;
-        let metric = metric.trim();
-        if metric.is_empty() {
-            return Err(TuneError::param("constraint", format!("{s:?}: no metric")));
-        }
-        Ok(Self {
-            metric: metric.into(),
-            upper,
-            bound,
-        })
-    }
-
-    /// Whether the measured metrics satisfy it (a missing metric does not).
-    pub fn holds(&self, metrics: &BTreeMap<String, f64>) -> bool {
-        metrics.get(&self.metric).is_some_and(|&v| {
-            if self.upper {
-                v <= self.bound
-            } else {
-                v >= self.bound
-            }
-        })
-    }
-}
-
-impl std::fmt::Display for Constraint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let op = if self.upper { "<=" } else { ">=" };
-        write!(f, "{}{op}{}", self.metric, self.bound)
-    }
-}
-
-/// What a tuner works on: the parameters and the constraints.
-#[derive(Debug, Clone)]
-pub struct Problem {
-    /// The parameters.
-    pub space: Space,
-    /// Bounds the measured metrics must respect.
-    pub constraints: Vec<Constraint>,
-    /// Features of the situation, for contextual tuners.
-    pub context: Vec<f64>,
-    /// Measured trials the session may spend (so a tuner can shift from exploring to
-    /// exploiting); 0 when unknown.
-    pub budget: usize,
-}
-
-/// How a trial ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TrialStatus {
-    /// Measured.
-    Measured,
-    /// The environment failed or timed out; the system stays on the last good configuration.
-    Failed,
-    /// Not applied: the safety check judged the constraints unlikely to hold.
-    Refused,
-}
-
-/// One trial.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Trial {
-    /// 0 is the default configuration.
-    pub number: usize,
-    /// The configuration.
-    pub config: Config,
-    /// How it ended.
-    pub status: TrialStatus,
-    /// The objective (higher is better), when measured.
-    pub objective: Option<f64>,
-    /// Every metric measured.
-    pub metrics: BTreeMap<String, f64>,
-    /// Whether the constraints held (false when not measured).
-    pub feasible: bool,
-    /// The safety check's probability that the constraints hold, when it ran.
-    pub p_feasible: Option<f64>,
-    /// Why it failed or was refused.
-    pub error: Option<String>,
-    /// Wall time of the trial, s.
-    pub seconds: f64,
-}
+use crate::space::Config;
+use crate::tuner::{Constraint, Problem, SafetyModel, Trial, TrialStatus, Tuner, key};
 
 /// A finished session.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -155,6 +47,9 @@ pub struct Executor<'a> {
     pub safety: f64,
     /// Stop after this many failures in a row.
     pub max_failures: usize,
+    /// Predicts whether a configuration meets the constraints before it is tried (default: the
+    /// Gaussian-process model of [`GpSafety`]).
+    pub safety_model: Box<dyn SafetyModel + 'a>,
     observers: Vec<Observer<'a>>,
 }
 
@@ -166,6 +61,7 @@ impl<'a> Executor<'a> {
             constraints: Vec::new(),
             safety: 0.5,
             max_failures: 5,
+            safety_model: Box::new(GpSafety),
             observers: Vec::new(),
         }
     }
@@ -220,7 +116,7 @@ impl<'a> Executor<'a> {
             let config = problem.space.validate(&json)?;
             let number = trials.len();
             let p_feasible = (!trials.is_empty() && !self.constraints.is_empty())
-                .then(|| bo::feasibility(&problem, &trials, &config));
+                .then(|| self.safety_model.p_feasible(&problem, &trials, &config));
             let started = Instant::now();
             let trial = if let Some(p) = p_feasible.filter(|&p| p < self.safety) {
                 refused += 1;

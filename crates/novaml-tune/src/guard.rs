@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::TuneError;
+use crate::bo::GpSafety;
 use crate::env::Environment;
-use crate::executor::{Constraint, Problem, Trial};
 use crate::space::Config;
+use crate::tuner::{Constraint, Problem, SafetyModel, Trial};
 
 /// The guardrails' settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -230,7 +231,7 @@ impl Deployment {
                 context: env.context(),
                 budget: 0,
             };
-            let p = crate::bo::feasibility(&problem, history, &candidate);
+            let p = GpSafety.p_feasible(&problem, history, &candidate);
             if p < g.safety {
                 return self.refuse(
                     &candidate,

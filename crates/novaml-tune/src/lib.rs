@@ -14,7 +14,8 @@
 //! - [`executor`]: the [`Executor`] that runs a session (budget, constraints, safety check,
 //!   observers); [`stats`]: improvement with a confidence interval; [`guard`]: applying a
 //!   change to a live system with canary, sequential-test rollback, change budget and audit log;
-//!   [`optimum`]: the cached exhaustive-grid optimum per scenario.
+//!   [`optimum`]: the cached exhaustive-grid optimum per scenario; [`study`]: a whole study
+//!   (tuner, session, experience, re-measured verdict), as the CLI and the pipeline run it.
 
 mod error;
 mod jsonl;
@@ -28,6 +29,7 @@ pub mod payload;
 pub mod rl;
 pub mod space;
 pub mod stats;
+pub mod study;
 pub mod transfer;
 pub mod tuner;
 

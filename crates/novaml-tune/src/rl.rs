@@ -16,8 +16,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::TuneError;
-use crate::executor::{Problem, Trial, TrialStatus, best_index};
+use crate::executor::best_index;
 use crate::space::{Config, Space};
+use crate::tuner::{Problem, Trial, TrialStatus};
 use crate::tuner::{Tuner, fresh_sample, key, seen};
 
 /// One remembered step: state, action, reward.

@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use novaml_tune::Executor;
 use novaml_tune::bo::BoTuner;
 use novaml_tune::env::{Environment, Outcome, TransferEnv};
-use novaml_tune::executor::{Constraint, Executor, TrialStatus};
 use novaml_tune::guard::{Applied, Deployment, Guard};
 use novaml_tune::rl::{RlTuner, experience_of};
 use novaml_tune::space::{Config, Domain, Param, Space, boolean, choice, int};
 use novaml_tune::transfer::{Link, Scenario};
+use novaml_tune::tuner::{Constraint, TrialStatus};
 use novaml_tune::tuner::{RandomTuner, Tuner};
 use novaml_tune::{TuneError, stats};
 use serde_json::json;

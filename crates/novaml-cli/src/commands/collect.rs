@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use novaml_collect::sources::prometheus_api::QueryConfig;
-use novaml_collect::time::{parse_duration, parse_timestamp};
+use novaml_collect::sources::file::FileSection;
+use novaml_collect::sources::host::HostSection;
+use novaml_collect::sources::prometheus_api::{ApiSection, QueryConfig};
+use novaml_collect::sources::prometheus_scrape::ScrapeSection;
+use novaml_collect::time::parse_timestamp;
+use novaml_core::time::{now_ms, parse_duration};
 use novaml_core::{Batch, CollectContext, MetricStore, Series};
+use novaml_pipeline::{Config, Pipeline, shutdown_signal};
 use novaml_store::SqliteStore;
-
-use super::pipeline::Pipeline;
-use crate::config::{Config, FileEntry, HostEntry, PromApiEntry, ScheduleEntry, ScrapeEntry};
 
 /// Arguments of `novaml collect`.
 #[derive(Debug, clap::Args)]
@@ -72,7 +74,6 @@ fn time_arg(field: &str, s: &str, now: i64) -> Result<i64> {
 
 fn build_config(args: &Args) -> Result<Config> {
     let mut cfg = Config::load(args.config.as_deref())?;
-    let once = ScheduleEntry::default();
     if let Some(url) = &args.prometheus {
         if args.queries.is_empty() {
             bail!("--prometheus needs at least one --query NAME=EXPR");
@@ -90,47 +91,22 @@ fn build_config(args: &Args) -> Result<Config> {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        cfg.sources.prometheus_api.push(PromApiEntry {
-            name: "prometheus".into(),
-            url: url.clone(),
-            queries,
-            step: args.step.clone(),
-            backfill: "1h".into(),
-            delay: "30s".into(),
-            chunk_points: 2000,
-            schedule: once.clone(),
-        });
+        let mut api = ApiSection::new("prometheus", url, queries);
+        api.step = args.step.clone();
+        cfg.sources.prometheus_api.push(api);
     }
     for (i, url) in args.scrape.iter().enumerate() {
-        cfg.sources.scrape.push(ScrapeEntry {
-            name: format!("scrape{i}"),
-            url: url.clone(),
-            job: None,
-            max_labels: 64,
-            schedule: once.clone(),
-        });
+        cfg.sources
+            .scrape
+            .push(ScrapeSection::new(&format!("scrape{i}"), url));
     }
     if args.host {
-        cfg.sources.host = Some(HostEntry {
-            enabled: true,
-            schedule: ScheduleEntry {
-                interval: "5s".into(),
-                ..once.clone()
-            },
-        });
+        cfg.sources.host = Some(HostSection::every("5s"));
     }
     for (i, path) in args.file.iter().enumerate() {
-        cfg.sources.file.push(FileEntry {
-            name: format!("file{i}"),
-            path: path.clone(),
-            format: Default::default(),
-            prefix: String::new(),
-            labels: Default::default(),
-            timestamp_column: None,
-            columns: vec![],
-            row_interval: None,
-            schedule: once.clone(),
-        });
+        cfg.sources
+            .file
+            .push(FileSection::new(&format!("file{i}"), path));
     }
     if let Some(store) = &args.store {
         cfg.store.path = store.clone();
@@ -146,28 +122,15 @@ pub(crate) fn run(args: Args) -> Result<()> {
         bail!("no sources: give --config, --prometheus, --scrape, --host or --file");
     }
     if args.follow {
-        let retention = cfg.retention()?;
-        let pipeline = Pipeline {
-            store_path: cfg.store.path.clone(),
-            sources,
-            buffer: cfg.collect.buffer,
-            seed: cfg.collect.seed,
-            retention,
-            listen: args.listen,
-            stop_after: None,
-            banner: Some("novaml collect: following; status at {url}".into()),
-            detection: cfg.detection()?,
-            token: std::env::var("NOVAML_TOKEN")
-                .ok()
-                .filter(|t| !t.trim().is_empty()),
-            planning: None,
-            training: None,
-            tuning: None,
-            remote_write: None,
-        };
-        return super::block_on(pipeline.run());
+        let mut pipeline = Pipeline::from_config(&cfg)?;
+        pipeline.listen = args.listen;
+        pipeline.banner = Some("novaml collect: following; status at {url}".into());
+        pipeline.token = std::env::var("NOVAML_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty());
+        return super::block_on(async move { Ok(pipeline.run(shutdown_signal(None)).await?) });
     }
-    let now = novaml_collect::now_ms();
+    let now = now_ms();
     let from = time_arg("from", &args.from, now)?;
     let to = args
         .to

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use novaml_anomaly::alert::{WebhookEvent, to_alertmanager};
 use novaml_anomaly::incident::{DetectConfig, Incident, Suppression, detect};
 use novaml_anomaly::multivariate::{MultivariateParams, detect_entity, entity_of};
 use novaml_anomaly::streaming::{DEFAULT_THRESHOLD, StreamingParams};
 use novaml_core::{Series, SeriesKey};
-use novaml_server::alerts::{Notifier, Webhook, WebhookFormat};
-use novaml_store::incidents::{IncidentLog, NewIncident, Recorded};
+use novaml_pipeline::detection::{deliver, feedback, record};
+use novaml_pipeline::notify::{Notifier, Webhook, WebhookFormat};
+use novaml_store::incidents::{IncidentLog, Recorded};
 
 /// Arguments of `novaml detect`.
 #[derive(Debug, clap::Args)]
@@ -87,10 +87,6 @@ fn by_entity(series: Vec<Series>) -> BTreeMap<SeriesKey, Vec<Series>> {
     out
 }
 
-/// An open incident stays open this long past its last anomalous row (alerts resolve after);
-/// also the incident log's de-duplication window.
-pub(crate) const OPEN_FOR_MS: i64 = 10 * 60_000;
-
 /// Receivers from the `--alertmanager` and `--webhook` flags.
 pub(crate) fn webhooks(alertmanager: &[String], json: &[String]) -> Vec<Webhook> {
     let hook = |format| {
@@ -128,7 +124,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         None => None,
     };
     let thresholds = match &log {
-        Some(l) => Some(super::incidents::summary(l)?.thresholds),
+        Some(l) => Some(feedback(l)?.thresholds),
         None => None,
     };
     let (all, rows) = if args.series.column.is_some() {
@@ -164,12 +160,11 @@ pub(crate) fn run(args: Args) -> Result<()> {
         }
     }
 
-    let now = novaml_collect::now_ms();
+    let now = novaml_core::time::now_ms();
     let mut ids: Vec<Option<i64>> = vec![None; incidents.len()];
     let mut fresh = vec![true; incidents.len()];
     if let Some(log) = log.as_mut() {
-        for (i, inc) in incidents.iter().enumerate() {
-            let r = log.record(&new_incident(inc)?, OPEN_FOR_MS, now)?;
+        for (i, r) in record(log, &incidents, now)?.into_iter().enumerate() {
             ids[i] = Some(r.id());
             fresh[i] = matches!(r, Recorded::New(_));
         }
@@ -181,21 +176,16 @@ pub(crate) fn run(args: Args) -> Result<()> {
             .filter(|&i| fresh[i] && incidents[i].suppressed.is_none())
             .collect();
         if !send.is_empty() {
-            let am: Vec<_> = send
-                .iter()
-                .map(|&i| to_alertmanager(&incidents[i], ids[i], "", now, OPEN_FOR_MS))
-                .collect();
-            let ev: Vec<_> = send
-                .iter()
-                .map(|&i| WebhookEvent::new(&incidents[i], ids[i], now, OPEN_FOR_MS))
-                .collect();
+            let alerts: Vec<(&Incident, Option<i64>)> =
+                send.iter().map(|&i| (&incidents[i], ids[i])).collect();
             let notifier = Notifier::new(
                 hooks,
                 4,
                 Duration::from_millis(500),
                 Duration::from_secs(10),
             )?;
-            let results = super::block_on(async { Ok(notifier.deliver(&am, &ev).await) })?;
+            let results =
+                super::block_on(async { Ok(deliver(&notifier, &alerts, "", now).await) })?;
             let failed: Vec<String> = results
                 .iter()
                 .filter_map(|r| r.as_ref().err().map(ToString::to_string))
@@ -245,18 +235,4 @@ pub(crate) fn run(args: Args) -> Result<()> {
         }
     );
     Ok(())
-}
-
-/// The incident log's row for an incident.
-pub(crate) fn new_incident(inc: &Incident) -> Result<NewIncident> {
-    Ok(NewIncident {
-        series: inc.series.clone(),
-        kind: inc.kind.as_str().into(),
-        severity: inc.severity.as_str().into(),
-        start: inc.start,
-        end: inc.end,
-        peak_score: inc.peak_score,
-        suppressed: inc.suppressed.is_some(),
-        body: serde_json::to_value(inc)?,
-    })
 }

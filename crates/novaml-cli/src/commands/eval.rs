@@ -4,9 +4,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use novaml_anomaly::streaming::DEFAULT_THRESHOLD;
-use novaml_anomaly::streaming::{StreamingDetector, StreamingParams};
-use novaml_eval::nab::{Corpus, PROFILES, point_rates, score};
+use novaml_anomaly::streaming::{DEFAULT_THRESHOLD, StreamingParams};
+use novaml_eval::nab::{Corpus, run_streaming};
 
 /// Evaluations on real data.
 #[derive(Debug, clap::Args)]
@@ -102,10 +101,12 @@ fn nab(a: NabArgs) -> Result<()> {
         None => StreamingParams::default(),
     };
     let params = params.check()?;
-    let mut all = Vec::with_capacity(corpus.files.len());
-    for f in &corpus.files {
-        bar.set_message(f.name.clone());
-        let scores = StreamingDetector::score_series(params.clone(), &f.values);
+    let run = run_streaming(&corpus, &params, DEFAULT_THRESHOLD, &mut |i| {
+        bar.set_message(corpus.files[i].name.clone());
+        bar.set_position(i as u64);
+    })?;
+    bar.finish_and_clear();
+    for (f, scores) in corpus.files.iter().zip(&run.scores) {
         let path = a.out.join(&f.name);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
@@ -116,7 +117,7 @@ fn nab(a: NabArgs) -> Result<()> {
                 .with_context(|| format!("cannot create {}", path.display()))?,
         );
         writeln!(w, "timestamp,value,anomaly_score")?;
-        for ((t, v), s) in f.timestamps.iter().zip(&f.values).zip(&scores) {
+        for ((t, v), s) in f.timestamps.iter().zip(&f.values).zip(scores) {
             let ts = chrono::DateTime::from_timestamp_millis(*t).map_or_else(
                 || t.to_string(),
                 |d| d.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -124,14 +125,7 @@ fn nab(a: NabArgs) -> Result<()> {
             writeln!(w, "{ts},{v},{s}")?;
         }
         w.flush()?;
-        all.push(scores);
-        bar.inc(1);
     }
-    bar.finish_and_clear();
-    let results: Vec<_> = PROFILES
-        .iter()
-        .map(|p| score(&corpus, &all, *p))
-        .collect::<Result<_, _>>()?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -144,7 +138,7 @@ fn nab(a: NabArgs) -> Result<()> {
         "{:<20} {:>8} {:>10} {:>4} {:>4} {:>5}",
         "profile", "score", "threshold", "TP", "FN", "FP"
     )?;
-    for r in &results {
+    for r in &run.profiles {
         writeln!(
             out,
             "{:<20} {:>8.2} {:>10.4} {:>4} {:>4} {:>5}",
@@ -156,7 +150,7 @@ fn nab(a: NabArgs) -> Result<()> {
             r.false_positives
         )?;
     }
-    let rates = point_rates(&corpus, &all, DEFAULT_THRESHOLD)?;
+    let rates = &run.default_operating_point;
     writeln!(
         out,
         "default operating point (score >= {}): point-wise FP rate {:.2} %, point recall {:.2} %, windows detected {:.1} %",
@@ -166,8 +160,7 @@ fn nab(a: NabArgs) -> Result<()> {
         100.0 * rates.window_recall
     )?;
     if let Some(p) = a.json {
-        let json = serde_json::json!({ "profiles": results, "default_operating_point": rates });
-        std::fs::write(&p, serde_json::to_string_pretty(&json)?)
+        std::fs::write(&p, serde_json::to_string_pretty(&run)?)
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
     Ok(())

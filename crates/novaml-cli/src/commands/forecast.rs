@@ -1,21 +1,16 @@
 //! `novaml forecast` (one series → CSV with an interval) and `novaml eval forecast` (held-out
 //! accuracy over many series → JSON report and a table).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use novaml_eval::forecast::{Accuracy, accuracy, median};
-use novaml_forecast::models::{ModelKind, ModelOptions, Regular, forecast, season_of};
+use novaml_eval::forecast::{evaluate_series, summarize};
+use novaml_forecast::models::{ModelKind, ModelOptions, Regular};
 use novaml_forecast::select::{SelectConfig, resample_mean, select_and_forecast};
 
-fn parse_duration(s: &str) -> Result<Duration> {
-    novaml_collect::time::parse_duration(s)
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| anyhow!("{s:?} is not a positive duration like 1h, 30d"))
-}
+use super::{bar, name_of, positive_duration_arg as parse_duration};
 
 /// A comma-separated list of models.
 #[derive(Debug, Clone)]
@@ -229,31 +224,6 @@ pub(crate) struct EvalArgs {
     out: Option<PathBuf>,
 }
 
-/// One series in the report.
-#[derive(Debug, serde::Serialize)]
-struct SeriesReport {
-    file: String,
-    rows: usize,
-    train: usize,
-    test: usize,
-    gaps_filled: usize,
-    /// The selected model and its accuracy.
-    model: ModelKind,
-    accuracy: Accuracy,
-    /// Selection + fit + forecast time.
-    fit_seconds: f64,
-    backtest_mae: BTreeMap<ModelKind, f64>,
-    /// Every candidate forecasting the same tail directly (no selection), for comparison.
-    per_model: BTreeMap<ModelKind, Accuracy>,
-}
-
-fn name_of(p: &Path) -> String {
-    p.file_stem().map_or_else(
-        || p.display().to_string(),
-        |s| s.to_string_lossy().into_owned(),
-    )
-}
-
 pub(crate) fn eval(a: EvalArgs) -> Result<()> {
     if !(0.0 < a.test_fraction && a.test_fraction < 1.0) {
         bail!("--test-fraction {} is not in (0, 1)", a.test_fraction);
@@ -261,11 +231,7 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
     if !(0.0 < a.level && a.level < 100.0) {
         bail!("--level {} is not in (0, 100)", a.level);
     }
-    let bar = indicatif::ProgressBar::new(a.data.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let pb = bar(a.data.len() as u64);
     let cfg = SelectConfig {
         candidates: a.models.0.clone(),
         level: a.level / 100.0,
@@ -273,74 +239,29 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
     };
     let mut reports = Vec::new();
     for path in &a.data {
-        bar.set_message(name_of(path));
+        pb.set_message(name_of(path));
         let input = super::SeriesInput {
             input: path.clone(),
             column: Some(a.column.clone()),
         };
         let (series, _) = input.load()?;
         let l = load_regular(&series, a.freq)?;
-        let n = l.y.len();
-        let test = ((n as f64) * a.test_fraction).round() as usize;
-        let train = n - test;
-        let m = season_of(l.step);
-        if test == 0 || train < 2 * m {
-            bail!(
-                "{}: {n} rows at {}s leave {train} for training: need two seasons ({})",
-                path.display(),
-                l.step,
-                2 * m
-            );
-        }
         let s = Regular {
             start: l.start,
             step: l.step,
-            y: &l.y[..train],
+            y: &l.y,
         };
-        let t0 = Instant::now();
-        let sel = select_and_forecast(s, test, &cfg)?;
-        let fit_seconds = t0.elapsed().as_secs_f64();
-        let actual = &l.y[train..];
-        let acc = accuracy(&l.y[..train], m, actual, &sel.yhat, &sel.lower, &sel.upper)
-            .ok_or_else(|| anyhow!("{}: the training part is constant", path.display()))?;
-        let mut per_model = BTreeMap::new();
-        for &k in &cfg.candidates {
-            if let Ok(f) = forecast(k, s, test)
-                && let Some(acc) = accuracy(&l.y[..train], m, actual, &f, &f, &f)
-            {
-                per_model.insert(k, acc);
-            }
-        }
-        reports.push(SeriesReport {
-            file: path.display().to_string(),
-            rows: n,
-            train,
-            test,
-            gaps_filled: l.filled,
-            model: sel.model,
-            accuracy: acc,
-            fit_seconds,
-            backtest_mae: sel.backtest_mae,
-            per_model,
-        });
-        bar.inc(1);
+        reports.push(evaluate_series(
+            &path.display().to_string(),
+            s,
+            l.filled,
+            a.test_fraction,
+            &cfg,
+        )?);
+        pb.inc(1);
     }
-    bar.finish_and_clear();
-
-    let col = |f: &dyn Fn(&SeriesReport) -> f64| reports.iter().map(f).collect::<Vec<f64>>();
-    let med_mase = median(&col(&|r| r.accuracy.mase));
-    let mean_cov = col(&|r| r.accuracy.coverage).iter().sum::<f64>() / reports.len() as f64;
-    let per_model_median: BTreeMap<&str, Option<f64>> = cfg
-        .candidates
-        .iter()
-        .map(|k| {
-            let v: Vec<f64> = reports
-                .iter()
-                .filter_map(|r| r.per_model.get(k).map(|a| a.mase))
-                .collect();
-            (k.as_str(), median(&v))
-        })
-        .collect();
+    pb.finish_and_clear();
+    let summary = summarize(&reports, &cfg.candidates);
     println!(
         "{:<44} {:>7} {:>15} {:>7} {:>7} {:>7} {:>6} {:>7}",
         "series", "rows", "model", "MASE", "sMAPE", "wMAPE", "cov", "fit s"
@@ -360,13 +281,14 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
     }
     println!(
         "median MASE (selected) {:.3}; mean {:.0} % interval coverage {:.1} %",
-        med_mase.unwrap_or(f64::NAN),
+        summary.median_mase.unwrap_or(f64::NAN),
         a.level,
-        100.0 * mean_cov
+        100.0 * summary.mean_coverage
     );
     println!(
         "median MASE per model, each forecasting directly: {}",
-        per_model_median
+        summary
+            .median_mase_per_model
             .iter()
             .map(|(k, v)| format!("{k} {:.3}", v.unwrap_or(f64::NAN)))
             .collect::<Vec<_>>()
@@ -380,9 +302,9 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
             "level": a.level,
             "season": "1 day",
             "series": reports,
-            "median_mase": med_mase,
-            "mean_coverage": mean_cov,
-            "median_mase_per_model": per_model_median,
+            "median_mase": summary.median_mase,
+            "mean_coverage": summary.mean_coverage,
+            "median_mase_per_model": summary.median_mase_per_model,
         });
         std::fs::write(out, serde_json::to_string_pretty(&json)?)
             .with_context(|| format!("cannot write {}", out.display()))?;

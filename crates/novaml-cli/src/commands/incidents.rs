@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use novaml_anomaly::feedback::{Label, Summary};
+use novaml_anomaly::feedback::Label;
+use novaml_pipeline::detection::feedback;
 use novaml_store::incidents::{IncidentFilter, IncidentLog};
 
 /// Arguments of `novaml incidents`.
@@ -55,11 +56,6 @@ enum Action {
     Stats,
 }
 
-/// The feedback summary of an incident log (precision, adapted thresholds).
-pub(crate) fn summary(log: &IncidentLog) -> Result<Summary> {
-    Ok(Summary::from_rows(log.labelled()?, log.count()?))
-}
-
 pub(crate) fn run(args: Args) -> Result<()> {
     if !args.db.exists() {
         bail!(
@@ -102,7 +98,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             let Some(l) = Label::parse(&label) else {
                 bail!("label must be tp or fp, not {label:?}");
             };
-            if !log.label(id, l.as_str(), note.as_deref(), novaml_collect::now_ms())? {
+            if !log.label(id, l.as_str(), note.as_deref(), novaml_core::time::now_ms())? {
                 bail!("no incident {id} in {}", args.db.display());
             }
             eprintln!("incident {id} labelled {}", l.as_str());
@@ -114,7 +110,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             eprintln!("incident {id} acknowledged");
         }
         Action::Stats => {
-            let s = summary(&log)?;
+            let s = feedback(&log)?;
             println!("{}", serde_json::to_string_pretty(&s)?);
         }
     }

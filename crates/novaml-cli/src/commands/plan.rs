@@ -10,12 +10,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use novaml_core::{MetricStore, Selector, Series, TimeRange};
 use novaml_forecast::capacity::{
-    Policy, QuantileForecast, Resource, ResourcePlan, Scenario, apply_scenario, bottleneck,
-    plan_resource,
+    ClusterPlan, Grid, Policy, Resource, ResourcePlan, Scenario, apply_scenario, bottleneck,
+    plan_cluster, plan_host, plan_resource,
 };
 use novaml_forecast::chart::{ChartInput, svg};
-use novaml_forecast::models::Regular;
-use novaml_forecast::select::{SelectConfig, resample_mean, select_and_forecast};
 use serde::Deserialize;
 
 /// Arguments of `novaml plan`.
@@ -74,7 +72,7 @@ struct SeriesEntry {
 }
 
 fn duration(field: &str, v: &str) -> Result<Duration> {
-    novaml_collect::time::parse_duration(v)
+    novaml_core::time::parse_duration(v)
         .filter(|d| !d.is_zero())
         .ok_or_else(|| anyhow!("invalid plan `{field}`: {v:?} is not a positive duration"))
 }
@@ -107,84 +105,6 @@ fn load(i: usize, e: &SeriesEntry) -> Result<Series> {
             "invalid plan `series[{i}]`: give either `file` (+ `column`) or `store` + `selector`"
         ),
     }
-}
-
-/// A regular series in seconds.
-pub(crate) struct Grid {
-    start: i64,
-    step: i64,
-    y: Vec<f64>,
-}
-
-impl Grid {
-    /// A series resampled to `step` seconds by the mean (gaps interpolated).
-    pub(crate) fn from_series(s: &Series, step: i64) -> Result<Self> {
-        let pts: Vec<(i64, f64)> = s
-            .points
-            .iter()
-            .map(|p| (p.ts.div_euclid(1000), p.value))
-            .collect();
-        let (start, y, _) = resample_mean(&pts, step)?;
-        Ok(Self { start, step, y })
-    }
-
-    fn last(&self) -> i64 {
-        self.start + (self.y.len() as i64 - 1) * self.step
-    }
-
-    fn times(&self) -> Vec<i64> {
-        (0..self.y.len() as i64)
-            .map(|i| self.start + i * self.step)
-            .collect()
-    }
-
-    /// Mean of the last day.
-    pub(crate) fn current(&self) -> f64 {
-        let k = ((86_400 / self.step) as usize).clamp(1, self.y.len());
-        self.y[self.y.len() - k..].iter().sum::<f64>() / k as f64
-    }
-}
-
-/// The mean over hosts at each step where all have a value (the overlap of their ranges).
-pub(crate) fn cluster_mean(grids: &[&Grid]) -> Result<Grid> {
-    let step = grids[0].step;
-    let start = grids.iter().map(|g| g.start).max().unwrap_or(0);
-    let end = grids.iter().map(|g| g.last()).min().unwrap_or(0);
-    if end < start {
-        bail!("the hosts' series do not overlap in time");
-    }
-    let n = ((end - start) / step + 1) as usize;
-    let y = (0..n)
-        .map(|i| {
-            let t = start + i as i64 * step;
-            grids
-                .iter()
-                .map(|g| g.y[((t - g.start) / step) as usize])
-                .sum::<f64>()
-                / grids.len() as f64
-        })
-        .collect();
-    Ok(Grid { start, step, y })
-}
-
-pub(crate) fn forecast_grid(g: &Grid, horizon: usize) -> Result<(QuantileForecast, String)> {
-    let cfg = SelectConfig::default();
-    let sel = select_and_forecast(
-        Regular {
-            start: g.start,
-            step: g.step,
-            y: &g.y,
-        },
-        horizon,
-        &cfg,
-    )?;
-    let mut f = QuantileForecast::from_selected(&sel, g.last(), g.step)?;
-    // Utilisation is a percentage: a trend extrapolated over 30 days can leave [0, 100], which
-    // no host can reach. Clipping changes no runway (the thresholds are inside the range).
-    for v in f.p10.iter_mut().chain(&mut f.p50).chain(&mut f.p90) {
-        *v = v.clamp(0.0, 100.0);
-    }
-    Ok((f, sel.model.as_str().to_owned()))
 }
 
 fn days(s: Option<f64>) -> String {
@@ -250,40 +170,35 @@ pub(crate) fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     // Per host, then the cluster per resource.
     let mut host_plans: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
-    let mut cluster: Vec<(ResourcePlan, String, Grid, QuantileForecast)> = Vec::new();
+    let mut cluster: Vec<(ClusterPlan, Grid)> = Vec::new();
     for (res, hosts) in &grids {
         for (host, g) in hosts {
             bar.set_message(format!("forecasting {host} {}", res.as_str()));
-            let (f, model) =
-                forecast_grid(g, horizon).with_context(|| format!("{host} {}", res.as_str()))?;
-            let p = plan_resource(*res, 1, g.current(), &f, &cfg.policy);
+            let p = plan_host(*res, host, g, horizon, &cfg.policy)
+                .with_context(|| format!("{host} {}", res.as_str()))?;
             host_plans
                 .entry(host.clone())
                 .or_default()
-                .push(serde_json::json!({ "plan": p, "model": model }));
+                .push(serde_json::json!({ "plan": p.plan, "model": p.model }));
             bar.inc(1);
         }
         let refs: Vec<&Grid> = hosts.iter().map(|(_, g)| g).collect();
-        let mean = cluster_mean(&refs).with_context(|| res.as_str().to_owned())?;
-        let (f, model) =
-            forecast_grid(&mean, horizon).with_context(|| format!("cluster {}", res.as_str()))?;
-        cluster.push((
-            plan_resource(*res, hosts.len(), mean.current(), &f, &cfg.policy),
-            model,
-            mean,
-            f,
-        ));
+        cluster.push(
+            plan_cluster(*res, &refs, horizon, &cfg.policy)
+                .with_context(|| format!("cluster {}", res.as_str()))?,
+        );
     }
     bar.finish_and_clear();
 
-    let plans: Vec<ResourcePlan> = cluster.iter().map(|c| c.0.clone()).collect();
+    let plans: Vec<ResourcePlan> = cluster.iter().map(|(c, _)| c.plan.clone()).collect();
     let neck = bottleneck(&plans);
     let add = plans.iter().map(|p| p.hosts_to_add).max().unwrap_or(0);
     let mut scenarios = Vec::new();
     for s in &cfg.scenarios {
         let mut sp = Vec::new();
-        for (p, _, _, f) in &cluster {
-            let (hosts, g) = apply_scenario(s, p.resource, p.hosts, f)?;
+        for (c, _) in &cluster {
+            let p = &c.plan;
+            let (hosts, g) = apply_scenario(s, p.resource, p.hosts, &c.forecast)?;
             sp.push(plan_resource(p.resource, hosts, p.current, &g, &cfg.policy));
         }
         let add = sp.iter().map(|p| p.hosts_to_add).max().unwrap_or(0);
@@ -297,11 +212,13 @@ pub(crate) fn run(args: Args) -> Result<()> {
     }
 
     // Charts.
-    for (p, model, g, f) in &cluster {
+    for (c, g) in &cluster {
+        let (p, f) = (&c.plan, &c.forecast);
         let title = format!(
-            "cluster {} utilisation (%), {} hosts, model {model}",
+            "cluster {} utilisation (%), {} hosts, model {}",
             p.resource.as_str(),
-            p.hosts
+            p.hosts,
+            c.model.as_str()
         );
         let warn = format!("warning {} %", cfg.policy.warning);
         let crit = format!("critical {} %", cfg.policy.critical);
@@ -315,18 +232,18 @@ pub(crate) fn run(args: Args) -> Result<()> {
         std::fs::write(&path, doc).with_context(|| format!("cannot write {}", path.display()))?;
     }
 
-    let generated = novaml_collect::now_ms() / 1000;
+    let generated = novaml_core::time::now_ms() / 1000;
     let json = serde_json::json!({
         "generated_at": generated,
         "horizon_seconds": horizon_d.as_secs(),
         "step_seconds": step,
         "policy": cfg.policy,
         "cluster": {
-            "resources": cluster.iter().map(|(p, m, g, f)| serde_json::json!({
-                "plan": p,
-                "model": m,
+            "resources": cluster.iter().map(|(c, g)| serde_json::json!({
+                "plan": c.plan,
+                "model": c.model,
                 "history_end": g.last(),
-                "forecast": f,
+                "forecast": c.forecast,
             })).collect::<Vec<_>>(),
             "bottleneck": neck,
             "hosts_to_add": add,

@@ -6,20 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use novaml_eval::predict::{
-    HorizonMetrics, PredRow, PredSummary, naive_scale, per_horizon, summarize,
-};
-use novaml_predict::dataset::{SeriesFrame, Split};
-use novaml_predict::inference::{FitConfig, ModelKind, Prediction, ensemble_of, fit};
+use novaml_eval::predict::{Backtest, PredRow, Progress, SeriesReport, overall};
+use novaml_features::{SeriesFrame, Split};
+use novaml_predict::inference::{FitConfig, ModelKind, fit};
 use novaml_predict::registry::{Meta, ModelStore};
 
-fn parse_step(s: &str) -> Result<Duration> {
-    let d = novaml_collect::time::parse_duration(s).with_context(|| format!("bad step {s:?}"))?;
-    if d.is_zero() {
-        bail!("the step must be positive");
-    }
-    Ok(d)
-}
+use super::{bar, name_of, positive_duration_arg};
 
 /// A comma-separated list of model kinds.
 #[derive(Debug, Clone)]
@@ -48,7 +40,7 @@ pub(crate) struct ModelArgs {
     #[arg(long, value_delimiter = ',')]
     covariates: Vec<String>,
     /// Grid step: the data is bucketed to it by the mean; empty buckets are gaps.
-    #[arg(long, default_value = "5m", value_parser = parse_step)]
+    #[arg(long, default_value = "5m", value_parser = positive_duration_arg)]
     step: Duration,
     /// Steps to predict (12 = 1 h at 5 min).
     #[arg(long, default_value_t = 12)]
@@ -164,22 +156,6 @@ fn load_frame(
         &cov,
         step.as_millis() as i64,
     )?)
-}
-
-pub(crate) fn bar(len: u64) -> indicatif::ProgressBar {
-    let b = indicatif::ProgressBar::new(len);
-    b.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    b
-}
-
-fn name_of(p: &Path) -> String {
-    p.file_stem().map_or_else(
-        || p.display().to_string(),
-        |s| s.to_string_lossy().into_owned(),
-    )
 }
 
 /// Arguments of `novaml train`.
@@ -381,49 +357,6 @@ pub(crate) struct EvalArgs {
     predictions: Option<PathBuf>,
 }
 
-#[derive(Debug, serde::Serialize)]
-struct ModelReport {
-    summary: PredSummary,
-    val_mae: f64,
-    fit_seconds: f64,
-    epochs: usize,
-    seconds_per_epoch: Option<f64>,
-    horizons: Vec<HorizonMetrics>,
-}
-
-#[derive(Debug, serde::Serialize)]
-struct SeriesReport {
-    file: String,
-    rows: usize,
-    train_rows: usize,
-    validation_rows: usize,
-    test_rows: usize,
-    test_origins: usize,
-    selected: ModelKind,
-    selected_summary: PredSummary,
-    models: BTreeMap<ModelKind, ModelReport>,
-}
-
-fn rows_of(preds: &[Prediction], frame: &SeriesFrame) -> Vec<PredRow> {
-    let mut rows = Vec::new();
-    for p in preds {
-        let f = &p.forecast;
-        for h in 0..f.predicted.len() {
-            rows.push(PredRow {
-                origin: f.origin_ms,
-                h: h + 1,
-                timestamp: f.timestamps[h],
-                actual: frame.target[p.origin + h + 1],
-                predicted: f.predicted[h],
-                lower: f.lower[h],
-                upper: f.upper[h],
-                last: f.last,
-            });
-        }
-    }
-    rows
-}
-
 fn write_predictions(path: &Path, rows: &[PredRow]) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -463,7 +396,6 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
     }
     let cfg = a.model.fit_config()?;
     let pb = bar((a.data.len() * a.models.0.len()) as u64);
-    let mut reports = Vec::new();
     // Every file is read (and its columns checked) before any model is fitted, so a bad file
     // fails the run at once rather than after the others' training.
     let frames = a
@@ -474,116 +406,50 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
                 .with_context(|| format!("loading {}", path.display()))
         })
         .collect::<Result<Vec<_>>>()?;
+    let backtest = Backtest {
+        kinds: &a.models.0,
+        cfg: &cfg,
+        validation: a.model.validation,
+        test_fraction: a.test_fraction,
+    };
+    let mut reports: Vec<SeriesReport> = Vec::new();
     for (path, frame) in a.data.iter().zip(frames) {
         let name = name_of(path);
-        let n = frame.len();
-        let split = Split::new(n, a.model.validation, a.test_fraction, &cfg.data)
-            .with_context(|| path.display().to_string())?;
-        let scale = naive_scale(&frame.target[..split.train_end]);
-        let mut models = BTreeMap::new();
-        let mut all_rows = BTreeMap::new();
-        let mut members = Vec::new();
-        let mut origins = 0;
-        for &kind in &a.models.0 {
-            pb.set_message(format!("{name} {}", kind.as_str()));
-            let t0 = Instant::now();
-            let mut progress = |r: &novaml_predict::training::EpochReport| {
-                pb.set_message(format!(
+        let (report, all_rows) = backtest.series(
+            &name,
+            &path.display().to_string(),
+            &frame,
+            &mut |p| match p {
+                Progress::Fitting(k) => pb.set_message(format!("{name} {}", k.as_str())),
+                Progress::Epoch(k, r) => pb.set_message(format!(
                     "{name} {} epoch {} val {:.4} ({:.1}s)",
-                    kind.as_str(),
+                    k.as_str(),
                     r.epoch,
                     r.val_loss,
                     r.seconds
-                ));
-            };
-            // The ensemble weighs the models already fitted here rather than fitting them again.
-            let fitted = if kind == ModelKind::Ensemble && !members.is_empty() {
-                ensemble_of(members.clone(), &frame, split, &cfg, &mut progress)
-            } else {
-                fit(kind, &frame, split, &cfg, None, &mut progress)
-            }
-            .with_context(|| format!("{name}: fitting {}", kind.as_str()))?;
-            let fit_seconds = t0.elapsed().as_secs_f64();
-            if kind != ModelKind::Ensemble {
-                members.push(fitted.predictor.model.clone());
-            }
-            let preds = fitted
-                .predictor
-                .predict_range(&frame, split.test_origins(n), true)?;
-            origins = preds.len();
-            let rows = rows_of(&preds, &frame);
-            let horizons = per_horizon(&rows, cfg.data.horizon, scale);
-            let summary = summarize(&horizons)
-                .with_context(|| format!("{name}: no complete test windows"))?;
-            let epochs = fitted.history.len();
-            models.insert(
-                kind,
-                ModelReport {
-                    summary,
-                    val_mae: fitted.val_mae.iter().sum::<f64>() / fitted.val_mae.len() as f64,
-                    fit_seconds,
-                    epochs,
-                    seconds_per_epoch: (epochs > 0).then(|| {
-                        fitted.history.iter().map(|r| r.seconds).sum::<f64>() / epochs as f64
-                    }),
-                    horizons,
-                },
-            );
-            all_rows.insert(kind, rows);
-            pb.inc(1);
-        }
-        let selected = models
-            .iter()
-            .min_by(|x, y| x.1.val_mae.total_cmp(&y.1.val_mae))
-            .map(|(k, _)| *k)
-            .context("no model")?;
+                )),
+                Progress::Scored(_) => pb.inc(1),
+            },
+        )?;
         if let Some(dir) = &a.predictions {
             for (kind, rows) in &all_rows {
                 write_predictions(&dir.join(kind.as_str()).join(format!("{name}.csv")), rows)?;
             }
-            write_predictions(&dir.join(format!("{name}.csv")), &all_rows[&selected])?;
+            write_predictions(
+                &dir.join(format!("{name}.csv")),
+                &all_rows[&report.selected],
+            )?;
         }
-        let test_rows = n - split.val_end;
-        reports.push(SeriesReport {
-            file: path.display().to_string(),
-            rows: n,
-            train_rows: split.train_end,
-            validation_rows: split.val_end - split.train_end,
-            test_rows,
-            test_origins: origins,
-            selected,
-            selected_summary: models[&selected].summary.clone(),
-            models,
-        });
+        reports.push(report);
     }
     pb.finish_and_clear();
-    // Medians over series.
-    let med = |f: &dyn Fn(&SeriesReport) -> Option<f64>| {
-        novaml_eval::forecast::median(&reports.iter().filter_map(f).collect::<Vec<_>>())
-    };
-    let mut overall = serde_json::Map::new();
-    for &kind in &a.models.0 {
-        overall.insert(
-            kind.as_str().into(),
-            serde_json::json!({
-                "median_rel_mae": med(&|r| r.models.get(&kind).map(|m| m.summary.median_rel_mae)),
-                "median_last_rel_mae": med(&|r| r.models.get(&kind).map(|m| m.summary.last_rel_mae)),
-                "median_mase": med(&|r| r.models.get(&kind).map(|m| m.summary.mean_mase)),
-                "median_accuracy_5pct": med(&|r| r.models.get(&kind).map(|m| m.summary.accuracy_5pct)),
-                "mean_coverage": reports.iter().filter_map(|r| r.models.get(&kind)).map(|m| m.summary.coverage).sum::<f64>() / reports.len() as f64,
-            }),
-        );
-    }
-    overall.insert(
-        "selected".into(),
-        serde_json::json!({
-            "median_rel_mae": med(&|r| Some(r.selected_summary.median_rel_mae)),
-            "median_last_rel_mae": med(&|r| Some(r.selected_summary.last_rel_mae)),
-            "median_mase": med(&|r| Some(r.selected_summary.mean_mase)),
-            "median_accuracy_5pct": med(&|r| Some(r.selected_summary.accuracy_5pct)),
-            "mean_coverage": reports.iter().map(|r| r.selected_summary.coverage).sum::<f64>() / reports.len() as f64,
-        }),
-    );
+    let mut summary: BTreeMap<&str, novaml_eval::predict::Overall> = a
+        .models
+        .0
+        .iter()
+        .map(|&k| (k.as_str(), overall(&reports, Some(k))))
+        .collect();
+    summary.insert("selected", overall(&reports, None));
     println!(
         "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  selected",
         "series (median rel. MAE)",
@@ -616,13 +482,13 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
             r.selected_summary.median_rel_mae
         );
     }
-    println!("{}", serde_json::to_string_pretty(&overall)?);
+    println!("{}", serde_json::to_string_pretty(&summary)?);
     if let Some(out) = &a.out {
         let doc = serde_json::json!({
             "column": a.model.column,
             "config": cfg,
             "test_fraction": a.test_fraction,
-            "overall": overall,
+            "overall": summary,
             "series": reports,
         });
         std::fs::write(out, serde_json::to_vec_pretty(&doc)?)

@@ -6,16 +6,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use novaml_tune::bo::BoTuner;
 use novaml_tune::env::{Apply, CommandEnv, PrometheusEnv, TransferEnv};
-use novaml_tune::executor::{Constraint, TrialStatus};
 use novaml_tune::guard::{Deployment, Guard};
-use novaml_tune::rl::{self, RlTuner};
 use novaml_tune::space::Space;
+use novaml_tune::study::{Study, TunerKind};
 use novaml_tune::transfer::{self, TransferParams};
-use novaml_tune::tuner::{GridTuner, RandomTuner};
-use novaml_tune::{Environment, Executor, TuneError, Tuner, optimum, payload, stats};
+use novaml_tune::tuner::{Constraint, Trial, TrialStatus};
+use novaml_tune::{Environment, TuneError, optimum, payload};
 use serde_json::json;
+
+use super::{bar, duration_arg};
 
 /// Arguments of `novaml env-eval`.
 #[derive(Debug, clap::Args)]
@@ -36,7 +36,7 @@ pub(crate) struct EnvEvalArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Give up on a run after this long.
-    #[arg(long, default_value = "60s", value_parser = parse_timeout)]
+    #[arg(long, default_value = "60s", value_parser = duration_arg)]
     timeout: Duration,
     /// Print the parameters (bounds, defaults) and scenarios, then exit.
     #[arg(long)]
@@ -44,10 +44,6 @@ pub(crate) struct EnvEvalArgs {
     /// Also write the JSON here.
     #[arg(long)]
     out: Option<PathBuf>,
-}
-
-fn parse_timeout(s: &str) -> Result<Duration> {
-    novaml_collect::time::parse_duration(s).with_context(|| format!("bad duration {s:?}"))
 }
 
 pub(crate) fn env_eval(a: EnvEvalArgs) -> Result<()> {
@@ -121,7 +117,7 @@ pub(crate) struct GridArgs {
     #[arg(long, default_value_t = 1)]
     payload_seed: u64,
     /// Give up on a grid point after this long (slower points cannot be the optimum).
-    #[arg(long, default_value = "6s", value_parser = parse_timeout)]
+    #[arg(long, default_value = "6s", value_parser = duration_arg)]
     timeout: Duration,
     /// Re-measure this many of the best grid points.
     #[arg(long, default_value_t = 5)]
@@ -138,7 +134,7 @@ pub(crate) fn tune_grid(a: GridArgs) -> Result<()> {
     let scenario = transfer::scenario(&a.scenario)?;
     let mut env = TransferEnv::new(scenario.clone(), a.payload_seed, a.timeout)?;
     let points = optimum::transfer_grid();
-    let bar = super::predict::bar((points.len() + a.finalists * a.repeats) as u64);
+    let bar = bar((points.len() + a.finalists * a.repeats) as u64);
     bar.set_message(format!("grid of {}", scenario.name));
     let optimum::Sweep {
         config,
@@ -195,8 +191,8 @@ pub(crate) struct TuneArgs {
     scenario: String,
     /// The tuner: bo (Bayesian optimisation), rl (contextual bandit that learns across
     /// scenarios from --state), random, grid.
-    #[arg(long, default_value = "bo", value_parser = ["bo", "rl", "random", "grid"])]
-    tuner: String,
+    #[arg(long, default_value = "bo", value_parser = parse_tuner)]
+    tuner: TunerKind,
     /// Measured trials, the default configuration's included.
     #[arg(long, default_value_t = 30)]
     budget: usize,
@@ -220,7 +216,7 @@ pub(crate) struct TuneArgs {
     #[arg(long, default_value_t = 0.5)]
     safety: f64,
     /// Give up on one run after this long.
-    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    #[arg(long, default_value = "30s", value_parser = duration_arg)]
     timeout: Duration,
     /// Apply the best configuration to the system under the guardrails (canary, sequential
     /// test with automatic rollback, change budget), recorded in STATE/audit.jsonl.
@@ -260,14 +256,18 @@ pub(crate) struct TuneArgs {
     #[arg(long = "query")]
     queries: Vec<String>,
     /// prometheus: wait this long after applying before the window starts.
-    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    #[arg(long, default_value = "10s", value_parser = duration_arg)]
     settle: Duration,
     /// prometheus: the measurement window.
-    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    #[arg(long, default_value = "30s", value_parser = duration_arg)]
     window: Duration,
     /// Write the result (best configuration, trials, improvement, share of optimum) here.
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+fn parse_tuner(s: &str) -> Result<TunerKind, String> {
+    s.parse().map_err(|e: TuneError| e.to_string())
 }
 
 fn make_env(a: &TuneArgs) -> Result<Box<dyn Environment>> {
@@ -355,30 +355,29 @@ pub(crate) fn tune(a: TuneArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let experience_path = a.state.join("experience.jsonl");
-    let mut tuner: Box<dyn Tuner> = match a.tuner.as_str() {
-        "bo" => Box::new(BoTuner::new(a.seed)),
-        "rl" => Box::new(RlTuner::new(a.seed, rl::load_experience(&experience_path)?)),
-        "random" => Box::new(RandomTuner::new(a.seed)),
-        _ => {
-            let points = if a.env == "transfer" {
-                optimum::transfer_grid()
-            } else {
-                env.space().grid(4)
-            };
-            Box::new(GridTuner::new(points, a.seed))
-        }
-    };
-    let mut exec = Executor::new(a.budget);
-    exec.constraints = constraints;
-    exec.safety = a.safety;
-    let bar = super::predict::bar(a.budget as u64);
-    bar.set_message(format!("{} on {}", tuner.name(), env.describe()));
+    let transfer = a.env == "transfer";
+    let mut study = Study::new(a.tuner, a.budget, a.seed);
+    study.repeats = a.repeats;
+    study.constraints = constraints;
+    study.safety = a.safety;
+    study.experience = Some(a.state.join("experience.jsonl"));
+    // Every transfer session teaches the rl tuner, whichever tuner ran it.
+    study.learn = a.tuner == TunerKind::Rl || transfer;
+    if a.tuner == TunerKind::Grid {
+        study.grid = if transfer {
+            optimum::transfer_grid()
+        } else {
+            env.space().grid(4)
+        };
+    }
+    study.optimum = transfer.then(|| optimum::cached(&a.scenario)).flatten();
+    let pb = bar(a.budget as u64);
+    pb.set_message(format!("{} on {}", a.tuner.as_str(), env.describe()));
     let objective_name = env.objective_name().to_owned();
     let mut best = f64::NEG_INFINITY;
     let mut done = 0;
-    let b = bar.clone();
-    exec.observe(move |t| {
+    let b = pb.clone();
+    let outcome = study.run(env.as_mut(), move |t: &Trial| {
         if t.status != TrialStatus::Refused {
             done += 1;
         }
@@ -387,66 +386,24 @@ pub(crate) fn tune(a: TuneArgs) -> Result<()> {
         }
         b.set_position(done);
         b.set_message(format!("best {objective_name} {best:.4e}"));
+    })?;
+    pb.finish_and_clear();
+    let (improvement, ci) = outcome.improvement();
+    let best_value = outcome.best_objective().map(|v| {
+        if outcome.comparison.is_some() {
+            v
+        } else {
+            v.abs()
+        }
     });
-    let session = exec.run(env.as_mut(), tuner.as_mut())?;
-    drop(exec);
-    bar.finish_and_clear();
-    let context = env.context();
-    if a.tuner == "rl" || a.env == "transfer" {
-        // Every transfer session teaches the rl tuner, whichever tuner ran it.
-        rl::save_experience(
-            &experience_path,
-            &rl::experience_of(&context, &session.trials),
-        )?;
-    }
-    let default = session.trials[0].clone();
-    let Some(best) = session.best_trial().cloned() else {
-        let why = session
-            .trials
-            .iter()
-            .find_map(|t| t.error.clone())
-            .unwrap_or_else(|| "no measured trial met the constraints".into());
-        bail!(
-            "no configuration was measured successfully ({} trials; first problem: {why})",
-            session.trials.len()
-        );
-    };
-    let opt = (a.env == "transfer")
-        .then(|| optimum::cached(&a.scenario))
-        .flatten();
-    // The grid optimum's configuration is re-measured in the same rounds as the default and the
-    // best, so the share compares like with like (same machine state, same protocol).
-    let comparison = if a.repeats >= 2 {
-        Some(stats::compare(
-            env.as_mut(),
-            &default.config,
-            &best.config,
-            opt.as_ref().map(|o| &o.config),
-            a.repeats,
-            a.seed,
-        )?)
-    } else {
-        None
-    };
-    let (improvement, ci) = match (&comparison, default.objective) {
-        (Some(c), _) => (Some(c.improvement), Some(c.improvement_ci95)),
-        (None, Some(d)) if d > 0.0 => (best.objective.map(|b| b / d - 1.0), None),
-        (None, Some(d)) if d < 0.0 => (best.objective.map(|b| 1.0 - b / d), None),
-        _ => (None, None),
-    };
-    let best_value = comparison
-        .as_ref()
-        .map(|c| c.candidate_mean)
-        .or(best.objective.map(f64::abs));
-    // Without re-measurement, the best single run against the cached optimum's value.
-    let share = comparison
-        .as_ref()
-        .and_then(|c| c.share_of_reference)
-        .or_else(|| {
-            opt.as_ref()
-                .zip(best.objective)
-                .map(|(o, b)| b / o.objective)
-        });
+    let share = outcome.share_of_optimum();
+    let (session, best, default, comparison, opt) = (
+        &outcome.session,
+        &outcome.best,
+        &outcome.default,
+        &outcome.comparison,
+        &outcome.optimum,
+    );
     let applied = if a.apply {
         let mut dep = Deployment::open(&audit, env.space().default_config(), guard)?;
         Some(dep.apply(env.as_mut(), &best.config, &session.trials)?)

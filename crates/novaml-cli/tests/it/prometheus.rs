@@ -141,7 +141,7 @@ queries = [
     });
     std::thread::sleep(Duration::from_secs(3));
     svc.prom.signal("CONT");
-    let resumed_at = novaml_collect::now_ms();
+    let resumed_at = novaml_core::time::now_ms();
     wait_for("backfill after the outage", Duration::from_secs(30), || {
         stored(&db, "up")
             .first()
@@ -195,7 +195,7 @@ fn one_shot_range_export_and_node_exporter_scrape() {
     let svc = start_services();
     let work = svc.dir.path();
     std::thread::sleep(Duration::from_secs(3));
-    let to = novaml_collect::now_ms() / 1000 * 1000 - 2_000;
+    let to = novaml_core::time::now_ms() / 1000 * 1000 - 2_000;
     let from = to - 8_000;
     let out = work.join("up.csv");
     let (ok, _, err) = novaml(

@@ -16,8 +16,9 @@ use novaml_core::{
 use serde::Deserialize;
 use tracing::warn;
 
-use crate::CollectError;
+use crate::sources::{Configured, config_duration};
 use crate::time::parse_timestamp;
+use crate::{CollectError, ScheduleSection};
 
 /// Column names taken as the time column, after sanitising, in order of preference.
 const TIME_COLUMNS: [&str; 7] = [
@@ -445,6 +446,79 @@ fn import_jsonl(cfg: &FileConfig, bytes: &[u8]) -> Imported {
         }
     }
     b.finish(|key| labels_by_key.get(key).cloned().unwrap_or_default())
+}
+
+/// `[[sources.file]]` of the configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSection {
+    /// Unique source name.
+    pub name: String,
+    /// The file.
+    pub path: PathBuf,
+    /// Format.
+    #[serde(default)]
+    pub format: FileFormat,
+    /// Prefix of every metric name.
+    #[serde(default)]
+    pub prefix: String,
+    /// Extra labels on every series.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The time column.
+    #[serde(default)]
+    pub timestamp_column: Option<String>,
+    /// Only these value columns.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// For files without a time column: the spacing of rows.
+    #[serde(default)]
+    pub row_interval: Option<String>,
+    /// Interval, timeout, retries.
+    #[serde(flatten)]
+    pub schedule: ScheduleSection,
+}
+
+impl FileSection {
+    /// The file at `path`, every column, format by extension.
+    pub fn new(name: &str, path: &Path) -> Self {
+        Self {
+            name: name.into(),
+            path: path.to_owned(),
+            format: FileFormat::default(),
+            prefix: String::new(),
+            labels: BTreeMap::new(),
+            timestamp_column: None,
+            columns: Vec::new(),
+            row_interval: None,
+            schedule: ScheduleSection::default(),
+        }
+    }
+
+    /// Checks the section at `field` and builds the source.
+    pub fn resolve(&self, field: &str) -> Result<Configured, CollectError> {
+        let row_interval = self
+            .row_interval
+            .as_deref()
+            .map(|r| config_duration(&format!("{field}.row_interval"), r))
+            .transpose()?;
+        let cfg = FileConfig {
+            path: self.path.clone(),
+            format: self.format,
+            prefix: self.prefix.clone(),
+            labels: self.labels.clone(),
+            timestamp_column: self.timestamp_column.clone(),
+            columns: self.columns.clone(),
+            row_interval,
+            start: 0,
+        };
+        Ok(Configured {
+            source: Box::new(FileSource::new(self.name.clone(), cfg)),
+            schedule: self.schedule.resolve(field)?,
+            kind: "file",
+            simulated: false,
+        })
+    }
 }
 
 /// A source that imports one file on its first collection and nothing after.

@@ -11,7 +11,10 @@ use novaml_core::{
 };
 use procfs::{Current, CurrentSI};
 
-use crate::CollectError;
+use serde::Deserialize;
+
+use crate::sources::Configured;
+use crate::{CollectError, ScheduleSection};
 
 #[derive(Debug, Clone, Default)]
 struct Snapshot {
@@ -22,6 +25,38 @@ struct Snapshot {
     disk: HashMap<String, (u64, u64)>,
     /// Per interface: (bytes received, bytes sent).
     net: HashMap<String, (u64, u64)>,
+}
+
+/// `[sources.host]` of the configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSection {
+    /// Collect this host.
+    #[serde(default = "crate::sources::enabled")]
+    pub enabled: bool,
+    /// Interval, timeout, retries.
+    #[serde(flatten)]
+    pub schedule: ScheduleSection,
+}
+
+impl HostSection {
+    /// This host every `interval`.
+    pub fn every(interval: &str) -> Self {
+        Self {
+            enabled: true,
+            schedule: ScheduleSection::every(interval),
+        }
+    }
+
+    /// Checks the section at `field` and builds the source.
+    pub fn resolve(&self, field: &str) -> Result<Configured, CollectError> {
+        Ok(Configured {
+            source: Box::new(Host::new("host")),
+            schedule: self.schedule.resolve(field)?,
+            kind: "host",
+            simulated: false,
+        })
+    }
 }
 
 /// The host source.

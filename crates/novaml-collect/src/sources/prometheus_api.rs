@@ -19,8 +19,8 @@ use novaml_core::{
 use serde::Deserialize;
 use tracing::{debug, info};
 
-use crate::CollectError;
-use crate::sources::{classify_http, drop_non_finite, http_client};
+use crate::sources::{Configured, classify_http, config_duration, drop_non_finite, http_client};
+use crate::{CollectError, ScheduleSection};
 
 /// Prometheus refuses range queries of more than 11,000 points per series.
 const MAX_POINTS_PER_QUERY: i64 = 11_000;
@@ -52,6 +52,82 @@ pub struct ApiConfig {
     pub delay: Duration,
     /// Most grid points per query request (≤ 11,000).
     pub chunk_points: i64,
+}
+
+/// `[[sources.prometheus_api]]` of the configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Unique source name.
+    pub name: String,
+    /// Base URL.
+    pub url: String,
+    /// Queries.
+    pub queries: Vec<QueryConfig>,
+    /// Resolution of the grid.
+    #[serde(default = "d_step")]
+    pub step: String,
+    /// How far back the first run reaches.
+    #[serde(default = "d_backfill")]
+    pub backfill: String,
+    /// How far behind now collection stays.
+    #[serde(default = "d_delay")]
+    pub delay: String,
+    /// Most grid points per query request.
+    #[serde(default = "d_chunk")]
+    pub chunk_points: i64,
+    /// Interval, timeout, retries.
+    #[serde(flatten)]
+    pub schedule: ScheduleSection,
+}
+
+fn d_step() -> String {
+    "15s".into()
+}
+fn d_backfill() -> String {
+    "1h".into()
+}
+fn d_delay() -> String {
+    "30s".into()
+}
+const fn d_chunk() -> i64 {
+    2_000
+}
+
+impl ApiSection {
+    /// A section with the defaults: `name` reading `queries` from `url` every 15 s.
+    pub fn new(name: &str, url: &str, queries: Vec<QueryConfig>) -> Self {
+        Self {
+            name: name.into(),
+            url: url.into(),
+            queries,
+            step: d_step(),
+            backfill: d_backfill(),
+            delay: d_delay(),
+            chunk_points: d_chunk(),
+            schedule: ScheduleSection::default(),
+        }
+    }
+
+    /// Checks the section at `field` and builds the source.
+    pub fn resolve(&self, field: &str) -> Result<Configured, CollectError> {
+        let schedule = self.schedule.resolve(field)?;
+        let cfg = ApiConfig {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            queries: self.queries.clone(),
+            step: config_duration(&format!("{field}.step"), &self.step)?,
+            backfill: config_duration(&format!("{field}.backfill"), &self.backfill)?,
+            delay: config_duration(&format!("{field}.delay"), &self.delay)?,
+            chunk_points: self.chunk_points,
+        };
+        Ok(Configured {
+            source: Box::new(PrometheusApi::new(cfg, schedule.timeout)?),
+            schedule,
+            kind: "prometheus_api",
+            simulated: false,
+        })
+    }
 }
 
 /// The Prometheus API source.

@@ -8,28 +8,75 @@ use novaml_core::{BoxFuture, CollectContext, Collected, Source, SourceError};
 use serde::Deserialize;
 use tracing::warn;
 
-use crate::CollectError;
 use crate::exposition::{self, Dialect, Limits};
+use crate::sources::Configured;
 use crate::sources::{classify_http, http_client};
+use crate::{CollectError, ScheduleSection};
 
 /// Configuration of one scrape target.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScrapeConfig {
     /// Unique source name.
     pub name: String,
     /// URL of the exposition endpoint, e.g. `http://127.0.0.1:9100/metrics`.
     pub url: String,
     /// Value of the `job` label; defaults to the source name.
-    #[serde(default)]
     pub job: Option<String>,
     /// Most labels per series; longer label sets are skipped and counted.
-    #[serde(default = "default_max_labels")]
     pub max_labels: usize,
 }
 
 const fn default_max_labels() -> usize {
     64
+}
+
+/// `[[sources.scrape]]` of the configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeSection {
+    /// Unique source name.
+    pub name: String,
+    /// URL of the exposition endpoint.
+    pub url: String,
+    /// Value of the `job` label; defaults to the source name.
+    #[serde(default)]
+    pub job: Option<String>,
+    /// Most labels per series.
+    #[serde(default = "default_max_labels")]
+    pub max_labels: usize,
+    /// Interval, timeout, retries.
+    #[serde(flatten)]
+    pub schedule: ScheduleSection,
+}
+
+impl ScrapeSection {
+    /// A section with the defaults.
+    pub fn new(name: &str, url: &str) -> Self {
+        Self {
+            name: name.into(),
+            url: url.into(),
+            job: None,
+            max_labels: default_max_labels(),
+            schedule: ScheduleSection::default(),
+        }
+    }
+
+    /// Checks the section at `field` and builds the source.
+    pub fn resolve(&self, field: &str) -> Result<Configured, CollectError> {
+        let schedule = self.schedule.resolve(field)?;
+        let cfg = ScrapeConfig {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            job: self.job.clone(),
+            max_labels: self.max_labels,
+        };
+        Ok(Configured {
+            source: Box::new(PrometheusScrape::new(cfg, schedule.timeout)?),
+            schedule,
+            kind: "prometheus_scrape",
+            simulated: false,
+        })
+    }
 }
 
 /// The scrape source.

@@ -17,6 +17,10 @@ use std::time::Duration;
 use novaml_core::{
     BoxFuture, CollectContext, Collected, Point, Series, SeriesKey, Source, SourceError, Timestamp,
 };
+use serde::Deserialize;
+
+use crate::sources::{Configured, config_duration};
+use crate::{CollectError, ScheduleSection};
 
 const DAY_MS: i64 = 86_400_000;
 const WEEK_MS: i64 = 7 * DAY_MS;
@@ -38,6 +42,66 @@ pub const INCIDENT_TYPES: [&str; 8] = [
     "compression_failure",
     "consensus_delay",
 ];
+
+/// `[sources.simulator]` of the configuration file; every field defaults to [`SimConfig`]'s.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimSection {
+    /// Run the simulator.
+    pub enabled: bool,
+    /// Seed of every random draw.
+    pub seed: u64,
+    /// Number of hosts.
+    pub hosts: usize,
+    /// VMs per host.
+    pub vms_per_host: usize,
+    /// Spacing of simulated points.
+    pub step: String,
+    /// History generated on the first run.
+    pub history: String,
+    /// Chance that a 6-hour slot holds an incident.
+    pub incident_rate: f64,
+    /// Interval, timeout, retries.
+    #[serde(flatten)]
+    pub schedule: ScheduleSection,
+}
+
+impl Default for SimSection {
+    fn default() -> Self {
+        let d = SimConfig::default();
+        Self {
+            enabled: true,
+            seed: d.seed,
+            hosts: d.hosts,
+            vms_per_host: d.vms_per_host,
+            step: format!("{}s", d.step.as_secs()),
+            history: format!("{}s", d.history.as_secs()),
+            incident_rate: d.incident_rate,
+            schedule: ScheduleSection::default(),
+        }
+    }
+}
+
+impl SimSection {
+    /// Checks the section at `field` and builds the source.
+    pub fn resolve(&self, field: &str) -> Result<Configured, CollectError> {
+        let cfg = SimConfig {
+            name: "simulator".into(),
+            seed: self.seed,
+            hosts: self.hosts,
+            vms_per_host: self.vms_per_host,
+            step: config_duration(&format!("{field}.step"), &self.step)?,
+            history: config_duration(&format!("{field}.history"), &self.history)?,
+            incident_rate: self.incident_rate,
+        };
+        Ok(Configured {
+            source: Box::new(Simulator::new(cfg)?),
+            schedule: self.schedule.resolve(field)?,
+            kind: "simulator",
+            simulated: true,
+        })
+    }
+}
 
 /// Simulator settings.
 #[derive(Debug, Clone, PartialEq)]

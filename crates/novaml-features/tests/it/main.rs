@@ -1,6 +1,6 @@
 //! Integration tests of feature engineering: no feature looks ahead of its row.
 
-use novaml_features::{FeatureConfig, build, windowed};
+use novaml_features::{DataConfig, FeatureConfig, Scalers, SeriesFrame, build, inputs, windows};
 use proptest::prelude::*;
 
 fn config() -> FeatureConfig {
@@ -58,16 +58,26 @@ proptest! {
     }
 
     #[test]
-    fn dataset_labels_equal_future_values(values in proptest::collection::vec(0.5f64..1e3, 30..80), h in 1usize..6) {
-        let ts: Vec<i64> = (0..values.len() as i64).map(|i| i * 60_000).collect();
-        let f = build(&ts, &values, &config()).expect("features");
-        let ds = windowed(&f, &values, 60_000, 4, &[h]).expect("dataset");
-        for (o, y) in ds.origins.iter().zip(&ds.y) {
-            let i = (*o / 60_000) as usize;
-            prop_assert_eq!(y[0], values[i + h]);
+    fn dataset_labels_equal_future_values(values in proptest::collection::vec(0.5f64..1e3, 40..90), h in 1usize..6) {
+        let pts: Vec<(i64, f64)> = (0..values.len()).map(|i| (i as i64 * 60_000, values[i])).collect();
+        let frame = SeriesFrame::from_points(&pts, &[], 60_000).expect("frame");
+        let cfg = DataConfig { lookback: 4, horizon: h, season: 0, calendar: true, covariates: vec![] };
+        prop_assume!(Scalers::fit(&frame, &cfg, 30).is_ok());
+        let scalers = Scalers::fit(&frame, &cfg, 30).expect("scalers");
+        let table = inputs(&frame, &cfg, &scalers).expect("inputs");
+        let w = windows(&frame, &cfg, &scalers, &table, 0..values.len(), true);
+        prop_assert_eq!(w.len(), values.len() - 3 - h);
+        let sd = scalers.target.std;
+        for (k, &o) in w.origins.iter().enumerate() {
+            // The label of every step is the true future value, as a change from the origin.
+            for j in 0..h {
+                let y = values[o] + f64::from(w.y[k * h + j]) * sd;
+                prop_assert!((y - values[o + j + 1]).abs() < 1e-3 * values[o + j + 1].max(1.0));
+            }
             // The last window row is the origin row itself.
-            let row = &ds.x[ds.origins.iter().position(|x| x == o).expect("origin")];
-            prop_assert_eq!(row[row.len() - f.names.len()], values[i]);
+            let last = &w.x[(k * w.steps + w.steps - 1) * w.features..];
+            let v = f64::from(last[0]) * sd + scalers.target.mean;
+            prop_assert!((v - values[o]).abs() < 1e-3 * values[o].max(1.0));
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Performance prediction inside the pipeline (`novaml demo`): every `interval`, each target
+//! Performance prediction in the pipeline: every `interval`, each target
 //! series' recent history is put on a 5-minute grid, a ridge model (first pass) and the ensemble
 //! (naive, seasonal naive, ridge, GBM and four small LSTMs, weighed on validation) are fitted and
 //! submitted to the registry (champion/challenger on the same holdout rows), and the serving
@@ -9,31 +9,32 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use novaml_core::stats::quantile;
+use novaml_core::time::now_ms;
 use novaml_core::{MetricStore, Selector, TimeRange};
-use novaml_predict::dataset::{SeriesFrame, Split};
+use novaml_features::{SeriesFrame, Split};
 use novaml_predict::inference::{FitConfig, ModelKind, fit};
 use novaml_predict::registry::{Meta, ModelStore};
-use novaml_server::models::{ModelHub, PredictionDoc};
 use novaml_store::SqliteStore;
-use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::PipelineError;
+use crate::models::{ModelHub, Prediction};
+
 /// One series to predict.
-pub(crate) struct Target {
+#[derive(Debug, Clone)]
+pub struct Target {
     /// Registry name.
-    pub(crate) name: String,
+    pub name: String,
     /// Selects exactly one series.
-    pub(crate) selector: Selector,
+    pub selector: Selector,
 }
 
-/// The training task.
+/// The training job.
 pub(crate) struct Training {
     pub(crate) store_path: PathBuf,
     pub(crate) hub: Arc<ModelHub>,
     pub(crate) targets: Vec<Target>,
-    pub(crate) first_after: Duration,
-    pub(crate) interval: Duration,
     /// History read per pass.
     pub(crate) lookback: Duration,
 }
@@ -43,36 +44,6 @@ const STEP_MS: i64 = 300_000;
 const SLO_QUANTILE: f64 = 0.99;
 
 impl Training {
-    pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
-        let this = Arc::new(self);
-        let mut tick = tokio::time::interval_at(
-            tokio::time::Instant::now() + this.first_after,
-            this.interval,
-        );
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut pass = 0u64;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.wait_for(|s| *s) => break,
-            }
-            pass += 1;
-            let t = this.clone();
-            let t0 = std::time::Instant::now();
-            match tokio::task::spawn_blocking(move || t.pass(pass)).await {
-                Ok(Ok(n)) => info!(
-                    models = n,
-                    seconds = t0.elapsed().as_secs_f64(),
-                    "Models trained and predictions refreshed."
-                ),
-                Ok(Err(e)) => {
-                    warn!(error = %format!("{e:#}"), "Training failed; retrying next interval.")
-                }
-                Err(e) => warn!(error = %e, "Training task failed."),
-            }
-        }
-    }
-
     fn config(seed: u64) -> FitConfig {
         let mut cfg = FitConfig::default();
         cfg.data.lookback = 36;
@@ -84,25 +55,21 @@ impl Training {
         cfg
     }
 
-    /// One pass over the targets; returns how many were predicted.
-    fn pass(&self, pass: u64) -> Result<usize> {
-        let store = SqliteStore::open(&self.store_path)
-            .with_context(|| format!("cannot open {}", self.store_path.display()))?;
+    /// One pass over the targets (blocking: the store and model fitting); returns how many were
+    /// predicted.
+    pub(crate) fn pass(&self, pass: u64) -> Result<usize, PipelineError> {
+        let store = SqliteStore::open(&self.store_path)?;
         let registry = ModelStore::open(self.hub.root())?;
-        let now = novaml_collect::now_ms();
+        let now = now_ms();
         let range = TimeRange::new(now - self.lookback.as_millis() as i64, now + 60_000)?;
         let mut done = 0;
         for t in &self.targets {
             match self.one(&store, &registry, t, range, pass) {
                 Ok(()) => done += 1,
-                Err(e) => {
-                    warn!(model = %t.name, error = %format!("{e:#}"), "Not trained this pass.")
-                }
+                Err(e) => warn!(model = %t.name, error = %e, "Not trained this pass."),
             }
         }
-        self.hub
-            .refresh_metrics()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.hub.refresh_metrics()?;
         Ok(done)
     }
 
@@ -113,11 +80,11 @@ impl Training {
         t: &Target,
         range: TimeRange,
         pass: u64,
-    ) -> Result<()> {
+    ) -> Result<(), PipelineError> {
         let found = store.query(&t.selector, range, None)?;
         let series = found
             .first()
-            .with_context(|| format!("no series matches {}", t.selector))?;
+            .ok_or_else(|| PipelineError::NotFound(format!("no series matches {}", t.selector)))?;
         let points: Vec<(i64, f64)> = series.points.iter().map(|p| (p.ts, p.value)).collect();
         let mut frame = SeriesFrame::from_points(&points, &[], STEP_MS)?;
         // The newest bucket is still filling: predict from the last complete one.
@@ -149,21 +116,11 @@ impl Training {
                 "Model submitted."
             );
         }
-        let art = registry
-            .champion(&t.name)?
-            .context("no serving version after training")?;
+        let art = registry.champion(&t.name)?.ok_or_else(|| {
+            PipelineError::NotFound(format!("{}: no serving version after training", t.name))
+        })?;
         let f = art.predictor.predict(&frame)?;
-        let mut sorted: Vec<f64> = frame
-            .target
-            .iter()
-            .copied()
-            .filter(|v| v.is_finite())
-            .collect();
-        sorted.sort_by(f64::total_cmp);
-        let slo = sorted
-            .get(((sorted.len() as f64 - 1.0) * SLO_QUANTILE).round() as usize)
-            .copied()
-            .unwrap_or(f64::NAN);
+        let slo = quantile(&frame.target, SLO_QUANTILE).unwrap_or(f64::NAN);
         let tail = frame.len().saturating_sub(288);
         let history = frame.target[tail..]
             .iter()
@@ -176,7 +133,7 @@ impl Training {
                 )
             })
             .collect();
-        self.hub.set_prediction(PredictionDoc {
+        self.hub.set_prediction(Prediction {
             model: t.name.clone(),
             series: series.key.name.clone(),
             labels: series.key.labels.clone(),
@@ -190,7 +147,7 @@ impl Training {
             upper: f.upper,
             level: art.predictor.level,
             slo,
-            generated_at: novaml_collect::now_ms() as f64 / 1000.0,
+            generated_at: now_ms() as f64 / 1000.0,
         });
         Ok(())
     }

@@ -1,5 +1,6 @@
-//! Alert delivery: incidents to Alertmanager (`POST <url>/api/v2/alerts`) and to generic JSON
-//! webhooks (`POST <url>` with `{"alerts": [...]}`), with retries and exponential backoff.
+//! Alert delivery, for live detection and for the one-shot `novaml detect`: incidents to
+//! Alertmanager (`POST <url>/api/v2/alerts`) and to generic JSON webhooks (`POST <url>` with
+//! `{"alerts": [...]}`), with retries and exponential backoff.
 //!
 //! A connection failure, a timeout, 429 and 5xx are retried; another 4xx is the receiver
 //! refusing the document, which a retry would not change, so it fails at once.

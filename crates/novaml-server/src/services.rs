@@ -1,0 +1,78 @@
+//! The services the API reaches, as traits this crate owns: the running system (the
+//! `novaml-pipeline` crate) implements them, and the routes see only these methods. Documents
+//! cross this seam as JSON values, the API's wire format; requests arrive as the JSON the client
+//! sent, which the service checks.
+
+use serde_json::Value;
+
+use crate::ApiError;
+
+/// Why a service refused or failed a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The request is invalid (answered 400).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such resource (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the resource's state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Something failed inside (500; the detail goes to the log only).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(m) => Self::BadRequest(m),
+            ServiceError::NotFound(m) => Self::NotFound(m),
+            ServiceError::Conflict(m) => Self::Conflict(m),
+            ServiceError::Internal(m) => Self::Internal(m),
+        }
+    }
+}
+
+/// The model registry and the latest predictions.
+pub trait Models: Send + Sync + 'static {
+    /// Every model with its versions and which one serves.
+    fn list(&self) -> Result<Vec<Value>, ServiceError>;
+    /// One model, with each version's training curve and the promotion log.
+    fn describe(&self, name: &str) -> Result<Value, ServiceError>;
+    /// Makes `version` serve (an operator's decision, logged with `reason`); the model after.
+    fn promote(
+        &self,
+        name: &str,
+        version: u32,
+        reason: Option<&str>,
+    ) -> Result<Value, ServiceError>;
+    /// Goes back to `version`; the model after.
+    fn rollback(&self, name: &str, version: u32) -> Result<Value, ServiceError>;
+    /// The latest prediction of every served model.
+    fn predictions(&self) -> Result<Vec<Value>, ServiceError>;
+}
+
+/// Tuning of a live system: runs, guarded applies, roll back, the change log.
+pub trait Tuning: Send + Sync + 'static {
+    /// The scenario, the configuration in effect, what runs or waits, the runs, the changes.
+    fn overview(&self) -> Result<Value, ServiceError>;
+    /// Queues a run as asked in `request` (the client's JSON); its id.
+    fn submit(&self, request: Value) -> Result<u64, ServiceError>;
+    /// One run with every trial.
+    fn run(&self, id: u64) -> Result<Value, ServiceError>;
+    /// Queues the guarded deployment of run `id`'s best configuration.
+    fn apply(&self, id: u64) -> Result<(), ServiceError>;
+    /// Queues a revert of the last change.
+    fn rollback(&self) -> Result<(), ServiceError>;
+    /// The audit log of changes.
+    fn changes(&self) -> Result<Vec<Value>, ServiceError>;
+}
+
+/// Capacity plans.
+pub trait Capacity: Send + Sync + 'static {
+    /// The latest plan; `None` until the first is computed.
+    fn latest(&self) -> Result<Option<Value>, ServiceError>;
+}
