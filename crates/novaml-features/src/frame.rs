@@ -12,8 +12,8 @@ use crate::stats::mean_std;
 
 /// Which features to compute. Windows and lags count rows.
 ///
-/// Rows without enough history for a feature get `NaN` there; [`crate::windowed`] leaves such
-/// rows out of datasets.
+/// Rows without enough history for a feature get `NaN` there (the feature table keeps them, so
+/// that rows line up with the input; a consumer drops or fills them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FeatureConfig {

@@ -2,70 +2,27 @@
 //! model registry with fitted models, the tuning service on the real transfer engine. Covers the
 //! OpenAPI document against the routes, auth failures, malformed input, limits and the dashboards.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use common::{NoStatus, call};
 use novaml_core::{Batch, MetricStore, Point, Series, SeriesKey};
 use novaml_features::{SeriesFrame, Split};
 use novaml_pipeline::models::ModelHub;
 use novaml_pipeline::tuning::TuningService;
 use novaml_predict::inference::{FitConfig, ModelKind, fit};
 use novaml_predict::registry::{Meta, ModelStore};
-use novaml_server::{AppState, PipelineStatus, StatusProvider, StoreReader};
+use novaml_server::{AppState, StoreReader};
 use novaml_store::SqliteStore;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 const TOKEN: &str = "s3cret";
-
-struct NoStatus;
-
-impl StatusProvider for NoStatus {
-    fn status(&self) -> Result<PipelineStatus, String> {
-        Err("not used".into())
-    }
-}
-
-async fn call(
-    app: &axum::Router,
-    method: &str,
-    uri: &str,
-    token: Option<&str>,
-    body: &str,
-) -> (StatusCode, Value, String) {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json");
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let resp = app
-        .clone()
-        .oneshot(req.body(Body::from(body.to_owned())).expect("request"))
-        .await
-        .expect("response");
-    let status = resp.status();
-    let ty = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let bytes = axum::body::to_bytes(resp.into_body(), 4 << 20)
-        .await
-        .expect("body");
-    let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let text = if v.is_null() {
-        String::from_utf8_lossy(&bytes).into_owned()
-    } else {
-        ty
-    };
-    (status, v, text)
-}
 
 /// A store with two series of known points (one per minute for 2 hours, ending now).
 fn store(dir: &std::path::Path) -> (std::path::PathBuf, i64) {

@@ -1,35 +1,17 @@
 //! Alert delivery with retries and backoff against flaky receivers, and delivery to a real
 //! Alertmanager (Debian's prometheus-alertmanager, installed by scripts/test.sh).
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use common::incident;
 use novaml_anomaly::alert::{WebhookEvent, to_alertmanager};
-use novaml_anomaly::incident::{DetectConfig, Incident, detect};
-use novaml_anomaly::streaming::StreamingParams;
-use novaml_core::SeriesKey;
 use novaml_pipeline::notify::{DeliveryError, Notifier, Webhook, WebhookFormat};
-
-fn incident() -> Incident {
-    let mut v = novaml_testing::generators::seasonal(5, 3_000, 288, 0.5);
-    for x in &mut v[2_500..2_510] {
-        *x += 40.0;
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
-    // The series ends now, so the incident is recent (Alertmanager keeps it active).
-    let ts: Vec<i64> = (0..3_000).map(|i| now - (2_999 - i) * 1_000).collect();
-    let key = SeriesKey::new("dwcp_transfer_latency_ms")
-        .and_then(|k| k.with_label("host", "h1"))
-        .expect("valid");
-    let cfg = DetectConfig::new(StreamingParams::default().check().expect("valid"));
-    detect(&key, &ts, &v, &cfg).remove(0)
-}
 
 /// A receiver that answers 503 to the first `fail` requests, then 200, and keeps the bodies.
 async fn flaky_receiver(fail: usize) -> (String, Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>) {

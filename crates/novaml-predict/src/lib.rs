@@ -3,7 +3,8 @@
 //!
 //! - [`model`]: a stacked, optionally bidirectional LSTM with an optional attention head and one
 //!   output per (horizon, quantile), with explicit backpropagation through time.
-//! - [`dataset`]: regular series → scaled windows whose labels are the true future values.
+//! - [`dataset`]: windows (built by `novaml_features::dataset`: scaled, labels = true future
+//!   values) → training batches.
 //! - [`training`]: Adam, clipping, learning-rate reduction on plateau, early stopping, best
 //!   checkpoint, resumable, deterministic.
 //! - [`baselines`]: naive, seasonal naive and a lag-feature ridge model in the same harness.
