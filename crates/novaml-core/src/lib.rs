@@ -1,6 +1,6 @@
 //! Types and traits shared by every novaml crate, and the small numerics several of them need:
 //! dense solvers ([`linalg`]), the normal distribution and quantiles ([`stats`]), the clock and
-//! durations ([`time`]).
+//! durations ([`time`]), private files written atomically ([`fs`]).
 //!
 //! Data flows one way: a [`Source`] collects [`Series`], a [`MetricStore`] keeps them, feature
 //! engineering and models read them back with a [`Selector`]. See `ARCHITECTURE.md`.
@@ -11,6 +11,7 @@ mod series;
 mod source;
 mod store;
 
+pub mod fs;
 pub mod linalg;
 pub mod stats;
 pub mod time;

@@ -32,6 +32,18 @@ pub enum PipelineError {
         /// Why.
         source: std::io::Error,
     },
+    /// Another running novaml holds the data directory.
+    #[error(
+        "the data directory {} is in use by another novaml ({holder}); stop that one, or give \
+         this one another data directory (--data-dir, or store.path in the configuration)",
+        .dir.display()
+    )]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+        /// Who holds it (`PID n`).
+        holder: String,
+    },
     /// A request names something that does not exist.
     #[error("{0}")]
     NotFound(String),

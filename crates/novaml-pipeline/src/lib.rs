@@ -11,7 +11,8 @@
 //! - [`planning`]: scheduled capacity plans behind `/api/capacity`;
 //! - [`tuning`]: the tuning service (queued sessions, guarded applies, reverts) behind
 //!   `/api/tuning`;
-//! - [`remote_write`]: Prometheus remote write of novaml's own metrics.
+//! - [`remote_write`]: Prometheus remote write of novaml's own metrics;
+//! - [`lock`]: one running system per data directory.
 //!
 //! The HTTP crate reaches these services through the traits it owns
 //! (`novaml_server::services`); this crate implements them.
@@ -19,6 +20,7 @@
 pub mod config;
 pub mod detection;
 mod error;
+pub mod lock;
 pub mod models;
 pub mod modes;
 pub mod notify;

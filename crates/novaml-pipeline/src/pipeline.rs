@@ -106,7 +106,8 @@ pub struct PlanningSettings {
 
 fn open_store(path: &Path) -> Result<SqliteStore, PipelineError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(PipelineError::io("cannot create", dir))?;
+        novaml_core::fs::create_private_dir(dir)
+            .map_err(PipelineError::io("cannot create", dir))?;
     }
     Ok(SqliteStore::open(path)?)
 }
@@ -138,6 +139,8 @@ impl Pipeline {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), PipelineError> {
+        let data_dir = self.store_path.parent().unwrap_or(Path::new(""));
+        let _lock = crate::lock::DirLock::acquire(data_dir)?;
         let store = open_store(&self.store_path)?;
         let mut registry = Registry::default();
         let metrics = CollectMetrics::register(&mut registry);
@@ -464,17 +467,7 @@ pub fn api_token(data_dir: &Path) -> Result<String, PipelineError> {
             "/dev/urandom",
         ))?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::create_dir_all(data_dir).map_err(PipelineError::io("cannot create", data_dir))?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    std::io::Write::write_all(
-        &mut options
-            .open(&path)
-            .map_err(PipelineError::io("cannot create", &path))?,
-        token.as_bytes(),
-    )
-    .map_err(PipelineError::io("cannot write", &path))?;
+    novaml_core::fs::write_private(&path, token.as_bytes())
+        .map_err(|(p, e)| PipelineError::io("cannot write", p)(e))?;
     Ok(token)
 }

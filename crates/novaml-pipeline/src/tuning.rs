@@ -251,7 +251,7 @@ impl TuningService {
         transfer::scenario(scenario)?;
         let state_dir = state_dir.into();
         let runs_dir = state_dir.join("runs");
-        std::fs::create_dir_all(&runs_dir)
+        novaml_core::fs::create_private_dir(&runs_dir)
             .map_err(PipelineError::io("cannot create", &runs_dir))?;
         let mut runs = load_runs(&runs_dir);
         runs.sort_by_key(|r| r.id);
@@ -596,7 +596,10 @@ impl TuningService {
             let path = self.state_dir.join("runs").join(format!("{id:06}.json"));
             let written = serde_json::to_vec_pretty(&r)
                 .map_err(|e| e.to_string())
-                .and_then(|b| std::fs::write(&path, b).map_err(|e| e.to_string()));
+                .and_then(|b| {
+                    novaml_core::fs::write_private(&path, &b)
+                        .map_err(|(p, e)| format!("{}: {e}", p.display()))
+                });
             if let Err(e) = written {
                 tracing::warn!(path = %path.display(), error = %e, "Cannot save the tuning run.");
             }

@@ -414,6 +414,49 @@ async fn bodies_are_limited_and_writes_are_rate_limited() {
     }
 }
 
+/// Writes without the token are refused before they are counted, and count against their
+/// sender only: a client without the token cannot use up the operators' write budget.
+#[tokio::test]
+async fn refused_writes_do_not_spend_the_operators_budget() {
+    let f = fixture();
+    let promote = "/api/models/m/promote";
+    let mut refused = [0, 0];
+    for _ in 0..30 {
+        let (code, v, _) = call(&f.app, "POST", promote, None, r#"{"version":1}"#).await;
+        match code {
+            StatusCode::UNAUTHORIZED => refused[0] += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(error_kind(&v), "rate_limited");
+                refused[1] += 1;
+            }
+            other => panic!("a token-less write answered {other}: {v}"),
+        }
+    }
+    // The fixture allows bursts of 6 (2 more a second): then guessing is slowed down.
+    assert!(refused[0] >= 6 && refused[1] >= 15, "{refused:?}");
+    let (code, v, _) = call(&f.app, "POST", promote, Some(TOKEN), r#"{"version":1}"#).await;
+    assert_eq!(code, StatusCode::OK, "the operator is not locked out: {v}");
+    // The scheme is case-insensitive; another scheme or a wrong token is refused.
+    let f = fixture();
+    for (auth, want) in [
+        (format!("bearer {TOKEN}"), StatusCode::OK),
+        (format!("BEARER  {TOKEN}"), StatusCode::OK),
+        (format!("Basic {TOKEN}"), StatusCode::UNAUTHORIZED),
+        ("Bearer s3cre".to_owned(), StatusCode::UNAUTHORIZED),
+        (TOKEN.to_owned(), StatusCode::UNAUTHORIZED),
+    ] {
+        let req = Request::builder()
+            .method("POST")
+            .uri(promote)
+            .header("content-type", "application/json")
+            .header("authorization", &auth)
+            .body(Body::from(r#"{"version":1}"#))
+            .expect("request");
+        let resp = f.app.clone().oneshot(req).await.expect("response");
+        assert_eq!(resp.status(), want, "{auth}");
+    }
+}
+
 #[tokio::test]
 async fn a_tuning_run_through_the_api_measures_the_real_engine() {
     let f = fixture();

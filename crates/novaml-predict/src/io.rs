@@ -9,21 +9,19 @@ use serde::de::DeserializeOwned;
 
 use crate::PredictError;
 
-/// Writes `value` as pretty JSON to `path` through a temporary file and a rename.
+/// Writes `value` as pretty JSON to `path` through a temporary file and a rename (0600).
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), PredictError> {
-    let tmp = path.with_extension("tmp");
     let text = serde_json::to_vec_pretty(value).map_err(|source| PredictError::Json {
         path: path.to_owned(),
         source,
     })?;
-    std::fs::write(&tmp, text).map_err(|source| PredictError::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, path).map_err(|source| PredictError::Io {
-        path: path.to_owned(),
-        source,
-    })
+    write_bytes(path, &text)
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename (0600).
+pub(crate) fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), PredictError> {
+    novaml_core::fs::write_private(path, bytes)
+        .map_err(|(path, source)| PredictError::Io { path, source })
 }
 
 /// Reads a JSON document.

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::PredictError;
 use crate::inference::{Model, ModelKind, Predictor};
-use crate::io::{read_json, write_json};
+use crate::io::{read_json, write_bytes, write_json};
 use crate::training::EpochReport;
 use novaml_features::dataset::{Scalers, SeriesFrame};
 
@@ -191,7 +191,7 @@ impl ModelStore {
     /// A store under `root` (created when missing).
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, PredictError> {
         let root = root.into();
-        std::fs::create_dir_all(&root).map_err(|source| PredictError::Io {
+        novaml_core::fs::create_private_dir(&root).map_err(|source| PredictError::Io {
             path: root.clone(),
             source,
         })?;
@@ -263,7 +263,7 @@ impl ModelStore {
         let mut reg = self.registry(name)?;
         let version = reg.versions.iter().max().map_or(1, |v| v + 1);
         let dir = self.version_dir(name, version);
-        std::fs::create_dir_all(&dir).map_err(|source| PredictError::Io {
+        novaml_core::fs::create_private_dir(&dir).map_err(|source| PredictError::Io {
             path: dir.clone(),
             source,
         })?;
@@ -280,8 +280,7 @@ impl ModelStore {
                 }
                 net.params.clear();
             }
-            let path = dir.join("weights.bin");
-            std::fs::write(&path, bytes).map_err(|source| PredictError::Io { path, source })?;
+            write_bytes(&dir.join("weights.bin"), &bytes)?;
         }
         let boosters = model.boosters_mut();
         if !boosters.is_empty() {
@@ -295,7 +294,7 @@ impl ModelStore {
                 path: path.clone(),
                 source,
             })?;
-            std::fs::write(&path, bytes).map_err(|source| PredictError::Io { path, source })?;
+            write_bytes(&path, &bytes)?;
         }
         write_json(
             &dir.join("config.json"),

@@ -10,6 +10,7 @@
 //! Every error is JSON `{"kind", "message"}`; mutating endpoints need the bearer token, are rate
 //! limited per client ([`limit`]) and take bodies of at most [`MAX_BODY`] bytes.
 
+mod auth;
 pub mod cache;
 mod dashboards;
 mod error;
@@ -103,7 +104,7 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            limit::limit,
+            auth::guard,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

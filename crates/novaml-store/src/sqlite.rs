@@ -124,10 +124,21 @@ impl std::fmt::Debug for SqliteStore {
 /// not block the writer. The metric store and the incident log share the file.
 pub(crate) fn connect(path: Option<&Path>) -> Result<Connection, StoreError> {
     let conn = match path {
-        Some(path) => Connection::open(path).map_err(|source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        })?,
+        Some(path) => {
+            // A new database is created private (0600); SQLite gives its WAL and shared-memory
+            // files the database's mode. An existing one keeps its mode; other failures are
+            // SQLite's to report.
+            if !path.exists() {
+                let _ = novaml_core::fs::private_options()
+                    .write(true)
+                    .create_new(true)
+                    .open(path);
+            }
+            Connection::open(path).map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?
+        }
         None => Connection::open_in_memory()
             .map_err(StoreError::sqlite("opening in-memory database"))?,
     };

@@ -36,16 +36,9 @@ pub(crate) fn read<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, TuneError
     Ok(out)
 }
 
-/// Appends `records` to `path`, creating it and its directory.
+/// Appends `records` to `path`, creating it (0600) and its directory (0700).
 pub(crate) fn append<T: Serialize>(path: &Path, records: &[T]) -> Result<(), TuneError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io(path))?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(io(path))?;
+    let mut f = novaml_core::fs::append_private(path).map_err(io(path))?;
     for r in records {
         let line = serde_json::to_string(r).map_err(|e| TuneError::Run(e.to_string()))?;
         writeln!(f, "{line}").map_err(io(path))?;

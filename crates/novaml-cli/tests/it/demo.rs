@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::env::{free_port, http_get, http_post, spawn_novaml, wait_for};
+use crate::env::{free_port, http_get, http_post, novaml, spawn_novaml, wait_for};
 
 #[test]
 fn demo_detects_incidents_and_takes_feedback_through_the_api() {
@@ -36,6 +36,25 @@ fn demo_detects_incidents_and_takes_feedback_through_the_api() {
                 .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
                 .is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty()))
         },
+    );
+    // A second pipeline on the same data directory stops at once, naming the first one.
+    let (ok, _, err) = novaml(
+        &[
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "data",
+            "--for",
+            "20s",
+        ],
+        dir.path(),
+    );
+    assert!(!ok, "a second demo ran on the same data directory");
+    assert!(
+        err.contains("is in use by another novaml")
+            && err.contains(&format!("PID {}", demo.child.id())),
+        "{err}"
     );
     let (_, body) = http_get(port, "/api/incidents?limit=5").expect("incidents");
     let list: serde_json::Value = serde_json::from_str(&body).expect("json");

@@ -232,3 +232,30 @@ fn a_full_database_fails_the_whole_batch_and_keeps_the_old_cursor() {
     })
     .expect("writes again");
 }
+
+/// The database holds everything collected and the incident log: a new one, its WAL and its
+/// shared-memory file are readable by their owner only.
+#[cfg(unix)]
+#[test]
+fn a_new_database_and_its_wal_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("novaml.db");
+    let mut s = SqliteStore::open(&path).expect("open");
+    s.write(&Batch {
+        source: "p".into(),
+        series: vec![Series::new(
+            SeriesKey::new("m").expect("key"),
+            vec![Point { ts: 1, value: 1.0 }],
+        )],
+        cursor: None,
+    })
+    .expect("write");
+    for name in ["novaml.db", "novaml.db-wal", "novaml.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .expect(name)
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
+}
