@@ -226,12 +226,16 @@ impl Default for CollectConfig {
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: String,
+    /// More `Host` header values the server answers to (`name` or `name:port`), besides its
+    /// loopback names; on a non-loopback address, the only ones (empty: any host).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8600".into(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -291,6 +295,17 @@ impl Config {
             .listen
             .parse::<std::net::SocketAddr>()
             .map_err(|e| PipelineError::config("server.listen", e.to_string()))?;
+        if let Some(bad) = self
+            .server
+            .allowed_hosts
+            .iter()
+            .find(|h| h.is_empty() || h.contains(|c: char| c.is_whitespace() || c == '/'))
+        {
+            return Err(PipelineError::config(
+                "server.allowed_hosts",
+                format!("{bad:?} is not a host name (write `name` or `name:port`)"),
+            ));
+        }
         self.detect.resolve()?;
         // Resolving builds every source, which validates the rest.
         self.resolve_sources().map(|_| ())

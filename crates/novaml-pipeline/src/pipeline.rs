@@ -63,6 +63,10 @@ pub struct Pipeline {
     pub tuning: Option<TuningSettings>,
     /// Prometheus remote write of our own metrics: URL and interval.
     pub remote_write: Option<(String, Duration)>,
+    /// Limits of the HTTP server's connections.
+    pub connections: novaml_server::ConnLimits,
+    /// `Host` values the server answers to besides its loopback names.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// What the pipeline trains.
@@ -130,6 +134,8 @@ impl Pipeline {
             training: None,
             tuning: None,
             remote_write: None,
+            connections: novaml_server::ConnLimits::default(),
+            allowed_hosts: cfg.server.allowed_hosts.clone(),
         })
     }
 
@@ -200,6 +206,7 @@ impl Pipeline {
                     .local_addr()
                     .map_err(PipelineError::io("cannot listen on", addr.to_string()))?;
                 let status = Arc::new(Status::new(self.store_path.clone(), metrics, described));
+                let conn_metrics = novaml_server::ConnMetrics::register(&mut registry);
                 let registry = Arc::new(registry);
                 if let Some((url, every)) = &self.remote_write {
                     info!(%url, "Remote write of novaml's metrics.");
@@ -221,6 +228,8 @@ impl Pipeline {
                 let mut state = AppState::new(registry, status.clone());
                 state.incidents = incident_log.clone();
                 state.token = self.token.clone();
+                state.allowed_hosts =
+                    novaml_server::checks::default_allowed_hosts(local, &self.allowed_hosts);
                 state.capacity = planning
                     .clone()
                     .map(|p| p as Arc<dyn novaml_server::services::Capacity>);
@@ -245,9 +254,15 @@ impl Pipeline {
                     |(), _| {},
                 );
                 let mut rx = stop_rx.clone();
-                let handle = tokio::spawn(novaml_server::serve(listener, state, async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                }));
+                let handle = tokio::spawn(novaml_server::serve(
+                    listener,
+                    state,
+                    self.connections,
+                    conn_metrics,
+                    async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    },
+                ));
                 let url = format!("http://{local}/");
                 base_url = format!("http://{local}");
                 if let Some(b) = &self.banner {

@@ -112,7 +112,19 @@ async fn page(Path(name): Path<String>) -> Result<Response, ApiError> {
          <body data-page=\"{name}\">{}<main>{body}</main></body></html>",
         nav(&name)
     );
-    Ok(([(header::CACHE_CONTROL, "no-cache")], Html(html)).into_response())
+    // The page keeps the API token: never stored by a cache, scripts from this origin only.
+    Ok((
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                crate::checks::DASHBOARD_CSP,
+            ),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        Html(html),
+    )
+        .into_response())
 }
 
 async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {

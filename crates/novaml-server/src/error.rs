@@ -39,6 +39,15 @@ pub enum ApiError {
     /// The body is larger than the server accepts.
     #[error("payload too large")]
     PayloadTooLarge,
+    /// The request target is longer than the server accepts.
+    #[error("URI too long")]
+    UriTooLong,
+    /// The request's headers are larger than the server accepts.
+    #[error("headers too large")]
+    HeadersTooLarge,
+    /// The `Host` header names another server.
+    #[error("host not allowed: {0}")]
+    HostNotAllowed(String),
 }
 
 impl ApiError {
@@ -122,6 +131,30 @@ impl IntoResponse for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!("the body is larger than {} bytes", crate::MAX_BODY),
+            ),
+            Self::UriTooLong => (
+                StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+                format!(
+                    "the path and query are longer than {} bytes",
+                    crate::checks::MAX_URI
+                ),
+            ),
+            Self::HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                format!(
+                    "the request headers are larger than {} bytes",
+                    crate::checks::MAX_HEADER_BYTES
+                ),
+            ),
+            Self::HostNotAllowed(host) => (
+                StatusCode::MISDIRECTED_REQUEST,
+                "host_not_allowed",
+                format!(
+                    "this server does not answer to the host {host:?}; add it to server.allowed_hosts \
+                     if it is a name of this server"
+                ),
             ),
         };
         (status, Json(Body { kind, message })).into_response()

@@ -12,6 +12,8 @@
 
 mod auth;
 pub mod cache;
+pub mod checks;
+mod conn;
 mod dashboards;
 mod error;
 mod incidents;
@@ -28,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use prometheus_client::registry::Registry;
 
+pub use conn::{ConnLimits, ConnMetrics};
 pub use error::ApiError;
 pub use series::StoreReader;
 pub use status::{PipelineStatus, SourceStatus, StatusProvider, StatusSample};
@@ -58,6 +61,8 @@ pub struct AppState {
     pub limiter: Arc<limit::RateLimiter>,
     /// Read responses kept for a second.
     pub cache: Arc<cache::ResponseCache>,
+    /// The `Host` values this server answers to (`None`: any); see [`checks`].
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 impl AppState {
@@ -74,6 +79,7 @@ impl AppState {
             tuning: None,
             limiter: Arc::new(limit::RateLimiter::default()),
             cache: Arc::new(cache::ResponseCache::default()),
+            allowed_hosts: None,
         }
     }
 }
@@ -105,6 +111,10 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            checks::check,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -138,16 +148,20 @@ async fn capacity(
     })
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves.
+/// Serves `app` on `listener` until `shutdown` resolves, under the connection `limits`
+/// ([`ConnLimits`]: a cap on open connections, header-read and idle timeouts); then lets open
+/// requests finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    limits: ConnLimits,
+    metrics: ConnMetrics,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    conn::run(listener, app(state), limits, metrics, rx).await
 }
