@@ -229,14 +229,44 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             ExitCode::FAILURE
         }
     }
 }
 
+/// An error and its causes on one line, each said once: library errors often put their
+/// cause's text in their own message too ("cannot read x: No such file or directory"), and
+/// printing the chain would repeat it.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_error_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let e = anyhow::Error::new(io).context("cannot read x.csv: No such file or directory");
+        assert_eq!(
+            super::report(&e),
+            "cannot read x.csv: No such file or directory"
+        );
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(super::report(&e), "outer: inner");
+    }
+
     #[test]
     fn the_command_line_definition_is_consistent() {
         // clap checks names, ids and defaults of every subcommand here, not only when a user

@@ -25,6 +25,25 @@ use crate::PipelineError;
 type Labels = Vec<(&'static str, String)>;
 type F64Gauge = Family<Labels, Gauge<f64, AtomicU64>>;
 
+/// The latest predictions, saved beside the registry's models (not a model: the registry lists
+/// only directories with a `registry.json`).
+const PREDICTIONS_FILE: &str = "predictions.json";
+
+/// The saved latest predictions; none when there are none yet or the file is unreadable (the
+/// next training pass writes it again).
+fn restore(path: &std::path::Path) -> Vec<Prediction> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    match serde_json::from_slice::<BTreeMap<String, Prediction>>(&bytes) {
+        Ok(m) => m.into_values().collect(),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "Ignoring saved predictions.");
+            Vec::new()
+        }
+    }
+}
+
 /// The model registry and the latest predictions, shared by the training job and the API.
 pub struct ModelHub {
     root: PathBuf,
@@ -48,7 +67,7 @@ impl std::fmt::Debug for ModelHub {
 }
 
 /// The latest prediction of a served model, as the API and the models dashboard show it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Prediction {
     /// Model name in the registry.
     pub model: String,
@@ -83,8 +102,10 @@ pub struct Prediction {
 impl ModelHub {
     /// A hub over the registry at `root`, its metrics registered in `registry`.
     pub fn new(root: impl Into<PathBuf>, registry: &mut Registry) -> Self {
+        let root = root.into();
+        let predictions = restore(&root.join(PREDICTIONS_FILE));
         let hub = Self {
-            root: root.into(),
+            root,
             predictions: RwLock::new(BTreeMap::new()),
             version: F64Gauge::default(),
             mae: F64Gauge::default(),
@@ -135,6 +156,9 @@ impl ModelHub {
             "Probability that the metric crosses its SLO within the horizon",
             hub.risk.clone(),
         );
+        for p in predictions {
+            hub.show(p);
+        }
         hub
     }
 
@@ -148,8 +172,26 @@ impl ModelHub {
         &self.root
     }
 
-    /// Records the latest prediction of a model (and its metrics).
+    /// Records the latest prediction of a model (and its metrics), and saves the latest ones
+    /// so that a restarted server shows them at once.
     pub fn set_prediction(&self, p: Prediction) {
+        self.show(p);
+        let saved = self
+            .predictions
+            .read()
+            .map_err(|_| "predictions lock poisoned".to_owned())
+            .and_then(|w| serde_json::to_vec(&*w).map_err(|e| e.to_string()))
+            .and_then(|bytes| {
+                novaml_core::fs::write_private(&self.root.join(PREDICTIONS_FILE), &bytes)
+                    .map_err(|(p, e)| format!("{}: {e}", p.display()))
+            });
+        if let Err(e) = saved {
+            tracing::warn!(error = %e, "Cannot save the latest predictions.");
+        }
+    }
+
+    /// Shows `p` on the API and /metrics.
+    fn show(&self, p: Prediction) {
         let l: Labels = vec![("model", p.model.clone())];
         if let (Some(y), Some(lo), Some(hi)) = (p.predicted.last(), p.lower.last(), p.upper.last())
         {
@@ -357,5 +399,45 @@ impl Models for ModelHub {
         p.values()
             .map(|v| Ok(serde_json::to_value(v).map_err(PipelineError::from)?))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use novaml_server::services::Models;
+
+    use super::*;
+
+    #[test]
+    fn the_latest_predictions_outlive_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Prediction {
+            model: "cpu".into(),
+            series: "vm_cpu_usage_percent".into(),
+            labels: BTreeMap::from([("vm".into(), "vm-1".into())]),
+            version: 2,
+            kind: "ridge".into(),
+            history: vec![(1.0, 40.0), (2.0, 41.5)],
+            timestamps: vec![3.0],
+            predicted: vec![42.0],
+            lower: vec![40.0],
+            upper: vec![44.0],
+            level: 0.8,
+            slo: 90.0,
+            risk: 0.01,
+            generated_at: 2.5,
+        };
+        ModelHub::new(dir.path(), &mut Registry::default()).set_prediction(p.clone());
+        let mut registry = Registry::default();
+        let again = ModelHub::new(dir.path(), &mut registry);
+        let served = again.predictions().expect("predictions");
+        assert_eq!(served, vec![serde_json::to_value(&p).expect("json")]);
+        // On /metrics at once, too.
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        assert!(
+            text.contains("novaml_prediction_slo_risk_ratio{model=\"cpu\"} 0.01"),
+            "{text}"
+        );
     }
 }

@@ -178,6 +178,8 @@ impl Pipeline {
                 store_path: self.store_path.clone(),
                 metrics: capacity_metrics,
                 latest: RwLock::new(None),
+                saved: data_dir.join(crate::planning::PLAN_FILE),
+                restored: crate::planning::restore(&data_dir.join(crate::planning::PLAN_FILE)),
                 selector: p.selector.clone(),
                 resource: p.resource,
                 policy: Policy::default(),

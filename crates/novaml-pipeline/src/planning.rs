@@ -62,6 +62,25 @@ pub struct Planning {
     pub(crate) selector: Selector,
     pub(crate) resource: Resource,
     pub(crate) policy: Policy,
+    /// Where the latest plan is saved, and the one saved by an earlier run, served until this
+    /// run's first plan (a plan takes a while; the dashboard should not go blank on restart).
+    pub(crate) saved: PathBuf,
+    pub(crate) restored: Option<Value>,
+}
+
+/// The latest plan's file, beside the store.
+pub(crate) const PLAN_FILE: &str = "capacity-plan.json";
+
+/// The plan saved at `path`, if any.
+pub(crate) fn restore(path: &std::path::Path) -> Option<Value> {
+    let bytes = std::fs::read(path).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "Ignoring the saved capacity plan.");
+            None
+        }
+    }
 }
 
 impl std::fmt::Debug for Planning {
@@ -129,6 +148,15 @@ impl Planning {
             hosts,
             cluster,
         };
+        let saved = serde_json::to_vec(&plan)
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                novaml_core::fs::write_private(&self.saved, &b)
+                    .map_err(|(p, e)| format!("{}: {e}", p.display()))
+            });
+        if let Err(e) = saved {
+            warn!(error = %e, "Cannot save the capacity plan.");
+        }
         if let Ok(mut w) = self.latest.write() {
             *w = Some(plan);
         }
@@ -138,9 +166,40 @@ impl Planning {
 
 impl Capacity for Planning {
     fn latest(&self) -> Result<Option<Value>, ServiceError> {
-        Ok(Planning::latest(self)
-            .map(serde_json::to_value)
-            .transpose()
-            .map_err(PipelineError::from)?)
+        match Planning::latest(self) {
+            Some(plan) => Ok(Some(
+                serde_json::to_value(plan).map_err(PipelineError::from)?,
+            )),
+            None => Ok(self.restored.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_plan_is_served_until_the_first_new_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(PLAN_FILE);
+        assert_eq!(restore(&path), None, "nothing saved yet");
+        let plan = serde_json::json!({"generated_at": 1, "hosts": [], "cluster": null});
+        novaml_core::fs::write_private(&path, plan.to_string().as_bytes()).expect("write");
+        let planning = Planning {
+            store_path: dir.path().join("novaml.db"),
+            metrics: CapacityMetrics::register(
+                &mut prometheus_client::registry::Registry::default(),
+            ),
+            latest: RwLock::new(None),
+            selector: "host_cpu_usage_percent".parse().expect("selector"),
+            resource: Resource::Cpu,
+            policy: Policy::default(),
+            saved: path.clone(),
+            restored: restore(&path),
+        };
+        assert_eq!(Capacity::latest(&planning).expect("latest"), Some(plan));
+        std::fs::write(&path, "{not json").expect("write");
+        assert_eq!(restore(&path), None, "a damaged file is ignored");
     }
 }

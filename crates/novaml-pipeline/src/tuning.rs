@@ -42,6 +42,9 @@ const MAX_QUEUE: usize = 4;
 /// What a run asks for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(
+    expecting = "an object like {\"tuner\": \"bo\", \"budget\": 16, \"seed\": 1, \"repeats\": 3} (every field optional)"
+)]
 pub struct RunRequest {
     /// `bo`, `rl` or `random`.
     #[serde(default = "default_tuner")]
@@ -178,6 +181,7 @@ pub struct Run {
     pub error: Option<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Job {
     Run(u64),
     Apply(u64),
@@ -388,7 +392,12 @@ impl TuningService {
                 if run.best.is_some() { "a" } else { "no" }
             )));
         }
-        self.enqueue(&mut inner, Job::Apply(id))
+        // Idempotent: the same apply asked again while it waits or runs is the same job.
+        let job = Job::Apply(id);
+        if inner.queue.contains(&job) || inner.busy.as_deref() == Some(job.describe().as_str()) {
+            return Ok(());
+        }
+        self.enqueue(&mut inner, job)
     }
 
     /// Queues a one-step revert of the last change.

@@ -244,6 +244,14 @@ async fn series_list_and_range_queries_return_the_stored_points() {
             "{uri}: {v}"
         );
     }
+    // Times beyond year 9999 are refused for what they are, not as a reversed range.
+    let (code, v, _) = call(&f.app, "GET", "/api/series/query?to=1e300", None, "").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    let msg = v["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("year 9999") && !msg.contains("before"),
+        "{msg}"
+    );
 }
 
 fn metric(registry: &Registry, line_prefix: &str) -> Option<f64> {
@@ -495,6 +503,8 @@ async fn a_tuning_run_through_the_api_measures_the_real_engine() {
     )
     .await;
     assert_eq!(code, StatusCode::CONFLICT);
+    let (code, v, _) = call(&f.app, "GET", "/api/tuning/runs/+1", None, "").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
     assert!(
         f.tuning.wait_idle(Duration::from_secs(240)),
         "the run finished"
@@ -531,6 +541,23 @@ async fn a_tuning_run_through_the_api_measures_the_real_engine() {
         "the overview leaves trials out"
     );
     assert_eq!(o["runs"][0]["trial_count"], 3);
+    // Applying the same run twice while the first apply waits or runs is one job.
+    let apply = format!("/api/tuning/runs/{id}/apply");
+    for _ in 0..2 {
+        let (code, v, _) = call(&f.app, "POST", &apply, Some(TOKEN), "").await;
+        assert_eq!(code, StatusCode::ACCEPTED, "{v}");
+    }
+    let (_, o, _) = call(&f.app, "GET", "/api/tuning", None, "").await;
+    let job = format!("apply the best of run {id}");
+    let pending = o["queued"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(std::iter::once(&o["busy"]))
+        .filter(|j| j.as_str() == Some(job.as_str()))
+        .count();
+    assert_eq!(pending, 1, "{o}");
+    assert!(f.tuning.wait_idle(Duration::from_secs(240)), "applied");
     let (code, v, _) = call(&f.app, "GET", "/api/tuning/runs/999", None, "").await;
     assert_eq!((code, error_kind(&v)), (StatusCode::NOT_FOUND, "not_found"));
     let (code, v, _) = call(&f.app, "GET", "/api/tuning/runs/x", None, "").await;

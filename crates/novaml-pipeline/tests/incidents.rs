@@ -51,7 +51,13 @@ async fn feedback_through_the_api_changes_the_real_rates() {
     );
     let (code, _, _) = call(&app, "POST", &fb, Some("wrong!"), r#"{"label":"fp"}"#).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
-    for bad in [r#"{"label":"maybe"}"#, r#"{"lbl":"fp"}"#, "not json"] {
+    for bad in [
+        r#"{"label":"maybe"}"#,
+        r#"{"lbl":"fp"}"#,
+        "not json",
+        r#"{"label":"TP"}"#,
+        "[]",
+    ] {
         let (code, v, _) = call(&app, "POST", &fb, Some("secret"), bad).await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(v["kind"], "bad_request");
@@ -65,8 +71,31 @@ async fn feedback_through_the_api_changes_the_real_rates() {
     )
     .await;
     assert_eq!(code, StatusCode::NOT_FOUND);
-    let (code, _, _) = call(&app, "GET", "/api/incidents/abc", None, "").await;
-    assert_eq!(code, StatusCode::BAD_REQUEST);
+    // Messages are written for people: what was expected, never an internal type name.
+    let (_, v, _) = call(&app, "POST", &fb, Some("secret"), "[]").await;
+    let msg = v["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains(r#"an object like {"label": "tp""#) && !msg.contains("struct"),
+        "{msg}"
+    );
+    let (_, v, _) = call(&app, "POST", &fb, Some("secret"), r#"{"label":"TP"}"#).await;
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(r#"must be "tp""#) && m.contains(r#"not "TP""#)),
+        "{v}"
+    );
+    // Ids are digits only, as the schema says.
+    for id in ["abc", "+45", "-1", "1.0", "%2045"] {
+        let (code, v, _) = call(&app, "GET", &format!("/api/incidents/{id}"), None, "").await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{id}");
+        assert!(
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("must be a whole number") && !m.contains("i64")),
+            "{id}: {v}"
+        );
+    }
 
     // Label: 2 false, 3 true → precision 0.6.
     for (i, label) in ["fp", "fp", "tp", "tp", "tp"].iter().enumerate() {

@@ -66,6 +66,24 @@ impl ApiError {
     }
 }
 
+/// A numeric id from the path: digits only (no sign, no spaces), as the OpenAPI schema says.
+pub(crate) fn path_id(
+    p: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+    what: &str,
+) -> Result<u64, ApiError> {
+    let text = p
+        .map(|axum::extract::Path(t)| t)
+        .map_err(|_| ApiError::BadRequest(format!("{what} is missing from the path")))?;
+    if text.is_empty() || text.len() > 18 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::BadRequest(format!(
+            "{what} must be a whole number such as 42, not {:?}",
+            text.chars().take(40).collect::<String>()
+        )));
+    }
+    text.parse()
+        .map_err(|_| ApiError::BadRequest(format!("{what} {text:?} is out of range")))
+}
+
 /// Runs `f` on a blocking thread (SQLite, files, the tuning state): handlers never block the
 /// async workers.
 pub(crate) async fn blocking<T: Send + 'static>(

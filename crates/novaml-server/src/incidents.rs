@@ -46,9 +46,9 @@ async fn with_log<T: Send + 'static>(
     .await
 }
 
-fn path_id(p: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
-    p.map(|Path(id)| id)
-        .map_err(|e| ApiError::BadRequest(format!("incident id: {}", e.body_text())))
+fn incident_id(p: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
+    let id = crate::error::path_id(p, "the incident id")?;
+    i64::try_from(id).map_err(|_| ApiError::NotFound(format!("no incident {id}")))
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,9 +92,9 @@ async fn list(
 
 async fn one(
     State(state): State<AppState>,
-    id: Result<Path<i64>, PathRejection>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<IncidentRecord>, ApiError> {
-    let id = path_id(id)?;
+    let id = incident_id(id)?;
     with_log(&state, move |log| {
         log.get(id)
             .map_err(ApiError::internal)?
@@ -107,6 +107,7 @@ async fn one(
 /// The feedback body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "an object like {\"label\": \"tp\", \"note\": \"why\"}")]
 struct Feedback {
     label: String,
     note: Option<String>,
@@ -114,14 +115,22 @@ struct Feedback {
 
 async fn feedback(
     State(state): State<AppState>,
-    id: Result<Path<i64>, PathRejection>,
+    id: Result<Path<String>, PathRejection>,
     body: Result<Json<Feedback>, JsonRejection>,
 ) -> Result<Json<IncidentRecord>, ApiError> {
-    let id = path_id(id)?;
+    let id = incident_id(id)?;
     let Json(fb) = body.map_err(|e| ApiError::from_json(&e))?;
-    let label = Label::parse(&fb.label).ok_or_else(|| {
-        ApiError::BadRequest(format!("label must be tp or fp, not {:?}", fb.label))
-    })?;
+    // Exactly the schema's values: the CLI is lenient with what people type, the API is not.
+    let label = match fb.label.as_str() {
+        "tp" => Label::TruePositive,
+        "fp" => Label::FalsePositive,
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "label must be \"tp\" (a real problem) or \"fp\" (a false alarm), not {:?}",
+                other.chars().take(40).collect::<String>()
+            )));
+        }
+    };
     if fb.note.as_ref().is_some_and(|n| n.len() > 4_096) {
         return Err(ApiError::BadRequest(
             "note is longer than 4096 bytes".into(),
@@ -145,9 +154,9 @@ async fn feedback(
 
 async fn ack(
     State(state): State<AppState>,
-    id: Result<Path<i64>, PathRejection>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<IncidentRecord>, ApiError> {
-    let id = path_id(id)?;
+    let id = incident_id(id)?;
     with_log(&state, move |log| {
         if !log.acknowledge(id).map_err(ApiError::internal)? {
             return Err(ApiError::NotFound(format!("no incident {id}")));

@@ -61,6 +61,7 @@ async fn one(
 /// The body of promote and rollback.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "an object like {\"version\": 3, \"reason\": \"why\"}")]
 struct Choice {
     version: u32,
     reason: Option<String>,

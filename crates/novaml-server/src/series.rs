@@ -160,11 +160,17 @@ struct Points {
     points: Vec<(f64, f64)>,
 }
 
+/// Latest time accepted: the end of year 9999, Unix seconds.
+const MAX_TIME: f64 = 253_402_300_799.0;
+
 /// A time parameter: Unix seconds, or an offset from now when negative or zero.
 fn time(v: Option<f64>, default: f64, name: &str) -> Result<i64, ApiError> {
     let v = v.unwrap_or(default);
-    if !v.is_finite() {
-        return Err(ApiError::BadRequest(format!("{name} is not a number")));
+    if !(-MAX_TIME..=MAX_TIME).contains(&v) {
+        return Err(ApiError::BadRequest(format!(
+            "{name} must be Unix seconds (at most {MAX_TIME}, the end of year 9999) or a \
+             negative offset from now in seconds, not {v}"
+        )));
     }
     let abs = if v <= 0.0 {
         novaml_core::time::now_ms() as f64 / 1000.0 + v

@@ -42,9 +42,8 @@ fn service(state: &AppState) -> Result<Arc<dyn Tuning>, ApiError> {
         .ok_or_else(|| ApiError::NotFound("tuning is not enabled on this server".into()))
 }
 
-fn run_id(p: Result<Path<u64>, PathRejection>) -> Result<u64, ApiError> {
-    p.map(|Path(id)| id)
-        .map_err(|e| ApiError::BadRequest(format!("run id: {}", e.body_text())))
+fn run_id(p: Result<Path<String>, PathRejection>) -> Result<u64, ApiError> {
+    crate::error::path_id(p, "the run id")
 }
 
 async fn overview(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -67,7 +66,7 @@ async fn submit(
 
 async fn one(
     State(state): State<AppState>,
-    id: Result<Path<u64>, PathRejection>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let s = service(&state)?;
     let id = run_id(id)?;
@@ -76,7 +75,7 @@ async fn one(
 
 async fn apply(
     State(state): State<AppState>,
-    id: Result<Path<u64>, PathRejection>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let s = service(&state)?;
     let id = run_id(id)?;

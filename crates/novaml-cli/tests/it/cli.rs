@@ -23,6 +23,11 @@ fn help_teaches_and_bad_input_fails_clearly() {
     );
     let (ok, _, err) = novaml(&["features", "--in", "/nonexistent.csv"], dir.path());
     assert!(!ok && err.contains("/nonexistent.csv"), "{err}");
+    assert_eq!(
+        err.matches("No such file or directory").count(),
+        1,
+        "the cause is said once: {err}"
+    );
 }
 
 #[test]
