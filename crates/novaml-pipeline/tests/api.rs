@@ -136,6 +136,7 @@ async fn every_documented_operation_is_routed_and_errors_are_json() {
     let paths = doc["paths"].as_object().expect("paths");
     assert!(paths.len() >= 20, "{} paths", paths.len());
     let mut checked = 0;
+    let mut integer_params = 0;
     for (path, ops) in paths {
         let uri = path
             .replace("{id}", "1")
@@ -182,10 +183,30 @@ async fn every_documented_operation_is_routed_and_errors_are_json() {
                     "{method} {uri}: error without a message: {v}"
                 );
             }
+            // Integer path parameters take digits only, as the schema's type says.
+            let integers = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "path" && p["schema"]["type"] == "integer");
+            for param in integers {
+                let name = param["name"].as_str().expect("name");
+                for bad in ["+1", "1.5", "-1", "x"] {
+                    let uri = path.replace(&format!("{{{name}}}"), bad);
+                    let (code, v, _) =
+                        call(&f.app, &method.to_uppercase(), &uri, Some(TOKEN), body).await;
+                    assert_eq!(code, StatusCode::BAD_REQUEST, "{method} {uri}: {v}");
+                    integer_params += 1;
+                }
+            }
             checked += 1;
         }
     }
     assert!(checked >= 24, "{checked} operations");
+    assert!(
+        integer_params >= 16,
+        "{integer_params} integer path parameters tried"
+    );
     f.tuning.wait_idle(Duration::from_secs(120));
     // Undocumented paths and methods answer JSON too.
     let (code, v, _) = call(&f.app, "GET", "/api/nothing", None, "").await;

@@ -45,6 +45,14 @@ pub enum ApiError {
     /// The request's headers are larger than the server accepts.
     #[error("headers too large")]
     HeadersTooLarge,
+    /// The server is at its limit for this kind of work; retry later.
+    #[error("unavailable: {message}")]
+    Unavailable {
+        /// What is busy.
+        message: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
     /// The `Host` header names another server.
     #[error("host not allowed: {0}")]
     HostNotAllowed(String),
@@ -130,6 +138,24 @@ impl IntoResponse for ApiError {
                 "this endpoint does not take this method; see /api/openapi.json".to_owned(),
             ),
             Self::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
+            Self::Unavailable {
+                message,
+                retry_after,
+            } => {
+                let mut r = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(Body {
+                        kind: "unavailable",
+                        message,
+                    }),
+                )
+                    .into_response();
+                r.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(retry_after),
+                );
+                return r;
+            }
             Self::TooManyRequests { retry_after } => {
                 let mut r = (
                     StatusCode::TOO_MANY_REQUESTS,

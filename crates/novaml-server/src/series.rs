@@ -7,12 +7,24 @@
 //! Times are Unix seconds; `from`/`to` may also be negative offsets from now (`from=-3600`).
 //! Reads go through a small pool of SQLite connections on the blocking threads, so concurrent
 //! readers do not queue behind one connection.
+//!
+//! Query work is bounded, whatever the number of clients: at most [`READ_SLOTS`] reads run at
+//! once (the others wait their turn without holding a thread), and the answers being sent hold
+//! at most [`ANSWER_BUDGET`] bytes together (a new answer waits for room; a request that waits
+//! longer than [`WAIT`] is answered 503 with `Retry-After`). Memory under any load is about
+//! `READ_SLOTS` answers being built plus the budget, instead of one answer per connection.
 
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use novaml_core::{Aggregation, MetricStore, Selector, StepSpec, TimeRange};
@@ -26,12 +38,22 @@ use crate::{ApiError, AppState};
 const MAX_SERIES: usize = 500;
 /// Most points one query returns, all series together.
 const MAX_POINTS: usize = 200_000;
+/// Store reads at once: the machine's cores are busy collecting and detecting too, and each
+/// read holds a blocking thread and its allocations.
+pub(crate) const READ_SLOTS: usize = 4;
+/// Bytes of answers in flight at once, all clients together.
+pub(crate) const ANSWER_BUDGET: usize = 64 << 20;
+/// Longest a request waits for a read slot or for room in the budget.
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// Read-only access to the store for the API: a pool of connections opened on demand.
 #[derive(Clone)]
 pub struct StoreReader {
     path: PathBuf,
     pool: Arc<Mutex<Vec<SqliteStore>>>,
+    slots: Arc<tokio::sync::Semaphore>,
+    /// The answer budget in KiB permits.
+    budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for StoreReader {
@@ -48,7 +70,25 @@ impl StoreReader {
         Self {
             path: path.into(),
             pool: Arc::new(Mutex::new(Vec::new())),
+            slots: Arc::new(tokio::sync::Semaphore::new(READ_SLOTS)),
+            budget: Arc::new(tokio::sync::Semaphore::new(ANSWER_BUDGET >> 10)),
         }
+    }
+
+    /// Sends `json` as the answer once the budget has room for it; the room is given back when
+    /// the answer has been sent (or the client has gone).
+    async fn answer(&self, json: Vec<u8>) -> Result<Response, ApiError> {
+        let kib = (json.len() >> 10).clamp(1, ANSWER_BUDGET >> 10) as u32;
+        let permit = tokio::time::timeout(WAIT, self.budget.clone().acquire_many_owned(kib))
+            .await
+            .map_err(|_| busy())?
+            .map_err(ApiError::internal)?;
+        let once = Once(Some((Bytes::from(json), permit)));
+        Ok((
+            [(header::CONTENT_TYPE, "application/json")],
+            Body::from_stream(once),
+        )
+            .into_response())
     }
 
     /// Runs `f` with a connection on a blocking thread.
@@ -57,7 +97,12 @@ impl StoreReader {
         f: impl FnOnce(&SqliteStore) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let this = self.clone();
+        let slot = tokio::time::timeout(WAIT, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| busy())?
+            .map_err(ApiError::internal)?;
         blocking(move || {
+            let _slot = slot;
             let conn = this.pool.lock().ok().and_then(|mut p| p.pop());
             let conn = match conn {
                 Some(c) => c,
@@ -73,6 +118,28 @@ impl StoreReader {
             out
         })
         .await
+    }
+}
+
+fn busy() -> ApiError {
+    ApiError::Unavailable {
+        message: "the store is busy answering other queries; retry in a second".into(),
+        retry_after: 1,
+    }
+}
+
+/// One chunk, then the end; holds its share of the answer budget until dropped.
+struct Once(Option<(Bytes, tokio::sync::OwnedSemaphorePermit)>);
+
+impl futures_core::Stream for Once {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // The permit stays in the stream (dropped with the body, after the last write).
+        match self.0.as_mut() {
+            Some((bytes, _)) if !bytes.is_empty() => Poll::Ready(Some(Ok(std::mem::take(bytes)))),
+            _ => Poll::Ready(None),
+        }
     }
 }
 
@@ -183,7 +250,7 @@ fn time(v: Option<f64>, default: f64, name: &str) -> Result<i64, ApiError> {
 async fn query(
     State(state): State<AppState>,
     q: Result<Query<RangeQuery>, QueryRejection>,
-) -> Result<Json<Vec<Points>>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let sel = selector(q.selector.as_deref())?;
     let from = time(q.from, -3_600.0, "from")?;
@@ -204,7 +271,8 @@ async fn query(
     if step.is_none() && q.agg.is_some() {
         return Err(ApiError::BadRequest("agg needs a step".into()));
     }
-    reader(&state)?
+    let reader = reader(&state)?;
+    let json = reader
         .with(move |s| {
             let found = s.query(&sel, range, step).map_err(ApiError::internal)?;
             if found.len() > MAX_SERIES {
@@ -219,7 +287,7 @@ async fn query(
                     "{total} points in range; use a step or a shorter range (at most {MAX_POINTS})"
                 )));
             }
-            Ok(found
+            let points: Vec<Points> = found
                 .into_iter()
                 .map(|s| Points {
                     name: s.key.name,
@@ -230,8 +298,10 @@ async fn query(
                         .map(|p| (p.ts as f64 / 1000.0, p.value))
                         .collect(),
                 })
-                .collect())
+                .collect();
+            // Serialised here, on the read's thread and inside its slot.
+            serde_json::to_vec(&points).map_err(ApiError::internal)
         })
-        .await
-        .map(Json)
+        .await?;
+    reader.answer(json).await
 }
