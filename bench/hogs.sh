@@ -52,8 +52,10 @@ python3 "$OUT/hog.py" $PORT "$N" 15 > "$OUT/hog1.txt" 2>&1 &
 H1=$!
 python3 "$OUT/hog.py" $PORT "$N" 15 > "$OUT/hog2.txt" 2>&1 &
 H2=$!
-sleep 3
-echo "operator: $(curl -s -m5 -o /dev/null -w 'GET /api/status -> %{http_code} in %{time_total} s' "http://127.0.0.1:$PORT/api/status" || echo 'no answer within 5 s')"
+for at in 3 8 13; do
+  sleep $(( at == 3 ? 3 : 5 ))
+  echo "operator at ${at} s: $(curl -s -m5 -o /dev/null -w 'GET /api/status -> %{http_code} in %{time_total} s' "http://127.0.0.1:$PORT/api/status" || echo 'no answer within 5 s')"
+done
 wait $H1 $H2 || true
 cat "$OUT/hog1.txt" "$OUT/hog2.txt"
 curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^(novaml_http_connections|process_(open|max)_fds|novaml_collect_errors_total)' || true
