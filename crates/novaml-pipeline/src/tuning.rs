@@ -704,7 +704,7 @@ impl Tuning for TuningService {
 
     fn submit(&self, request: Value) -> Result<u64, ServiceError> {
         let request: RunRequest =
-            serde_json::from_value(request).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            novaml_server::services::from_body(request).map_err(ServiceError::Invalid)?;
         Ok(TuningService::submit(self, request)?)
     }
 

@@ -115,3 +115,12 @@ pub fn default_allowed_hosts(addr: std::net::SocketAddr, extra: &[String]) -> Op
     hosts.dedup();
     Some(hosts)
 }
+
+/// For an optional string in a request body: absent is `None`, and a present value must be a
+/// string (`null` is refused as the OpenAPI schema's `"type": "string"` says). Use with
+/// `#[serde(default, deserialize_with = "checks::string_if_present")]`.
+pub(crate) fn string_if_present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    <String as serde::Deserialize>::deserialize(d).map(Some)
+}

@@ -74,6 +74,22 @@ impl ApiError {
     }
 }
 
+/// A request body, which every OpenAPI schema of ours says is a JSON object. Read through a
+/// `Value` because serde also builds a struct from an array of its fields in order (`["tp"]` for
+/// a feedback), which the schema forbids; `like` shows the expected shape in the error.
+pub(crate) fn object_body<T: serde::de::DeserializeOwned>(
+    body: Result<axum::Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
+    like: &str,
+) -> Result<T, ApiError> {
+    let axum::Json(v) = body.map_err(|e| ApiError::from_json(&e))?;
+    if !v.is_object() {
+        return Err(ApiError::BadRequest(format!(
+            "the body must be an object like {like}"
+        )));
+    }
+    crate::services::from_body(v).map_err(ApiError::BadRequest)
+}
+
 /// A numeric id from the path: digits only (no sign, no spaces), as the OpenAPI schema says.
 pub(crate) fn path_id(
     p: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,

@@ -17,7 +17,7 @@ use novaml_anomaly::feedback::{Label, Summary};
 use novaml_store::incidents::{IncidentFilter, IncidentLog, IncidentRecord};
 use serde::Deserialize;
 
-use crate::error::blocking;
+use crate::error::{blocking, object_body};
 use crate::{ApiError, AppState};
 
 pub(crate) fn router() -> Router<AppState> {
@@ -107,19 +107,19 @@ async fn one(
 /// The feedback body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[serde(expecting = "an object like {\"label\": \"tp\", \"note\": \"why\"}")]
 struct Feedback {
     label: String,
+    #[serde(default, deserialize_with = "crate::checks::string_if_present")]
     note: Option<String>,
 }
 
 async fn feedback(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
-    body: Result<Json<Feedback>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<IncidentRecord>, ApiError> {
     let id = incident_id(id)?;
-    let Json(fb) = body.map_err(|e| ApiError::from_json(&e))?;
+    let fb: Feedback = object_body(body, r#"{"label": "tp", "note": "why"}"#)?;
     // Exactly the schema's values: the CLI is lenient with what people type, the API is not.
     let label = match fb.label.as_str() {
         "tp" => Label::TruePositive,
@@ -131,9 +131,9 @@ async fn feedback(
             )));
         }
     };
-    if fb.note.as_ref().is_some_and(|n| n.len() > 4_096) {
+    if fb.note.as_ref().is_some_and(|n| n.chars().count() > 4_096) {
         return Err(ApiError::BadRequest(
-            "note is longer than 4096 bytes".into(),
+            "note is longer than 4096 characters".into(),
         ));
     }
     let now = novaml_core::time::now_ms();

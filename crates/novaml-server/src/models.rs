@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::error::blocking;
+use crate::error::{blocking, object_body};
 use crate::services::Models;
 use crate::{ApiError, AppState};
 
@@ -61,24 +61,24 @@ async fn one(
 /// The body of promote and rollback.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[serde(expecting = "an object like {\"version\": 3, \"reason\": \"why\"}")]
 struct Choice {
     version: u32,
+    #[serde(default, deserialize_with = "crate::checks::string_if_present")]
     reason: Option<String>,
 }
 
 async fn decide(
     state: AppState,
     name: Result<Path<String>, PathRejection>,
-    body: Result<Json<Choice>, JsonRejection>,
+    body: Result<Json<Value>, JsonRejection>,
     rollback: bool,
 ) -> Result<Json<Value>, ApiError> {
     let hub = hub(&state)?;
     let name = name_of(name)?;
-    let Json(c) = body.map_err(|e| ApiError::from_json(&e))?;
-    if c.reason.as_ref().is_some_and(|r| r.len() > 1_024) {
+    let c: Choice = object_body(body, r#"{"version": 3, "reason": "why"}"#)?;
+    if c.reason.as_ref().is_some_and(|r| r.chars().count() > 1_024) {
         return Err(ApiError::BadRequest(
-            "reason is longer than 1024 bytes".into(),
+            "reason is longer than 1024 characters".into(),
         ));
     }
     blocking(move || {
@@ -95,7 +95,7 @@ async fn decide(
 async fn promote(
     State(state): State<AppState>,
     name: Result<Path<String>, PathRejection>,
-    body: Result<Json<Choice>, JsonRejection>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     decide(state, name, body, false).await
 }
@@ -103,7 +103,7 @@ async fn promote(
 async fn rollback(
     State(state): State<AppState>,
     name: Result<Path<String>, PathRejection>,
-    body: Result<Json<Choice>, JsonRejection>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     decide(state, name, body, true).await
 }

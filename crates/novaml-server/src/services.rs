@@ -76,3 +76,42 @@ pub trait Capacity: Send + Sync + 'static {
     /// The latest plan; `None` until the first is computed.
     fn latest(&self) -> Result<Option<Value>, ServiceError>;
 }
+
+/// Reads a request body into `T`, with an error for people: the field's path, and JSON's words
+/// for what was expected instead of Rust's type names ("a whole number", not "u64").
+pub fn from_body<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = readable(&e.into_inner().to_string());
+        if path == "." {
+            format!("invalid body: {inner}")
+        } else {
+            format!("invalid body: {path}: {inner}")
+        }
+    })
+}
+
+/// serde's message with Rust's type names in JSON's words.
+fn readable(message: &str) -> String {
+    let mut m = message.to_owned();
+    for (rust, json) in [
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        ("expected u64", "expected a whole number of 0 or more"),
+        ("expected usize", "expected a whole number of 0 or more"),
+        ("expected i32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected f32", "expected a number"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        if let Some(rest) = m.strip_suffix(rust) {
+            m = format!("{rest}{json}");
+        }
+    }
+    m
+}

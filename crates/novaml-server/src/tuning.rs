@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::error::blocking;
+use crate::error::{blocking, object_body};
 use crate::services::Tuning;
 use crate::{ApiError, AppState};
 
@@ -56,7 +56,7 @@ async fn submit(
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let s = service(&state)?;
-    let Json(req) = body.map_err(|e| ApiError::from_json(&e))?;
+    let req: Value = object_body(body, r#"{"tuner": "bo", "budget": 16}"#)?;
     let id = blocking(move || Ok(s.submit(req)?)).await?;
     Ok((
         StatusCode::ACCEPTED,

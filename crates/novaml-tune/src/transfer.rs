@@ -428,8 +428,9 @@ pub fn run(
             "whole pages, at least one stream",
         ));
     }
-    let payload: Arc<Vec<u8>> = Arc::new(payload.to_vec());
-    let baseline: Option<Arc<Vec<u8>>> = baseline.map(|b| Arc::new(b.to_vec()));
+    // The threads borrow the payload and the baseline (scoped threads): a trial used to copy
+    // both first, 2 x 256 MiB more on the heap per lan-10g trial, and `novaml demo`'s RSS swung
+    // between 0.5 and 1 GB while it tuned.
     let chunk = params.chunk;
     let n_chunks = payload.len().div_ceil(chunk);
     let listener = TcpListener::bind("127.0.0.1:0").map_err(io)?;
@@ -440,162 +441,167 @@ pub fn run(
     let rtt = Duration::from_secs_f64(link.rtt_ms / 1e3);
     let cpu0 = cpu_seconds();
     let started = Instant::now();
-    let (err_tx, err_rx) = mpsc::channel::<TuneError>();
-    let mut handles = Vec::new();
-    let mut sockets = Vec::new();
-    // Compressors feed the senders through one bounded queue.
-    let streams = params.streams;
-    let (frame_tx, frame_rx) = mpsc::sync_channel::<Frame>(streams * 2 + 2);
-    let frame_rx = Arc::new(Mutex::new(frame_rx));
-    let bottleneck = Arc::new(Bottleneck {
-        next_free: Mutex::new(Instant::now()),
-        bytes_per_sec: link.bandwidth_bps / 8.0,
-    });
-
-    for _ in 0..streams {
-        let client = TcpStream::connect(addr).map_err(io)?;
-        let (server, _) = listener.accept().map_err(io)?;
-        client.set_nodelay(true).map_err(io)?;
-        server.set_nodelay(true).map_err(io)?;
-        sockets.push(client.try_clone().map_err(io)?);
-        sockets.push(server.try_clone().map_err(io)?);
-        // Receiver: a reader per stream; its acks leave one RTT after the frame arrived.
-        let mut reader = server.try_clone().map_err(io)?;
-        let mut acker = server;
-        let (ack_tx, ack_rx) = mpsc::channel::<(Instant, u32)>();
-        handles.push(std::thread::spawn(move || {
-            while let Ok((due, seq)) = ack_rx.recv() {
-                let now = Instant::now();
-                if due > now {
-                    std::thread::sleep(due - now);
-                }
-                if acker.write_all(&seq.to_le_bytes()).is_err() {
-                    break;
-                }
-            }
-        }));
-        let (payload, baseline, params) = (payload.clone(), baseline.clone(), params.clone());
-        let (verified, err_tx2, abort2) = (verified.clone(), err_tx.clone(), abort.clone());
-        handles.push(std::thread::spawn(move || {
-            let mut h = [0u8; HEADER];
-            loop {
-                if reader.read_exact(&mut h).is_err() {
-                    if !abort2.load(Ordering::Relaxed) {
-                        let _ = err_tx2.send(TuneError::Run("a stream closed early".into()));
-                    }
-                    return;
-                }
-                if u32_at(&h, 0) != MAGIC {
-                    let _ = err_tx2.send(TuneError::Run("bad frame magic".into()));
-                    return;
-                }
-                let seq = u32_at(&h, 4);
-                if seq == END {
-                    return;
-                }
-                let raw_len = u32_at(&h, 8) as usize;
-                let mut body = vec![0u8; u32_at(&h, 12) as usize];
-                if reader.read_exact(&mut body).is_err() {
-                    if !abort2.load(Ordering::Relaxed) {
-                        let _ = err_tx2.send(TuneError::Run("a frame was cut".into()));
-                    }
-                    return;
-                }
-                let at = seq as usize * params.chunk;
-                let base = baseline.as_ref().and_then(|b| b.get(at..at + raw_len));
-                let check = decode(&params, &body, raw_len, base).and_then(|raw| {
-                    if crc32fast::hash(&raw) != u32_at(&h, 16) {
-                        return Err(TuneError::Run(format!("chunk {seq}: CRC mismatch")));
-                    }
-                    if payload.get(at..at + raw_len) != Some(&raw[..]) {
-                        return Err(TuneError::Run(format!("chunk {seq}: content differs")));
-                    }
-                    Ok(())
-                });
-                if let Err(e) = check {
-                    let _ = err_tx2.send(e);
-                    return;
-                }
-                verified.fetch_add(raw_len as u64, Ordering::Relaxed);
-                if ack_tx.send((Instant::now() + rtt, seq)).is_err() {
-                    return;
-                }
-            }
-        }));
-        let sender = Sender {
-            sock: client,
-            frames: frame_rx.clone(),
-            bottleneck: bottleneck.clone(),
-            window: link.window_bytes,
-            wire: wire.clone(),
-            abort: abort.clone(),
-            errors: err_tx.clone(),
-        };
-        handles.push(std::thread::spawn(move || sender.run()));
-    }
-    drop(err_tx);
-    // Only the senders hold the queue's receiving end: when they stop (abort), the compressors'
-    // sends fail and they stop too.
-    drop(frame_rx);
-    let next = Arc::new(AtomicUsize::new(0));
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(4);
-    for _ in 0..workers {
-        let (payload, baseline, params) = (payload.clone(), baseline.clone(), params.clone());
-        let (next, tx, abort) = (next.clone(), frame_tx.clone(), abort.clone());
-        handles.push(std::thread::spawn(move || {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n_chunks || abort.load(Ordering::Relaxed) {
-                    return;
-                }
-                let at = i * chunk;
-                let raw = &payload[at..(at + chunk).min(payload.len())];
-                let base = baseline.as_ref().map(|b| &b[at..at + raw.len()]);
-                let Ok(body) = encode(&params, raw, base) else {
-                    abort.store(true, Ordering::Relaxed);
-                    return;
-                };
-                let f = Frame {
-                    seq: i as u32,
-                    raw_len: raw.len() as u32,
-                    crc: crc32fast::hash(raw),
-                    body,
-                };
-                if tx.send(f).is_err() {
-                    return;
-                }
-            }
-        }));
-    }
-    drop(frame_tx);
-    // Wait for the whole payload, an error, or the timeout.
     let total = payload.len() as u64;
-    let deadline = started + timeout;
-    let outcome = loop {
-        if verified.load(Ordering::Relaxed) >= total {
-            break Ok(());
+    let mut sockets = Vec::new();
+    let (outcome, seconds) = std::thread::scope(|scope| {
+        let outcome = (|| -> Result<(), TuneError> {
+            let (err_tx, err_rx) = mpsc::channel::<TuneError>();
+            // Compressors feed the senders through one bounded queue.
+            let streams = params.streams;
+            let (frame_tx, frame_rx) = mpsc::sync_channel::<Frame>(streams * 2 + 2);
+            let frame_rx = Arc::new(Mutex::new(frame_rx));
+            let bottleneck = Arc::new(Bottleneck {
+                next_free: Mutex::new(Instant::now()),
+                bytes_per_sec: link.bandwidth_bps / 8.0,
+            });
+
+            for _ in 0..streams {
+                let client = TcpStream::connect(addr).map_err(io)?;
+                let (server, _) = listener.accept().map_err(io)?;
+                client.set_nodelay(true).map_err(io)?;
+                server.set_nodelay(true).map_err(io)?;
+                sockets.push(client.try_clone().map_err(io)?);
+                sockets.push(server.try_clone().map_err(io)?);
+                // Receiver: a reader per stream; its acks leave one RTT after the frame arrived.
+                let mut reader = server.try_clone().map_err(io)?;
+                let mut acker = server;
+                let (ack_tx, ack_rx) = mpsc::channel::<(Instant, u32)>();
+                scope.spawn(move || {
+                    while let Ok((due, seq)) = ack_rx.recv() {
+                        let now = Instant::now();
+                        if due > now {
+                            std::thread::sleep(due - now);
+                        }
+                        if acker.write_all(&seq.to_le_bytes()).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let params = params.clone();
+                let (verified, err_tx2, abort2) = (verified.clone(), err_tx.clone(), abort.clone());
+                scope.spawn(move || {
+                    let mut h = [0u8; HEADER];
+                    loop {
+                        if reader.read_exact(&mut h).is_err() {
+                            if !abort2.load(Ordering::Relaxed) {
+                                let _ =
+                                    err_tx2.send(TuneError::Run("a stream closed early".into()));
+                            }
+                            return;
+                        }
+                        if u32_at(&h, 0) != MAGIC {
+                            let _ = err_tx2.send(TuneError::Run("bad frame magic".into()));
+                            return;
+                        }
+                        let seq = u32_at(&h, 4);
+                        if seq == END {
+                            return;
+                        }
+                        let raw_len = u32_at(&h, 8) as usize;
+                        let mut body = vec![0u8; u32_at(&h, 12) as usize];
+                        if reader.read_exact(&mut body).is_err() {
+                            if !abort2.load(Ordering::Relaxed) {
+                                let _ = err_tx2.send(TuneError::Run("a frame was cut".into()));
+                            }
+                            return;
+                        }
+                        let at = seq as usize * params.chunk;
+                        let base = baseline.as_ref().and_then(|b| b.get(at..at + raw_len));
+                        let check = decode(&params, &body, raw_len, base).and_then(|raw| {
+                            if crc32fast::hash(&raw) != u32_at(&h, 16) {
+                                return Err(TuneError::Run(format!("chunk {seq}: CRC mismatch")));
+                            }
+                            if payload.get(at..at + raw_len) != Some(&raw[..]) {
+                                return Err(TuneError::Run(format!(
+                                    "chunk {seq}: content differs"
+                                )));
+                            }
+                            Ok(())
+                        });
+                        if let Err(e) = check {
+                            let _ = err_tx2.send(e);
+                            return;
+                        }
+                        verified.fetch_add(raw_len as u64, Ordering::Relaxed);
+                        if ack_tx.send((Instant::now() + rtt, seq)).is_err() {
+                            return;
+                        }
+                    }
+                });
+                let sender = Sender {
+                    sock: client,
+                    frames: frame_rx.clone(),
+                    bottleneck: bottleneck.clone(),
+                    window: link.window_bytes,
+                    wire: wire.clone(),
+                    abort: abort.clone(),
+                    errors: err_tx.clone(),
+                };
+                scope.spawn(move || sender.run());
+            }
+            drop(err_tx);
+            // Only the senders hold the queue's receiving end: when they stop (abort), the compressors'
+            // sends fail and they stop too.
+            drop(frame_rx);
+            let next = Arc::new(AtomicUsize::new(0));
+            let workers = std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .min(4);
+            for _ in 0..workers {
+                let params = params.clone();
+                let (next, tx, abort) = (next.clone(), frame_tx.clone(), abort.clone());
+                scope.spawn(move || {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n_chunks || abort.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let at = i * chunk;
+                        let raw = &payload[at..(at + chunk).min(payload.len())];
+                        let base = baseline.as_ref().map(|b| &b[at..at + raw.len()]);
+                        let Ok(body) = encode(&params, raw, base) else {
+                            abort.store(true, Ordering::Relaxed);
+                            return;
+                        };
+                        let f = Frame {
+                            seq: i as u32,
+                            raw_len: raw.len() as u32,
+                            crc: crc32fast::hash(raw),
+                            body,
+                        };
+                        if tx.send(f).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(frame_tx);
+            // Wait for the whole payload, an error, or the timeout.
+            let deadline = started + timeout;
+            loop {
+                if verified.load(Ordering::Relaxed) >= total {
+                    return Ok(());
+                }
+                if let Ok(e) = err_rx.try_recv() {
+                    return Err(e);
+                }
+                if abort.load(Ordering::Relaxed) {
+                    return Err(TuneError::Run("encoding failed".into()));
+                }
+                if Instant::now() > deadline {
+                    return Err(TuneError::Timeout(timeout.as_secs_f64()));
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })();
+        let seconds = started.elapsed().as_secs_f64();
+        // Stop every thread; the scope joins them all before it returns.
+        abort.store(true, Ordering::Relaxed);
+        for s in &sockets {
+            let _ = s.shutdown(Shutdown::Both);
         }
-        if let Ok(e) = err_rx.try_recv() {
-            break Err(e);
-        }
-        if abort.load(Ordering::Relaxed) {
-            break Err(TuneError::Run("encoding failed".into()));
-        }
-        if Instant::now() > deadline {
-            break Err(TuneError::Timeout(timeout.as_secs_f64()));
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    };
-    let seconds = started.elapsed().as_secs_f64();
-    abort.store(true, Ordering::Relaxed);
-    for s in &sockets {
-        let _ = s.shutdown(Shutdown::Both);
-    }
-    for h in handles {
-        let _ = h.join();
-    }
+        (outcome, seconds)
+    });
     outcome?;
     let cpu = cpu_seconds() - cpu0;
     let wire_bytes = wire.load(Ordering::Relaxed);
