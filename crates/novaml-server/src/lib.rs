@@ -32,7 +32,7 @@ use prometheus_client::registry::Registry;
 
 pub use conn::{ConnLimits, ConnMetrics};
 pub use error::ApiError;
-pub use series::StoreReader;
+pub use series::{StoreReader, points_json};
 pub use status::{PipelineStatus, SourceStatus, StatusProvider, StatusSample};
 
 /// Largest request body accepted, bytes.
