@@ -70,4 +70,16 @@ end=$(rss_mb)
 read -r _ n p50 p99 errs <<<"$line"
 read -r wok wbad < "$OUT/writes.txt"
 growth=$(python3 -c "print(f'{100*($end-$start)/$start:.1f}')")
-echo "soak $DURATION after ${WARMUP}s warm-up: reads $n (p50 $p50 ms, p99 $p99 ms, errors $errs); writes $wok ok, $wbad not 200; RSS $start MB -> $end MB ($growth %)" | tee "$OUT/summary.txt"
+# Growth is also read from the samples: the median of the last 10 minutes against the first 10
+# (a scheduled tuning run holds its 256 MiB payload for ~30 s; one sample can land in it).
+trend=$(python3 - "$OUT/rss.csv" <<'PY'
+import csv, statistics, sys
+rows = [(int(r["t_s"]), int(r["rss_mb"])) for r in csv.DictReader(open(sys.argv[1])) if r["rss_mb"]]
+last = rows[-1][0]
+first = statistics.median(v for t, v in rows if t < 600)
+final = statistics.median(v for t, v in rows if t > last - 600)
+peak = max(v for _, v in rows)
+print(f"median {first:.0f} MB in the first 10 min -> {final:.0f} MB in the last 10 ({100 * (final - first) / first:+.1f} %), peak {peak} MB")
+PY
+)
+echo "soak $DURATION after ${WARMUP}s warm-up: reads $n (p50 $p50 ms, p99 $p99 ms, errors $errs); writes $wok ok, $wbad not 200; RSS $start MB -> $end MB ($growth %); $trend" | tee "$OUT/summary.txt"
