@@ -42,7 +42,10 @@ impl Default for StreamingParams {
         // Chosen by a small grid on NAB's dev corpus (`novaml eval nab --params`), the same for
         // every series, from the middle of a plateau (neighbours within 1 point): 1,000-row
         // robust baseline, 2-row average, 2,000-row likelihood history, 30-row suppression, new
-        // extremes beyond 5 % of the seen range, seasonal differences.
+        // extremes beyond 5 % of the seen range, seasonal differences. That choice is in-sample
+        // (71.6 standard); cross-validated (`novaml eval nab --cv --grid bench/nab_grid.toml`:
+        // a grid around them, chosen on four categories, scored on the fifth) the procedure gives
+        // 57.8, so these defaults are not yet justified out of sample (issue #20).
         Self {
             baseline_window: 1_000,
             short_window: 2,

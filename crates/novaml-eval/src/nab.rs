@@ -246,6 +246,10 @@ pub struct NabScore {
     pub false_negatives: usize,
     /// Detections outside windows.
     pub false_positives: usize,
+    /// Raw score of detecting nothing (`S_null`).
+    pub null: f64,
+    /// Raw score of detecting every window at its start (`S_perfect`).
+    pub perfect: f64,
 }
 
 /// One scored row: its anomaly score and what detecting it is worth.
@@ -258,8 +262,27 @@ struct Row {
     weight: f64,
 }
 
-/// Scores one detector over the corpus. `scores[f]` are the per-row scores of `corpus.files[f]`.
+/// Scores one detector over the corpus at its best threshold (NAB's rule: the threshold is chosen
+/// on the scored corpus itself, so this is an in-sample figure; see [`cross_validate`]).
+/// `scores[f]` are the per-row scores of `corpus.files[f]`.
 pub fn score(corpus: &Corpus, scores: &[Vec<f64>], profile: Profile) -> Result<NabScore, NabError> {
+    let (rows, n_windows) = scored_rows(corpus, scores)?;
+    Ok(sweep(rows, n_windows, profile, None))
+}
+
+/// Scores one detector over the corpus at a threshold chosen elsewhere.
+pub fn score_at(
+    corpus: &Corpus,
+    scores: &[Vec<f64>],
+    profile: Profile,
+    threshold: f64,
+) -> Result<NabScore, NabError> {
+    let (rows, n_windows) = scored_rows(corpus, scores)?;
+    Ok(sweep(rows, n_windows, profile, Some(threshold)))
+}
+
+/// Every post-probation row with its score and worth; the number of windows.
+fn scored_rows(corpus: &Corpus, scores: &[Vec<f64>]) -> Result<(Vec<Row>, usize), NabError> {
     corpus.check_scores(scores)?;
     let max_tp = sigmoid(-1.0);
     let mut rows: Vec<Row> = Vec::new();
@@ -316,6 +339,11 @@ pub fn score(corpus: &Corpus, scores: &[Vec<f64>], profile: Profile) -> Result<N
             rows.push(row);
         }
     }
+    Ok((rows, n_windows))
+}
+
+/// The score at the best threshold (`fixed: None`) or at `fixed`.
+fn sweep(mut rows: Vec<Row>, n_windows: usize, profile: Profile, fixed: Option<f64>) -> NabScore {
     // Sweep thresholds from above the maximum down through the distinct scores.
     rows.sort_by(|a, b| b.score.total_cmp(&a.score));
     let s_null = -profile.a_fn * n_windows as f64;
@@ -327,6 +355,9 @@ pub fn score(corpus: &Corpus, scores: &[Vec<f64>], profile: Profile) -> Result<N
     let mut i = 0;
     while i < rows.len() {
         let theta = rows[i].score;
+        if fixed.is_some_and(|t| theta < t) {
+            break;
+        }
         while i < rows.len() && rows[i].score == theta {
             let r = rows[i];
             match r.window {
@@ -353,16 +384,19 @@ pub fn score(corpus: &Corpus, scores: &[Vec<f64>], profile: Profile) -> Result<N
             i += 1;
         }
         // Ties go to the highest threshold: replace only when strictly better.
-        if total > best.0 {
+        if fixed.is_none() && total > best.0 {
             best = (total, theta, tp_count, fp_count);
         }
+    }
+    if let Some(t) = fixed {
+        best = (total, t, tp_count, fp_count);
     }
     let normalized = if s_perfect > s_null {
         100.0 * (best.0 - s_null) / (s_perfect - s_null)
     } else {
         0.0
     };
-    Ok(NabScore {
+    NabScore {
         profile: profile.name,
         threshold: best.1,
         raw: best.0,
@@ -370,7 +404,9 @@ pub fn score(corpus: &Corpus, scores: &[Vec<f64>], profile: Profile) -> Result<N
         true_positives: best.2,
         false_negatives: n_windows - best.2,
         false_positives: best.3,
-    })
+        null: s_null,
+        perfect: s_perfect,
+    }
 }
 
 /// Point-wise rates at a fixed threshold, over post-probation rows.
@@ -470,6 +506,149 @@ pub fn run_streaming(
     })
 }
 
+/// The category of a corpus file: the first part of its name (`realAWSCloudwatch`).
+pub fn category(file: &NabFile) -> &str {
+    file.name.split('/').next().unwrap_or(&file.name)
+}
+
+/// One held-out category of a cross-validation.
+#[derive(Debug, Clone, Serialize)]
+pub struct CvFold {
+    /// The category scored.
+    pub held_out: String,
+    /// Its files.
+    pub files: usize,
+    /// Index of the candidate chosen on the other categories.
+    pub candidate: usize,
+    /// Its normalised score on the other categories at their best threshold.
+    pub train_score: f64,
+    /// The held-out category at the candidate and threshold chosen on the others.
+    pub score: NabScore,
+}
+
+/// Leave-one-category-out for one profile.
+#[derive(Debug, Clone, Serialize)]
+pub struct CvReport {
+    /// Profile name.
+    pub profile: &'static str,
+    /// One fold per category, in name order.
+    pub folds: Vec<CvFold>,
+    /// All held-out rows together: `100·(ΣS − ΣS_null)/(ΣS_perfect − ΣS_null)` over the folds.
+    pub pooled: f64,
+    /// Mean of the folds' normalised scores, over the folds that have windows.
+    pub mean: f64,
+    /// The in-sample figure beside it: candidate and threshold chosen on the whole corpus.
+    pub in_sample: NabScore,
+    /// The candidate chosen on the whole corpus.
+    pub in_sample_candidate: usize,
+}
+
+/// Leave-one-category-out cross-validation of a choice among `candidates` (each: one score list
+/// per corpus file, e.g. the detector run with one parameter set). For each category, the
+/// candidate and its threshold are chosen on the other categories (best normalised score) and
+/// the category is scored at that threshold; nothing about the held-out category is used.
+pub fn cross_validate(
+    corpus: &Corpus,
+    candidates: &[Vec<Vec<f64>>],
+    profile: Profile,
+) -> Result<CvReport, NabError> {
+    if candidates.is_empty() {
+        return Err(NabError::Scores {
+            file: "(none)".into(),
+            reason: "no candidate to choose from".into(),
+        });
+    }
+    let mut categories: Vec<&str> = corpus.files.iter().map(category).collect();
+    categories.sort_unstable();
+    categories.dedup();
+    if categories.len() < 2 {
+        return Err(NabError::Scores {
+            file: categories.first().copied().unwrap_or("(none)").into(),
+            reason: "cross-validation needs at least two categories".into(),
+        });
+    }
+    // The best candidate on the files `keep` selects: (index, its score at its best threshold).
+    let choose = |keep: &dyn Fn(&NabFile) -> bool| -> Result<(usize, NabScore), NabError> {
+        let sub = subset(corpus, keep);
+        let mut best: Option<(usize, NabScore)> = None;
+        for (k, c) in candidates.iter().enumerate() {
+            let s = score(&sub, &pick(corpus, c, keep), profile)?;
+            if best
+                .as_ref()
+                .is_none_or(|(_, b)| s.normalized > b.normalized)
+            {
+                best = Some((k, s));
+            }
+        }
+        best.ok_or_else(|| NabError::Scores {
+            file: "(none)".into(),
+            reason: "no candidate to choose from".into(),
+        })
+    };
+    let mut folds = Vec::new();
+    for held in &categories {
+        let (k, train) = choose(&|f| category(f) != *held)?;
+        let is_held = |f: &NabFile| category(f) == *held;
+        let sub = subset(corpus, &is_held);
+        let s = score_at(
+            &sub,
+            &pick(corpus, &candidates[k], &is_held),
+            profile,
+            train.threshold,
+        )?;
+        folds.push(CvFold {
+            held_out: (*held).to_owned(),
+            files: sub.files.len(),
+            candidate: k,
+            train_score: train.normalized,
+            score: s,
+        });
+    }
+    let (raw, null, perfect) = folds.iter().fold((0.0, 0.0, 0.0), |(r, n, p), f| {
+        (r + f.score.raw, n + f.score.null, p + f.score.perfect)
+    });
+    let pooled = if perfect > null {
+        100.0 * (raw - null) / (perfect - null)
+    } else {
+        0.0
+    };
+    let with_windows: Vec<f64> = folds
+        .iter()
+        .filter(|f| f.score.perfect > f.score.null)
+        .map(|f| f.score.normalized)
+        .collect();
+    let mean = if with_windows.is_empty() {
+        0.0
+    } else {
+        with_windows.iter().sum::<f64>() / with_windows.len() as f64
+    };
+    let (in_sample_candidate, in_sample) = choose(&|_| true)?;
+    Ok(CvReport {
+        profile: profile.name,
+        folds,
+        pooled,
+        mean,
+        in_sample,
+        in_sample_candidate,
+    })
+}
+
+fn subset(corpus: &Corpus, keep: &dyn Fn(&NabFile) -> bool) -> Corpus {
+    Corpus {
+        files: corpus.files.iter().filter(|f| keep(f)).cloned().collect(),
+    }
+}
+
+fn pick(corpus: &Corpus, scores: &[Vec<f64>], keep: &dyn Fn(&NabFile) -> bool) -> Vec<Vec<f64>> {
+    corpus
+        .files
+        .iter()
+        .zip(scores)
+        .filter(|(f, _)| keep(f))
+        .map(|(_, s)| s.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,5 +714,60 @@ mod tests {
         prob[3] = 1.0;
         prob[50] = 1.0;
         assert!((score(&corpus, &[prob], std).expect("score").normalized - 100.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_fixed_threshold_scores_what_the_sweep_found_there() {
+        let corpus = Corpus {
+            files: vec![file(200, vec![(50, 59), (150, 159)])],
+        };
+        let mut s = vec![0.1; 200];
+        s[52] = 0.9;
+        s[100] = 0.6;
+        s[155] = 0.5;
+        for p in PROFILES {
+            let best = score(&corpus, std::slice::from_ref(&s), p).expect("score");
+            let at = score_at(&corpus, std::slice::from_ref(&s), p, best.threshold).expect("at");
+            assert_eq!(best, at);
+            // Above every score nothing is detected: the null score.
+            let none = score_at(&corpus, std::slice::from_ref(&s), p, 2.0).expect("none");
+            assert_eq!((none.normalized, none.false_negatives), (0.0, 2));
+        }
+    }
+
+    #[test]
+    fn cross_validation_chooses_on_the_other_categories_only() {
+        let named = |name: &str| NabFile {
+            name: name.into(),
+            ..file(100, vec![(50, 59)])
+        };
+        let corpus = Corpus {
+            files: vec![named("a/1.csv"), named("b/1.csv")],
+        };
+        // In a, the window scores 0.9; in b only 0.3, below b's false alarms at 0.5.
+        let mut a = vec![0.1; 100];
+        a[50] = 0.9;
+        let mut b = vec![0.1; 100];
+        b[50] = 0.3;
+        b[80] = 0.5;
+        let r = cross_validate(&corpus, &[vec![a, b]], PROFILES[0]).expect("cv");
+        assert_eq!(r.folds.len(), 2);
+        let fb = &r.folds[1];
+        assert_eq!(fb.held_out, "b");
+        // b is scored at a's threshold (0.9): nothing detected there.
+        assert_eq!(fb.score.threshold, 0.9);
+        assert_eq!((fb.score.true_positives, fb.score.false_negatives), (0, 1));
+        // a at b's best threshold (0.3) catches its window, with no false alarm.
+        assert_eq!(r.folds[0].score.threshold, 0.3);
+        assert!((r.folds[0].score.normalized - 100.0).abs() < 1e-9);
+        // The in-sample figure chooses one threshold for both and is above the held-out one.
+        assert!(r.in_sample.normalized > r.pooled, "{r:?}");
+        assert!((r.mean - 50.0).abs() < 1e-9, "{r:?}");
+        // One category is not enough, nor are zero candidates.
+        let one = Corpus {
+            files: vec![named("a/1.csv")],
+        };
+        assert!(cross_validate(&one, &[vec![vec![0.0; 100]]], PROFILES[0]).is_err());
+        assert!(cross_validate(&corpus, &[], PROFILES[0]).is_err());
     }
 }

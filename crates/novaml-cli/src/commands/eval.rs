@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use novaml_anomaly::streaming::{DEFAULT_THRESHOLD, StreamingParams};
-use novaml_eval::nab::{Corpus, run_streaming};
+use novaml_eval::nab::{Corpus, CvReport, PROFILES, cross_validate, run_streaming};
 
 /// Evaluations on real data.
 #[derive(Debug, clap::Args)]
@@ -22,6 +22,15 @@ enum What {
     /// writes <OUT>/<category>/<name>.csv (timestamp,value,anomaly_score) per file, and prints the
     /// normalised score for the three NAB profiles. The detector is streaming (each score uses
     /// only earlier rows) and uses the same parameters on every file.
+    ///
+    /// NAB picks each detector's threshold on the corpus it then scores, so that figure is
+    /// in-sample. --cv prints the honest one too: leave one category out, choose the threshold
+    /// (and, with --candidates, the parameter set) on the other categories, score the held-out
+    /// one at that choice; per fold, pooled over the folds, and the in-sample figure beside it.
+    ///
+    /// Example:
+    ///   novaml eval nab --data ../shared/data/nab --cv --candidates a.toml b.toml
+    #[command(verbatim_doc_comment)]
     Nab(NabArgs),
     /// Forecast the held-out tail of each series and score it (MASE, sMAPE, wMAPE, coverage).
     ///
@@ -70,6 +79,17 @@ struct NabArgs {
     /// Detector parameters as TOML (keys of StreamingParams); the defaults otherwise.
     #[arg(long, value_name = "FILE")]
     params: Option<PathBuf>,
+    /// Also cross-validate: leave one category out, choose on the others, score it.
+    #[arg(long)]
+    cv: bool,
+    /// Parameter sets (TOML, like --params) that --cv chooses among, next to --params or the
+    /// defaults.
+    #[arg(long, value_name = "FILE", num_args = 1.., requires = "cv")]
+    candidates: Vec<PathBuf>,
+    /// A grid of candidates for --cv: TOML whose keys take a list of values (a single value
+    /// stays fixed), e.g. `suppress = [15, 30, 60]`; every combination is a candidate.
+    #[arg(long, value_name = "FILE", requires = "cv")]
+    grid: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
@@ -81,6 +101,19 @@ pub(crate) fn run(args: Args) -> Result<()> {
 }
 
 fn nab(a: NabArgs) -> Result<()> {
+    let params = match &a.params {
+        Some(p) => read_params(p)?,
+        None => StreamingParams::default().check()?,
+    };
+    // Read the candidates before the long run, so a bad file fails at once.
+    let mut candidates = a
+        .candidates
+        .iter()
+        .map(|p| read_params(p))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(g) = &a.grid {
+        candidates.extend(read_grid(g)?);
+    }
     let corpus = Corpus::load(&a.data)
         .with_context(|| format!("cannot load the NAB corpus in {}", a.data.display()))?;
     anyhow::ensure!(
@@ -93,14 +126,6 @@ fn nab(a: NabArgs) -> Result<()> {
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let params: StreamingParams = match &a.params {
-        Some(p) => toml::from_str(
-            &std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
-        )
-        .with_context(|| format!("invalid detector parameters in {}", p.display()))?,
-        None => StreamingParams::default(),
-    };
-    let params = params.check()?;
     let run = run_streaming(&corpus, &params, DEFAULT_THRESHOLD, &mut |i| {
         bar.set_message(corpus.files[i].name.clone());
         bar.set_position(i as u64);
@@ -159,9 +184,133 @@ fn nab(a: NabArgs) -> Result<()> {
         100.0 * rates.point_recall,
         100.0 * rates.window_recall
     )?;
+    let cv = if a.cv {
+        Some(nab_cv(&corpus, run.scores.clone(), &candidates, &mut out)?)
+    } else {
+        None
+    };
     if let Some(p) = a.json {
-        std::fs::write(&p, serde_json::to_string_pretty(&run)?)
+        let mut v = serde_json::to_value(&run)?;
+        if let (Some(o), Some(cv)) = (v.as_object_mut(), cv) {
+            o.insert("cross_validation".into(), serde_json::to_value(cv)?);
+        }
+        std::fs::write(&p, serde_json::to_string_pretty(&v)?)
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
     Ok(())
+}
+
+fn read_params(p: &std::path::Path) -> Result<novaml_anomaly::streaming::ValidStreamingParams> {
+    let text =
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+    let params: StreamingParams = toml::from_str(&text)
+        .with_context(|| format!("invalid detector parameters in {}", p.display()))?;
+    params
+        .check()
+        .with_context(|| format!("invalid detector parameters in {}", p.display()))
+}
+
+/// Every combination of a grid file's values, checked.
+fn read_grid(p: &std::path::Path) -> Result<Vec<novaml_anomaly::streaming::ValidStreamingParams>> {
+    let text =
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("invalid grid in {}", p.display()))?;
+    let mut combos = vec![toml::Table::new()];
+    for (key, value) in table {
+        let values = match value {
+            toml::Value::Array(vs) if vs.is_empty() => {
+                anyhow::bail!("{}: {key} has an empty list of values", p.display())
+            }
+            toml::Value::Array(vs) => vs,
+            v => vec![v],
+        };
+        let mut next = Vec::with_capacity(combos.len() * values.len());
+        for c in &combos {
+            for v in &values {
+                let mut c = c.clone();
+                c.insert(key.clone(), v.clone());
+                next.push(c);
+            }
+        }
+        combos = next;
+        anyhow::ensure!(
+            combos.len() <= 10_000,
+            "{}: more than 10,000 combinations",
+            p.display()
+        );
+    }
+    combos
+        .into_iter()
+        .map(|c| {
+            let what = toml::to_string(&c).unwrap_or_default().replace('\n', " ");
+            let params: StreamingParams = toml::Value::Table(c)
+                .try_into()
+                .with_context(|| format!("{}: invalid combination {what}", p.display()))?;
+            params
+                .check()
+                .with_context(|| format!("{}: invalid combination {what}", p.display()))
+        })
+        .collect()
+}
+
+/// Leave-one-category-out over the candidates (the run's own scores first), printed per profile.
+fn nab_cv(
+    corpus: &Corpus,
+    first: Vec<Vec<f64>>,
+    candidates: &[novaml_anomaly::streaming::ValidStreamingParams],
+    out: &mut impl Write,
+) -> Result<Vec<CvReport>> {
+    let mut all = vec![first];
+    if !candidates.is_empty() {
+        let bar = indicatif::ProgressBar::new((candidates.len() * corpus.files.len()) as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} candidate files {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        for (k, c) in candidates.iter().enumerate() {
+            let run = run_streaming(corpus, c, DEFAULT_THRESHOLD, &mut |i| {
+                bar.set_message(format!("candidate {}", k + 1));
+                bar.set_position((k * corpus.files.len() + i) as u64);
+            })?;
+            all.push(run.scores);
+        }
+        bar.finish_and_clear();
+    }
+    writeln!(
+        out,
+        "\nleave one category out ({} candidate{}; threshold and candidate chosen on the other categories):",
+        all.len(),
+        if all.len() == 1 { "" } else { "s" }
+    )?;
+    let mut reports = Vec::new();
+    for p in PROFILES {
+        let r = cross_validate(corpus, &all, p)?;
+        writeln!(
+            out,
+            "{:<20} held-out {:>6.2} pooled, {:>6.2} mean of folds; in-sample {:>6.2} (gap {:+.2})",
+            r.profile,
+            r.pooled,
+            r.mean,
+            r.in_sample.normalized,
+            r.in_sample.normalized - r.pooled
+        )?;
+        for f in &r.folds {
+            writeln!(
+                out,
+                "  {:<22} {:>3} files  score {:>7.2}  raw {:>7.2}  threshold {:>7.4}  TP {:>3} FN {:>3} FP {:>4}  candidate {}",
+                f.held_out,
+                f.files,
+                f.score.normalized,
+                f.score.raw,
+                f.score.threshold,
+                f.score.true_positives,
+                f.score.false_negatives,
+                f.score.false_positives,
+                f.candidate
+            )?;
+        }
+        reports.push(r);
+    }
+    Ok(reports)
 }

@@ -72,6 +72,8 @@ fn eval_nab_writes_nab_format_results_and_scores_the_detector() {
         .join("nab");
     let out = dir.path().join("results");
     let json = dir.path().join("scores.json");
+    let grid = dir.path().join("grid.toml");
+    std::fs::write(&grid, "suppress = [60]\nshort_window = [1, 4]\n").expect("grid");
     let (ok, stdout, err) = novaml(
         &[
             "eval",
@@ -82,11 +84,18 @@ fn eval_nab_writes_nab_format_results_and_scores_the_detector() {
             out.to_str().expect("path"),
             "--json",
             json.to_str().expect("path"),
+            "--cv",
+            "--grid",
+            grid.to_str().expect("path"),
         ],
         dir.path(),
     );
     assert!(ok, "{err}");
     assert!(stdout.contains("standard"), "{stdout}");
+    assert!(
+        stdout.contains("leave one category out (3 candidates"),
+        "{stdout}"
+    );
     let scores: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid json");
     let standard = scores["profiles"][0]["normalized"].as_f64().expect("score");
@@ -100,6 +109,37 @@ fn eval_nab_writes_nab_format_results_and_scores_the_detector() {
     // A floor against regressions (the default detector scored 71.6 when this was written),
     // far above NAB's random detector (14.8).
     assert!(standard >= 68.0, "NAB standard score fell to {standard}");
+    // Leave one category out: a fold per category, each scored at a choice made on the others.
+    let cv = scores["cross_validation"]
+        .as_array()
+        .expect("cross_validation");
+    assert_eq!(cv.len(), 3, "one report per profile");
+    let folds = cv[0]["folds"].as_array().expect("folds");
+    let held: Vec<&str> = folds
+        .iter()
+        .map(|f| f["held_out"].as_str().expect("category"))
+        .collect();
+    assert_eq!(
+        held,
+        [
+            "artificialNoAnomaly",
+            "artificialWithAnomaly",
+            "realAWSCloudwatch",
+            "realAdExchange",
+            "realTraffic"
+        ]
+    );
+    assert!(folds.iter().all(|f| f["candidate"].as_u64() < Some(3)));
+    // The in-sample choice includes the defaults at their best threshold.
+    let in_sample = cv[0]["in_sample"]["normalized"]
+        .as_f64()
+        .expect("in-sample");
+    assert!(in_sample >= standard - 1e-9, "{in_sample} < {standard}");
+    let pooled = cv[0]["pooled"].as_f64().expect("pooled");
+    assert!(
+        pooled.is_finite() && pooled < in_sample,
+        "{pooled} vs {in_sample}"
+    );
     let result =
         std::fs::read_to_string(out.join("realAWSCloudwatch/ec2_cpu_utilization_24ae8d.csv"))
             .expect("result file");
@@ -570,4 +610,31 @@ fn the_example_plan_config_is_valid() {
     );
     assert!(ok, "{err}");
     assert!(stdout.contains("valid; 4 series"), "{stdout}");
+}
+
+#[test]
+fn eval_nab_refuses_a_bad_grid_before_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let grid = dir.path().join("grid.toml");
+    for (text, why) in [
+        ("suppress = []\n", "empty list"),
+        ("nonsense = [1, 2]\n", "invalid combination"),
+        ("short_window = [0]\n", "invalid combination"),
+    ] {
+        std::fs::write(&grid, text).expect("grid");
+        let (ok, _, err) = novaml(
+            &[
+                "eval",
+                "nab",
+                "--data",
+                dir.path().to_str().expect("path"),
+                "--cv",
+                "--grid",
+                grid.to_str().expect("path"),
+            ],
+            dir.path(),
+        );
+        assert!(!ok, "{text}");
+        assert!(err.contains(why), "{text}: {err}");
+    }
 }
