@@ -5,7 +5,7 @@
 # and tuning. Prints and saves (bench/out/load/summary.json) p50/p99 latency, requests/s and errors
 # per endpoint. Target (issue #7): p99 < 50 ms with no errors.
 # Then the uncached heavy run (issue #23): unique `/api/series/query` requests of every VM
-# series over a day (~2.3 MB each, so the 1 s cache never answers) at 200 and 400 connections,
+# series over a day (~2.2 MB each, so the 1 s cache never answers) at 20, 200 and 400 connections,
 # with the demo's RSS before, at its peak and 60 s after (bench/out/load/heavy.json). Targets:
 # RSS back within 20 % of its pre-load value within a minute, no errors.
 #
@@ -83,7 +83,7 @@ echo "uncached heavy queries ($size bytes each):"
 printf "%-12s %10s %10s %10s %8s %10s %10s %10s\n" connections "req/s" "p50 ms" "p99 ms" errors "RSS MB" "peak MB" "after 60s"
 echo "[" > "$OUT/heavy.json"
 first=1
-for c in 200 400; do
+for c in 20 200 400; do
   before=$(rss_mb)
   peak=$before
   ( while sleep 0.5; do r=$(rss_mb); [ "$r" -gt "$peak" ] && peak=$r && echo "$peak" > "$OUT/peak"; done ) &

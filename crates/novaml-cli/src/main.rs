@@ -200,7 +200,8 @@ enum Command {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn release_freed_memory_promptly() {
     const ONE_MIB: libc::c_int = 1 << 20;
-    // SAFETY: mallopt only sets allocator parameters; it is called before any thread starts.
+    // SAFETY: mallopt only sets allocator parameters; it is called before any thread starts
+    // (clap's parsing starts none).
     #[allow(unsafe_code)]
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, ONE_MIB);
@@ -212,8 +213,15 @@ fn release_freed_memory_promptly() {
 fn release_freed_memory_promptly() {}
 
 fn main() -> ExitCode {
-    release_freed_memory_promptly();
     let cli = Cli::parse();
+    // The long-running commands only: one-shot evaluations and training keep glibc's faster
+    // defaults, and their memory goes back when they exit.
+    if matches!(
+        cli.command,
+        Command::Demo(_) | Command::Serve(_) | Command::Collect(_)
+    ) {
+        release_freed_memory_promptly();
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
