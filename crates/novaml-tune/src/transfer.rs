@@ -444,6 +444,9 @@ pub fn run(
     let total = payload.len() as u64;
     let mut sockets = Vec::new();
     let (outcome, seconds) = std::thread::scope(|scope| {
+        // Joined by hand below: a panicking thread is then a failed trial, as it was with
+        // detached threads, instead of a panic in the caller (the tuning worker).
+        let mut handles = Vec::new();
         let outcome = (|| -> Result<(), TuneError> {
             let (err_tx, err_rx) = mpsc::channel::<TuneError>();
             // Compressors feed the senders through one bounded queue.
@@ -466,7 +469,7 @@ pub fn run(
                 let mut reader = server.try_clone().map_err(io)?;
                 let mut acker = server;
                 let (ack_tx, ack_rx) = mpsc::channel::<(Instant, u32)>();
-                scope.spawn(move || {
+                handles.push(scope.spawn(move || {
                     while let Ok((due, seq)) = ack_rx.recv() {
                         let now = Instant::now();
                         if due > now {
@@ -476,10 +479,10 @@ pub fn run(
                             break;
                         }
                     }
-                });
+                }));
                 let params = params.clone();
                 let (verified, err_tx2, abort2) = (verified.clone(), err_tx.clone(), abort.clone());
-                scope.spawn(move || {
+                handles.push(scope.spawn(move || {
                     let mut h = [0u8; HEADER];
                     loop {
                         if reader.read_exact(&mut h).is_err() {
@@ -527,7 +530,7 @@ pub fn run(
                             return;
                         }
                     }
-                });
+                }));
                 let sender = Sender {
                     sock: client,
                     frames: frame_rx.clone(),
@@ -537,7 +540,7 @@ pub fn run(
                     abort: abort.clone(),
                     errors: err_tx.clone(),
                 };
-                scope.spawn(move || sender.run());
+                handles.push(scope.spawn(move || sender.run()));
             }
             drop(err_tx);
             // Only the senders hold the queue's receiving end: when they stop (abort), the compressors'
@@ -550,7 +553,7 @@ pub fn run(
             for _ in 0..workers {
                 let params = params.clone();
                 let (next, tx, abort) = (next.clone(), frame_tx.clone(), abort.clone());
-                scope.spawn(move || {
+                handles.push(scope.spawn(move || {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         if i >= n_chunks || abort.load(Ordering::Relaxed) {
@@ -573,7 +576,7 @@ pub fn run(
                             return;
                         }
                     }
-                });
+                }));
             }
             drop(frame_tx);
             // Wait for the whole payload, an error, or the timeout.
@@ -600,6 +603,17 @@ pub fn run(
         for s in &sockets {
             let _ = s.shutdown(Shutdown::Both);
         }
+        let panicked = handles
+            .into_iter()
+            .map(|h| h.join())
+            .filter(Result::is_err)
+            .count();
+        let outcome = match outcome {
+            Ok(()) if panicked > 0 => Err(TuneError::Run(format!(
+                "{panicked} transfer thread(s) panicked"
+            ))),
+            other => other,
+        };
         (outcome, seconds)
     });
     outcome?;
