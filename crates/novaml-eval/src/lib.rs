@@ -5,10 +5,13 @@
 //!   the streaming detector over the corpus (`novaml eval nab`).
 //! - [`forecast`]: forecast accuracy (MASE, sMAPE, wMAPE, interval coverage) and the held-out
 //!   evaluation of forecasting (`novaml eval forecast`).
+//! - [`m4`]: the M4 Hourly benchmark as published, scored with M4's sMAPE, MASE and OWA and
+//!   interval coverage (`novaml eval forecast --m4`).
 //! - [`predict`]: multi-step prediction accuracy per horizon step (MAE, relative MAE vs naive,
 //!   sMAPE, MASE, accuracy@5 %, coverage) and the backtest of every prediction model
 //!   (`novaml eval predict`).
 
 pub mod forecast;
+pub mod m4;
 pub mod nab;
 pub mod predict;

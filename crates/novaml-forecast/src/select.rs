@@ -69,6 +69,22 @@ pub struct Selected {
     pub backtest_mae: BTreeMap<ModelKind, f64>,
     /// Candidates that failed, with why.
     pub failed: BTreeMap<ModelKind, String>,
+    /// The winner's backtest residuals (actual − forecast), sorted: the interval at any other
+    /// level comes from them ([`Selected::interval`]).
+    #[serde(skip)]
+    pub residuals: Vec<f64>,
+}
+
+impl Selected {
+    /// The split-conformal interval at `level` in (0, 1) around the point forecast.
+    pub fn interval(&self, level: f64) -> (Vec<f64>, Vec<f64>) {
+        let qlo = quantile_sorted(&self.residuals, (1.0 - level) / 2.0);
+        let qhi = quantile_sorted(&self.residuals, (1.0 + level) / 2.0);
+        (
+            self.yhat.iter().map(|v| v + qlo).collect(),
+            self.yhat.iter().map(|v| v + qhi).collect(),
+        )
+    }
 }
 
 /// Forecasts of every base model for one origin (the ensemble reuses them).
@@ -204,6 +220,7 @@ pub fn select_and_forecast(
         level: cfg.level,
         backtest_mae,
         failed,
+        residuals: r,
     })
 }
 

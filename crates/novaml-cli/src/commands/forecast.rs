@@ -202,11 +202,16 @@ pub(crate) fn run(args: Args) -> Result<()> {
 #[derive(Debug, clap::Args)]
 pub(crate) struct EvalArgs {
     /// Input files (CSV or JSON lines).
-    #[arg(long, num_args = 1.., required = true, value_name = "FILE")]
+    #[arg(long, num_args = 1.., required_unless_present = "m4", value_name = "FILE")]
     data: Vec<PathBuf>,
     /// The value column; files that lack it are an error.
-    #[arg(long)]
-    column: String,
+    #[arg(long, required_unless_present = "m4")]
+    column: Option<String>,
+    /// Instead of --data: the M4 Hourly benchmark as published (a directory holding
+    /// Hourly-train.csv and Hourly-test.csv): every series forecast 48 hours ahead, scored with
+    /// M4's sMAPE, MASE and OWA next to the official results, and coverage at 50/80/95 %.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["data", "column", "test_fraction"])]
+    m4: Option<PathBuf>,
     /// Resample to this step by the mean.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     freq: Duration,
@@ -225,6 +230,13 @@ pub(crate) struct EvalArgs {
 }
 
 pub(crate) fn eval(a: EvalArgs) -> Result<()> {
+    if let Some(dir) = &a.m4 {
+        return eval_m4(dir, &a);
+    }
+    let column = a
+        .column
+        .clone()
+        .context("--column names the value column (or give --m4)")?;
     if !(0.0 < a.test_fraction && a.test_fraction < 1.0) {
         bail!("--test-fraction {} is not in (0, 1)", a.test_fraction);
     }
@@ -242,7 +254,7 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
         pb.set_message(name_of(path));
         let input = super::SeriesInput {
             input: path.clone(),
-            column: Some(a.column.clone()),
+            column: Some(column.clone()),
         };
         let (series, _) = input.load()?;
         let l = load_regular(&series, a.freq)?;
@@ -296,7 +308,7 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
     );
     if let Some(out) = &a.out {
         let json = serde_json::json!({
-            "column": a.column,
+            "column": column,
             "freq_seconds": a.freq.as_secs(),
             "test_fraction": a.test_fraction,
             "level": a.level,
@@ -305,6 +317,78 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
             "median_mase": summary.median_mase,
             "mean_coverage": summary.mean_coverage,
             "median_mase_per_model": summary.median_mase_per_model,
+        });
+        std::fs::write(out, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    Ok(())
+}
+
+/// `novaml eval forecast --m4 DIR`.
+fn eval_m4(dir: &Path, a: &EvalArgs) -> Result<()> {
+    use novaml_eval::m4;
+    let series = m4::load(dir)
+        .with_context(|| format!("cannot read the M4 Hourly files in {}", dir.display()))?;
+    let cfg = SelectConfig {
+        candidates: a.models.0.clone(),
+        level: a.level / 100.0,
+        ..SelectConfig::default()
+    };
+    let pb = bar(series.len() as u64);
+    let mut results = Vec::new();
+    let mut failed = Vec::new();
+    for s in &series {
+        pb.set_message(s.id.clone());
+        match m4::evaluate(s, &cfg) {
+            Ok(r) => results.push(r),
+            Err(e) => failed.push(e),
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    for e in &failed {
+        eprintln!("not scored: {e}");
+    }
+    let sum = m4::summarize(&results).context("no series could be scored")?;
+    println!(
+        "M4 Hourly: {} of {} series, {} hours ahead; novaml's model chosen per series by backtest on the training values only, among {}",
+        sum.series,
+        series.len(),
+        m4::HORIZON,
+        a.models
+            .0
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("{:<28} {:>7} {:>7} {:>7}", "method", "sMAPE", "MASE", "OWA");
+    let ours = "novaml".to_owned();
+    let mut rows: Vec<(String, f64, f64, f64)> = m4::PEERS
+        .iter()
+        .map(|(n, s, m, o)| ((*n).to_owned(), *s, *m, *o))
+        .collect();
+    rows.push((ours.clone(), sum.smape, sum.mase, sum.owa));
+    rows.sort_by(|x, y| x.3.total_cmp(&y.3));
+    for (name, smape, mase, owa) in &rows {
+        let mark = if *name == ours { " <" } else { "" };
+        println!("{name:<28} {smape:>7.3} {mase:>7.3} {owa:>7.3}{mark}");
+    }
+    println!(
+        "interval coverage (split conformal from the backtest residuals): 50 % -> {:.1} %, 80 % -> {:.1} %, 95 % -> {:.1} %",
+        100.0 * sum.coverage[0],
+        100.0 * sum.coverage[1],
+        100.0 * sum.coverage[2]
+    );
+    println!("time per series: {:.3} s (mean)", sum.seconds_per_series);
+    if let Some(out) = &a.out {
+        let json = serde_json::json!({
+            "benchmark": "M4 Hourly",
+            "horizon": m4::HORIZON,
+            "models": a.models.0,
+            "summary": sum,
+            "failed": failed,
+            "series": results,
         });
         std::fs::write(out, serde_json::to_string_pretty(&json)?)
             .with_context(|| format!("cannot write {}", out.display()))?;

@@ -638,3 +638,48 @@ fn eval_nab_refuses_a_bad_grid_before_running() {
         assert!(err.contains(why), "{text}: {err}");
     }
 }
+
+#[test]
+fn eval_forecast_m4_reproduces_the_official_seasonal_naive_row() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m4 = novaml_testing::shared_data()
+        .expect("../shared/data beside the repository")
+        .join("m4");
+    let out = dir.path().join("m4.json");
+    let (ok, stdout, err) = novaml(
+        &[
+            "eval",
+            "forecast",
+            "--m4",
+            m4.to_str().expect("path"),
+            "--models",
+            "seasonal_naive",
+            "--out",
+            out.to_str().expect("path"),
+        ],
+        dir.path(),
+    );
+    assert!(ok, "{err}");
+    assert!(
+        stdout.contains("ES-RNN") && stdout.contains("novaml"),
+        "{stdout}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("report")).expect("json");
+    let sum = &v["summary"];
+    assert_eq!(sum["series"], 414);
+    // M4's published Hourly row for seasonal naive: sMAPE 13.912, MASE 1.193.
+    let smape = sum["smape"].as_f64().expect("smape");
+    let mase = sum["mase"].as_f64().expect("mase");
+    assert!((smape - 13.912).abs() < 5e-4, "sMAPE {smape}");
+    assert!((mase - 1.193).abs() < 5e-4, "MASE {mase}");
+    let cov = sum["coverage"].as_array().expect("coverage");
+    assert_eq!(cov.len(), 3);
+    assert!(cov[0].as_f64() < cov[1].as_f64() && cov[1].as_f64() < cov[2].as_f64());
+    // --m4 and --data exclude each other.
+    let (ok, _, err) = novaml(
+        &["eval", "forecast", "--m4", "x", "--data", "y.csv"],
+        dir.path(),
+    );
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
+}
