@@ -33,8 +33,16 @@ pub const DEFAULT_CANDIDATES: [ModelKind; 5] = [
 pub struct SelectConfig {
     /// Models to try.
     pub candidates: Vec<ModelKind>,
-    /// Backtest folds.
+    /// Backtest folds that choose the model (the most recent ones).
     pub folds: usize,
+    /// Backtest folds whose residuals calibrate the interval (at least `folds`; fewer when the
+    /// series is short); the point forecast does not depend on it. Chosen on M4 Hourly's
+    /// training values only (the last 48 hours of each series held out, the test part unused;
+    /// `novaml eval forecast --m4` on that split), coverage at 50 / 80 / 95 %: the winner's own
+    /// residuals from 3 folds 41 / 67 / 83 %, cross-fitted from 3 folds 43 / 69 / 85 %, from 8
+    /// folds 49 / 77 / 92 %, from 12 folds 51 / 79 / 93 % (0.11 s per series). The dev VM
+    /// traces' 80 % interval covers 80.1 % with 3, 8 or 12 (78.0 % before cross-fitting).
+    pub calibration_folds: usize,
     /// Interval level in (0, 1), e.g. 0.8.
     pub level: f64,
     /// Options of the models that take them.
@@ -46,6 +54,7 @@ impl Default for SelectConfig {
         Self {
             candidates: DEFAULT_CANDIDATES.to_vec(),
             folds: 3,
+            calibration_folds: 12,
             level: 0.8,
             options: ModelOptions::default(),
         }
@@ -130,6 +139,47 @@ fn base_forecasts(
     out
 }
 
+/// The residuals the interval is calibrated on. The winner's own backtest residuals are
+/// optimistic: it won because they were the smallest. Each fold's residuals come instead from the
+/// model the *other* folds choose (cross-fitting), as a new origin's error will come from a model
+/// chosen without it. With one fold, the winner's own. `residuals[k]` holds `folds` equal blocks
+/// in fold order.
+fn cross_fitted(
+    residuals: &BTreeMap<ModelKind, Vec<f64>>,
+    folds: usize,
+    winner: ModelKind,
+) -> Vec<f64> {
+    let own = || residuals.get(&winner).cloned().unwrap_or_default();
+    if folds < 2 {
+        return own();
+    }
+    let Some(len) = residuals.values().map(Vec::len).next() else {
+        return own();
+    };
+    if len % folds != 0 || residuals.values().any(|r| r.len() != len) {
+        return own();
+    }
+    let block = len / folds;
+    let mut out = Vec::with_capacity(len);
+    for f in 0..folds {
+        let others_mae = |r: &[f64]| {
+            r.iter()
+                .enumerate()
+                .filter(|(i, _)| i / block != f)
+                .map(|(_, v)| v.abs())
+                .sum::<f64>()
+        };
+        let chosen = residuals
+            .iter()
+            .min_by(|a, b| others_mae(a.1).total_cmp(&others_mae(b.1)))
+            .map(|(_, r)| r);
+        if let Some(r) = chosen {
+            out.extend_from_slice(&r[f * block..(f + 1) * block]);
+        }
+    }
+    out
+}
+
 /// Selects a model by backtest and forecasts `horizon` steps with a conformal interval.
 pub fn select_and_forecast(
     s: Regular<'_>,
@@ -158,9 +208,13 @@ pub fn select_and_forecast(
         )));
     }
     let hb = horizon.min((n - min_train) / cfg.folds).max(1);
+    let total_folds = cfg
+        .calibration_folds
+        .min((n - min_train) / hb)
+        .max(cfg.folds);
     let mut residuals: BTreeMap<ModelKind, Vec<f64>> = BTreeMap::new();
     let mut failed: BTreeMap<ModelKind, String> = BTreeMap::new();
-    for f in 1..=cfg.folds {
+    for f in 1..=total_folds {
         let origin = n - f * hb;
         let train = Regular {
             y: &s.y[..origin],
@@ -185,9 +239,16 @@ pub fn select_and_forecast(
     for k in failed.keys() {
         residuals.remove(k);
     }
+    // The choice: the most recent `folds` folds (the first blocks).
     let backtest_mae: BTreeMap<ModelKind, f64> = residuals
         .iter()
-        .map(|(k, r)| (*k, r.iter().map(|v| v.abs()).sum::<f64>() / r.len() as f64))
+        .map(|(k, r)| {
+            let recent = &r[..(cfg.folds * hb).min(r.len())];
+            (
+                *k,
+                recent.iter().map(|v| v.abs()).sum::<f64>() / recent.len().max(1) as f64,
+            )
+        })
         .collect();
     let (&model, _) = backtest_mae
         .iter()
@@ -206,7 +267,7 @@ pub fn select_and_forecast(
             model: "selection",
             reason,
         })?;
-    let mut r = residuals.remove(&model).unwrap_or_default();
+    let mut r = cross_fitted(&residuals, total_folds, model);
     r.sort_by(f64::total_cmp);
     let (qlo, qhi) = (
         quantile_sorted(&r, (1.0 - cfg.level) / 2.0),
@@ -252,6 +313,25 @@ pub fn resample_mean(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_folds_residuals_come_from_the_model_the_other_folds_choose() {
+        let residuals = BTreeMap::from([
+            (ModelKind::SeasonalNaive, vec![0.1, 0.1, 5.0]),
+            (ModelKind::SeasonalMean, vec![1.0, -1.0, 1.0]),
+        ]);
+        // Folds 1 and 2 are chosen without themselves: seasonal mean (the other folds' MAE 2.0
+        // against 5.1); fold 3 without itself: seasonal naive (0.2 against 2.0), whose miss there
+        // stays in the calibration.
+        assert_eq!(
+            cross_fitted(&residuals, 3, ModelKind::SeasonalMean),
+            [1.0, -1.0, 5.0]
+        );
+        assert_eq!(
+            cross_fitted(&residuals, 1, ModelKind::SeasonalNaive),
+            [0.1, 0.1, 5.0]
+        );
+    }
 
     #[test]
     fn resampling_averages_and_fills_gaps() {
