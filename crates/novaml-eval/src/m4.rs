@@ -306,44 +306,21 @@ mod tests {
         assert!((sum.owa - (sum.smape / NAIVE2_SMAPE + 1.5 / NAIVE2_MASE) / 2.0).abs() < 1e-12);
         assert!(summarize(&[]).is_none());
         // Ids out of step, a short test row and a bad number are clear errors.
-        write(
-            dir.path(),
-            "Hourly-test.csv",
-            &format!(
+        let refused = |test: String, why: &str| {
+            write(dir.path(), "Hourly-test.csv", &test);
+            let e = load(dir.path()).expect_err("refused").to_string();
+            assert!(e.contains(why), "{e}");
+        };
+        let two = |a: (&str, usize), b: (&str, usize)| {
+            format!(
                 "{}\n{}\n{}\n",
                 header(48),
-                series_line("H2", &daily(48), 48),
-                series_line("H1", &daily(48), 48)
-            ),
-        );
-        assert!(
-            load(dir.path())
-                .expect_err("refused")
-                .to_string()
-                .contains("meets")
-        );
-        write(
-            dir.path(),
-            "Hourly-test.csv",
-            &format!(
-                "{}\n{}\n{}\n",
-                header(48),
-                series_line("H1", &daily(47), 48),
-                series_line("H2", &daily(48), 48)
-            ),
-        );
-        assert!(
-            load(dir.path())
-                .expect_err("refused")
-                .to_string()
-                .contains("47 test values")
-        );
-        write(dir.path(), "Hourly-test.csv", "\"V1\"\n\"H1\",\"x\"\n");
-        assert!(
-            load(dir.path())
-                .expect_err("refused")
-                .to_string()
-                .contains("line 2")
-        );
+                series_line(a.0, &daily(a.1), 48),
+                series_line(b.0, &daily(b.1), 48)
+            )
+        };
+        refused(two(("H2", 48), ("H1", 48)), "meets");
+        refused(two(("H1", 47), ("H2", 48)), "47 test values");
+        refused("\"V1\"\n\"H1\",\"x\"\n".into(), "line 2");
     }
 }
