@@ -78,8 +78,9 @@ pub struct Selected {
     pub backtest_mae: BTreeMap<ModelKind, f64>,
     /// Candidates that failed, with why.
     pub failed: BTreeMap<ModelKind, String>,
-    /// The winner's backtest residuals (actual − forecast), sorted: the interval at any other
-    /// level comes from them ([`Selected::interval`]).
+    /// The residuals the interval is calibrated on (actual − forecast; cross-fitted, see
+    /// `cross_fitted`), sorted: the interval at any level comes from them
+    /// ([`Selected::interval`]).
     #[serde(skip)]
     pub residuals: Vec<f64>,
 }
@@ -269,20 +270,18 @@ pub fn select_and_forecast(
         })?;
     let mut r = cross_fitted(&residuals, total_folds, model);
     r.sort_by(f64::total_cmp);
-    let (qlo, qhi) = (
-        quantile_sorted(&r, (1.0 - cfg.level) / 2.0),
-        quantile_sorted(&r, (1.0 + cfg.level) / 2.0),
-    );
-    Ok(Selected {
+    let mut selected = Selected {
         model,
-        lower: yhat.iter().map(|v| v + qlo).collect(),
-        upper: yhat.iter().map(|v| v + qhi).collect(),
+        lower: Vec::new(),
+        upper: Vec::new(),
         yhat,
         level: cfg.level,
         backtest_mae,
         failed,
         residuals: r,
-    })
+    };
+    (selected.lower, selected.upper) = selected.interval(cfg.level);
+    Ok(selected)
 }
 
 /// Resamples irregular `(unix seconds, value)` points to a regular grid of `step` seconds by the
