@@ -56,8 +56,12 @@ done = function(summary, latency, requests)
     latency:percentile(50) / 1000, latency:percentile(99) / 1000, errors))
 end
 LUA
-echo "t_s,rss_mb" > "$OUT/rss.csv"
-( t=$((-WARMUP)); while true; do echo "$t,$(rss_mb)" >> "$OUT/rss.csv"; sleep 30; t=$((t+30)); done ) &
+# The heap figures of /metrics say whether growth is held memory or fragmentation (memory.rs).
+heap_mb() { curl -s "$BASE/metrics" | awk -v m="$1" '$1 == m { printf "%.1f", $2 / 1048576 }'; }
+echo "t_s,rss_mb,heap_in_use_mb,heap_free_mb" > "$OUT/rss.csv"
+( t=$((-WARMUP)); while true; do
+    echo "$t,$(rss_mb),$(heap_mb novaml_heap_in_use_bytes),$(heap_mb novaml_heap_free_bytes)" >> "$OUT/rss.csv"
+    sleep 30; t=$((t+30)); done ) &
 SAMPLER=$!
 ( ok=0; bad=0
   while true; do
@@ -82,12 +86,22 @@ growth=$(python3 -c "print(f'{100*($end-$start)/$start:.1f}')")
 # (a scheduled tuning run holds its 256 MiB payload for ~30 s; one sample can land in it).
 trend=$(python3 - "$OUT/rss.csv" <<'PY'
 import csv, statistics, sys
-rows = [(int(r["t_s"]), int(r["rss_mb"])) for r in csv.DictReader(open(sys.argv[1])) if r["rss_mb"]]
-last = rows[-1][0]
-first = statistics.median(v for t, v in rows if 0 <= t < 600)
-final = statistics.median(v for t, v in rows if t > last - 600)
-peak = max(v for t, v in rows if t >= 0)
-print(f"measured load: median {first:.0f} MB in the first 10 min -> {final:.0f} MB in the last 10 ({100 * (final - first) / first:+.1f} %), peak {peak} MB")
+rows = [r for r in csv.DictReader(open(sys.argv[1])) if r["rss_mb"]]
+last = int(rows[-1]["t_s"])
+def medians(col):
+    pairs = [(int(r["t_s"]), float(r[col])) for r in rows if r.get(col)]
+    if not pairs:
+        return None
+    return (statistics.median(v for t, v in pairs if 0 <= t < 600),
+            statistics.median(v for t, v in pairs if t > last - 600))
+first, final = medians("rss_mb")
+peak = max(int(r["rss_mb"]) for r in rows if int(r["t_s"]) >= 0)
+line = f"measured load: median {first:.0f} MB in the first 10 min -> {final:.0f} MB in the last 10 ({100 * (final - first) / first:+.1f} %), peak {peak} MB"
+for col, name in (("heap_in_use_mb", "heap in use"), ("heap_free_mb", "heap free")):
+    m = medians(col)
+    if m:
+        line += f"; {name} {m[0]:.1f} -> {m[1]:.1f} MB"
+print(line)
 PY
 )
 echo "soak $DURATION after ${WARMUP}s warm-up: reads $n (p50 $p50 ms, p99 $p99 ms, errors $errs); writes $wok ok, $wbad not 200; RSS $start MB -> $end MB ($growth %); $trend" | tee "$OUT/summary.txt"

@@ -216,10 +216,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The long-running commands only: one-shot evaluations and training keep glibc's faster
     // defaults, and their memory goes back when they exit.
-    if matches!(
+    let long_running = matches!(
         cli.command,
         Command::Demo(_) | Command::Serve(_) | Command::Collect(_)
-    ) {
+    );
+    if long_running {
         release_freed_memory_promptly();
     }
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
@@ -230,6 +231,10 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
+    if long_running {
+        // Freed memory inside glibc's arenas, given back every 10 s (novaml_server::memory).
+        novaml_server::memory::keep_releasing(std::time::Duration::from_secs(10));
+    }
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(args),
         Command::Collect(args) => commands::collect::run(args),

@@ -181,10 +181,80 @@ pub struct Artifact {
     pub meta: Meta,
 }
 
+/// Which versions of a model [`ModelStore::submit`] keeps; the others are deleted from disk
+/// and from the registry.
+///
+/// A scheduled pipeline submits a challenger every pass (the demo: 2 per 10 minutes, ~288 a
+/// day per model at ~0.75 MB each), so keeping every version grows the disk without end and
+/// makes each `/api/models/{name}` answer, which reads every version's metadata, slower and
+/// larger over time (the soak of issue #23). What an operator rolls back to is the previous
+/// serving versions, and what the models dashboard compares is the recent challengers: those
+/// are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// The newest versions kept, whatever their fate (at least 1: the newest number is never
+    /// handed out twice).
+    pub newest: usize,
+    /// Versions that served before (most recent first) kept besides the serving one, so that
+    /// roll back has somewhere to go.
+    pub former_champions: usize,
+    /// Promotion-log entries kept (the newest).
+    pub log: usize,
+}
+
+impl Default for Retention {
+    /// 20 newest (over three hours of the demo's passes), 5 former champions, 1,000 log
+    /// entries (a week of the demo's decisions).
+    fn default() -> Self {
+        Self {
+            newest: 20,
+            former_champions: 5,
+            log: 1_000,
+        }
+    }
+}
+
+impl Retention {
+    /// Every version is kept.
+    pub const ALL: Self = Self {
+        newest: usize::MAX,
+        former_champions: usize::MAX,
+        log: usize::MAX,
+    };
+
+    /// The versions of `reg` to keep, in `reg.versions`' order.
+    pub fn kept(&self, reg: &RegistryFile) -> Vec<u32> {
+        let mut by_age = reg.versions.clone();
+        by_age.sort_unstable_by(|a, b| b.cmp(a));
+        let mut keep: std::collections::HashSet<u32> =
+            by_age.iter().take(self.newest.max(1)).copied().collect();
+        keep.extend(reg.champion);
+        let mut former = 0;
+        for e in reg.log.iter().rev() {
+            if former >= self.former_champions {
+                break;
+            }
+            if (e.action == "promote" || e.action == "rollback")
+                && Some(e.version) != reg.champion
+                && reg.versions.contains(&e.version)
+                && keep.insert(e.version)
+            {
+                former += 1;
+            }
+        }
+        reg.versions
+            .iter()
+            .copied()
+            .filter(|v| keep.contains(v))
+            .collect()
+    }
+}
+
 /// Versioned artifacts on the filesystem.
 #[derive(Debug, Clone)]
 pub struct ModelStore {
     root: PathBuf,
+    retention: Retention,
 }
 
 impl ModelStore {
@@ -195,7 +265,47 @@ impl ModelStore {
             path: root.clone(),
             source,
         })?;
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            retention: Retention::default(),
+        })
+    }
+
+    /// The same store, keeping `retention` from the next submission on.
+    #[must_use]
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Applies the retention to `name`: the registry forgets the versions it does not keep
+    /// (written first, so a crash leaves at worst an unlisted directory, which the next save
+    /// of the same number overwrites), then their directories are removed. Returns the
+    /// versions removed.
+    pub fn prune(&self, name: &str) -> Result<Vec<u32>, PredictError> {
+        let mut reg = self.registry(name)?;
+        let kept = self.retention.kept(&reg);
+        let removed: Vec<u32> = reg
+            .versions
+            .iter()
+            .copied()
+            .filter(|v| !kept.contains(v))
+            .collect();
+        let excess_log = reg.log.len().saturating_sub(self.retention.log);
+        if !removed.is_empty() || excess_log > 0 {
+            reg.versions = kept;
+            reg.log.drain(..excess_log);
+            self.write_registry(name, &reg)?;
+        }
+        for &v in &removed {
+            let path = self.version_dir(name, v);
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(PredictError::Io { path, source }),
+            }
+        }
+        Ok(removed)
     }
 
     fn check_name(name: &str) -> Result<(), PredictError> {
@@ -486,7 +596,8 @@ impl ModelStore {
     }
 
     /// Saves `predictor` as a challenger, evaluates it and the champion on the same holdout rows
-    /// of `frame`, and promotes it if its mean MAE is lower (or there is no champion).
+    /// of `frame`, and promotes it if its mean MAE is lower (or there is no champion); then
+    /// applies the store's [`Retention`] ([`ModelStore::prune`]).
     pub fn submit(
         &self,
         name: &str,
@@ -526,6 +637,7 @@ impl ModelStore {
             });
             self.write_registry(name, &reg)?;
         }
+        self.prune(name)?;
         Ok(Decision {
             version,
             promoted,

@@ -409,3 +409,65 @@ fn the_first_sketch_shape_is_expressible_and_trains() {
     let fc = fitted.predictor.predict(&f).expect("predict");
     assert!(fc.predicted.iter().all(|v| v.is_finite()));
 }
+
+#[test]
+fn retention_keeps_the_newest_the_champion_and_former_champions_and_deletes_the_rest() {
+    use novaml_predict::registry::Retention;
+    let f = frame(1200);
+    let cfg = small();
+    let split = Split::new(f.len(), 0.2, 0.15, &cfg.data).expect("split");
+    let holdout = (split.val_end, f.len());
+    let naive = fit(ModelKind::Naive, &f, split, &cfg, None, &mut |_| {}).expect("naive");
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = ModelStore::open(dir.path())
+        .expect("store")
+        .with_retention(Retention {
+            newest: 3,
+            former_champions: 1,
+            log: 4,
+        });
+    // v1 serves; v2..v9 are identical challengers, rejected (not better).
+    for _ in 0..9 {
+        store
+            .submit("m", &naive.predictor, meta(), &f, holdout)
+            .expect("submit");
+    }
+    let reg = store.registry("m").expect("reg");
+    assert_eq!(reg.champion, Some(1));
+    assert_eq!(reg.versions, [1, 7, 8, 9]);
+    assert_eq!(reg.log.len(), 4);
+    for v in 1..=9 {
+        let exists = store.version_dir("m", v).exists();
+        assert_eq!(exists, reg.versions.contains(&v), "v{v}");
+    }
+    // An operator promotes v7, then v8: v7 is kept as the former champion after it ages out of
+    // the newest three; v1 (served before v7) is not, only one former champion is kept.
+    store.promote("m", 7, "test").expect("promote");
+    store.promote("m", 8, "test").expect("promote");
+    for _ in 0..3 {
+        store
+            .submit("m", &naive.predictor, meta(), &f, holdout)
+            .expect("submit");
+    }
+    let reg = store.registry("m").expect("reg");
+    assert_eq!(reg.champion, Some(8));
+    assert_eq!(reg.versions, [7, 8, 10, 11, 12]);
+    assert!(!store.version_dir("m", 1).exists());
+    // Roll back still works to what is kept, and numbering goes on from the newest.
+    store.rollback("m", 7).expect("rollback");
+    assert!(store.rollback("m", 1).is_err());
+    let d = store
+        .submit("m", &naive.predictor, meta(), &f, holdout)
+        .expect("submit");
+    assert_eq!(d.version, 13);
+    // Retention::ALL keeps everything.
+    let all = ModelStore::open(dir.path())
+        .expect("store")
+        .with_retention(Retention::ALL);
+    all.submit("m", &naive.predictor, meta(), &f, holdout)
+        .expect("submit");
+    assert_eq!(
+        all.registry("m").expect("reg").versions,
+        [7, 8, 11, 12, 13, 14]
+    );
+}

@@ -15,7 +15,8 @@
 //! On `/metrics`: `novaml_http_connections` (open now), `novaml_http_connections_limit`,
 //! `novaml_http_connections_refused_total{reason="limit"|"accept_error"}`,
 //! `novaml_http_connections_timed_out_total`, and the descriptor budget
-//! `process_open_fds` / `process_max_fds` (refreshed every 5 s).
+//! `process_open_fds` / `process_max_fds`, and the process's memory ([`crate::memory`]), all
+//! refreshed every 5 s.
 //!
 //! Written on hyper directly rather than through `axum::serve`, which offers none of these
 //! settings; the per-connection service is the same router.
@@ -78,6 +79,9 @@ pub struct ConnMetrics {
     timed_out: Counter,
     open_fds: Gauge,
     max_fds: Gauge,
+    resident: Gauge,
+    heap_in_use: Gauge,
+    heap_free: Gauge,
 }
 
 impl ConnMetrics {
@@ -114,10 +118,42 @@ impl ConnMetrics {
             "File-descriptor limit of the process (soft)",
             m.max_fds.clone(),
         );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the process",
+            m.resident.clone(),
+        );
+        if crate::memory::HEAP_FIGURES {
+            registry.register(
+                "novaml_heap_in_use_bytes",
+                "Heap bytes held by the program (glibc mallinfo2: in-use and mmapped blocks)",
+                m.heap_in_use.clone(),
+            );
+            registry.register(
+                "novaml_heap_free_bytes",
+                "Heap bytes freed by the program and listed free by the allocator, resident or already given back",
+                m.heap_free.clone(),
+            );
+            registry.register(
+                "novaml_heap_released_bytes",
+                "Resident bytes the allocator was made to give back (freed memory inside its arenas)",
+                crate::memory::RELEASED.clone(),
+            );
+        }
         m
     }
 
-    fn refresh_fds(&self) {
+    fn refresh_process(&self) {
+        let mem = crate::memory::sample();
+        for (gauge, value) in [
+            (&self.resident, mem.resident),
+            (&self.heap_in_use, mem.heap_in_use),
+            (&self.heap_free, mem.heap_free),
+        ] {
+            if let Some(v) = value {
+                gauge.set(i64::try_from(v).unwrap_or(i64::MAX));
+            }
+        }
         if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
             self.open_fds.set(dir.count() as i64);
         }
@@ -149,14 +185,14 @@ pub(crate) async fn run(
 ) -> io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     metrics.limit.set(limits.max_connections as i64);
-    metrics.refresh_fds();
+    metrics.refresh_process();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut fd_tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         let (stream, addr) = tokio::select! {
             () = stopped(&mut shutdown) => break,
             _ = fd_tick.tick() => {
-                metrics.refresh_fds();
+                metrics.refresh_process();
                 continue;
             }
             accepted = listener.accept() => match accepted {

@@ -18,6 +18,7 @@ mod dashboards;
 mod error;
 mod incidents;
 pub mod limit;
+pub mod memory;
 mod metrics;
 mod models;
 mod series;

@@ -128,6 +128,27 @@ async fn hogs_are_closed_and_connections_past_the_cap_refused_in_json() {
     }
     assert!(answer.contains("process_open_fds "), "{answer}");
     assert!(answer.contains("process_max_fds "), "{answer}");
+    // The process's memory: resident, and on glibc the heap held and free.
+    let gauge = |name: &str| {
+        answer
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+    };
+    assert!(
+        gauge("process_resident_memory_bytes").is_some_and(|v| v > 1e6),
+        "{answer}"
+    );
+    if cfg!(all(target_os = "linux", target_env = "gnu")) {
+        assert!(
+            gauge("novaml_heap_in_use_bytes").is_some_and(|v| v > 0.0),
+            "{answer}"
+        );
+        assert!(gauge("novaml_heap_free_bytes").is_some(), "{answer}");
+        assert!(
+            gauge("novaml_heap_released_bytes_total").is_some(),
+            "{answer}"
+        );
+    }
     let idle = closed_after(&mut keep, Duration::from_secs(10)).await;
     assert!(
         idle > Duration::from_millis(800) && idle < Duration::from_secs(3),
