@@ -5,12 +5,15 @@
 //! target is ≥ 1M samples/s for such batches. Each run writes 128 batches into a fresh store, so
 //! the figure includes the compactions they cause. The query reads one series of 1M points (about 35
 //! days at 3 s resolution), the largest single read a model does; target < 200 ms.
+//! The range read is the API's heavy dashboard query: a day of 80 series (~3,500 points each,
+//! a third of them still in the head), read while a writer appends a scrape between reads (which
+//! resets every other connection's page cache), with and without the shared [`ReadCache`].
 
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use novaml_core::{Batch, MetricStore, Point, Selector, Series, SeriesKey, TimeRange};
-use novaml_store::SqliteStore;
+use novaml_store::{ReadCache, SqliteStore};
 
 fn key(i: usize) -> SeriesKey {
     SeriesKey::new("bench_metric")
@@ -91,5 +94,55 @@ fn query(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ingest, query);
+fn range_read(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("r.db");
+    let mut writer = SqliteStore::open(&path).expect("store");
+    // 80 series × 3,500 points at 25 s: 2,300 per series compacted into chunks, the rest in the
+    // head (written after the compaction), as between two compactions of the demo.
+    let t0 = 1_000_000_000i64;
+    let scrape = |i: i64| Batch {
+        source: "bench".into(),
+        series: (0..80)
+            .map(|s| {
+                Series::new(
+                    key(s),
+                    vec![Point::new(t0 + i * 25_000, (s as i64 * i) as f64)],
+                )
+            })
+            .collect(),
+        cursor: None,
+    };
+    for i in 0..2_300 {
+        writer.write(&scrape(i)).expect("fill");
+    }
+    writer.compact().expect("compact");
+    for i in 2_300..3_500 {
+        writer.write(&scrape(i)).expect("fill");
+    }
+    let mut next = 3_500;
+    let sel: Selector = "{__name__=\"bench_metric\"}".parse().expect("selector");
+    let range = TimeRange::new(t0, t0 + 4_000 * 25_000).expect("range");
+    let plain = SqliteStore::open(&path).expect("reader");
+    let cached = SqliteStore::open(&path)
+        .expect("reader")
+        .with_read_cache(std::sync::Arc::new(ReadCache::new(1 << 20)));
+    let mut g = c.benchmark_group("sqlite_range_read");
+    g.throughput(Throughput::Elements(80 * 3_500));
+    g.sample_size(20);
+    for (name, reader) in [("uncached", &plain), ("shared_cache", &cached)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                writer.write(&scrape(next)).expect("scrape");
+                next += 1;
+                let s = reader.query(&sel, range, None).expect("query");
+                assert_eq!(s.len(), 80);
+                black_box(s)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, ingest, query, range_read);
 criterion_main!(benches);

@@ -29,9 +29,12 @@ use tracing::warn;
 
 use crate::StoreError;
 use crate::codec::{decode_chunk, decode_head, encode_chunk, encode_head, merge};
+use crate::read_cache::ReadCache;
 
 /// Schema version written to `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 2;
+/// 3: `meta.epoch` and its triggers, which the shared read cache relies on (an older binary,
+/// which has no such triggers, must not change the file).
+const SCHEMA_VERSION: i64 = 3;
 
 /// Head size that triggers a compaction: 256k points ≈ 6 MB of head blobs, small enough that
 /// reads decode the head quickly. With many series the threshold grows to
@@ -72,6 +75,28 @@ CREATE TABLE IF NOT EXISTS cursor (
     source TEXT PRIMARY KEY,
     ts     INTEGER NOT NULL
 );
+-- `epoch` counts every change to chunks and every removal from the head, in the changing
+-- transaction: within one epoch the head only grows and chunks stay as they are, which is what
+-- lets readers keep decoded points (read_cache.rs). No row means 0.
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS chunk_inserted AFTER INSERT ON chunk BEGIN
+    INSERT INTO meta (key, value) VALUES ('epoch', 1) ON CONFLICT (key) DO UPDATE SET value = value + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS chunk_updated AFTER UPDATE ON chunk BEGIN
+    INSERT INTO meta (key, value) VALUES ('epoch', 1) ON CONFLICT (key) DO UPDATE SET value = value + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS chunk_deleted AFTER DELETE ON chunk BEGIN
+    INSERT INTO meta (key, value) VALUES ('epoch', 1) ON CONFLICT (key) DO UPDATE SET value = value + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS head_updated AFTER UPDATE ON head BEGIN
+    INSERT INTO meta (key, value) VALUES ('epoch', 1) ON CONFLICT (key) DO UPDATE SET value = value + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS head_deleted AFTER DELETE ON head BEGIN
+    INSERT INTO meta (key, value) VALUES ('epoch', 1) ON CONFLICT (key) DO UPDATE SET value = value + 1;
+END;
 ";
 
 /// A series known to the store, with summary statistics.
@@ -109,6 +134,8 @@ pub struct SqliteStore {
     head_seen: Vec<u64>,
     head_series: u64,
     compact_points: u64,
+    /// Decoded points shared with other reading connections, if any.
+    read_cache: Option<std::sync::Arc<ReadCache>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -198,6 +225,7 @@ impl SqliteStore {
             head_seen: Vec::new(),
             head_series: 0,
             compact_points: COMPACT_POINTS,
+            read_cache: None,
         };
         store.refresh_cache()?;
         Ok(store)
@@ -508,6 +536,14 @@ impl SqliteStore {
         Ok(moved)
     }
 
+    /// Range reads of this connection go through `cache`, shared with other connections to the
+    /// same database (see [`ReadCache`]); for connections that mostly read.
+    #[must_use]
+    pub fn with_read_cache(mut self, cache: std::sync::Arc<ReadCache>) -> Self {
+        self.read_cache = Some(cache);
+        self
+    }
+
     /// Sets the head size that triggers compaction (default [`COMPACT_POINTS`]; at least 1).
     pub fn set_compact_points(&mut self, points: u64) {
         self.compact_points = points.max(1);
@@ -709,14 +745,29 @@ impl SqliteStore {
             .conn
             .unchecked_transaction()
             .map_err(StoreError::sqlite("beginning read"))?;
-        let wanted: HashSet<i64> = matching.iter().map(|(id, _)| *id).collect();
-        let (mut head, _) = Self::read_head(&tx, Some(&wanted), range)?;
-        let mut out = Vec::with_capacity(matching.len());
-        for (id, key) in matching {
-            let mut points = Self::read_chunks(&tx, id, range)?;
-            if let Some(recent) = head.remove(&id) {
-                points = merge(points, recent);
+        let ids: Vec<i64> = matching.iter().map(|(id, _)| *id).collect();
+        let cached = match &self.read_cache {
+            Some(cache) => cache.read(&tx, &ids, range)?,
+            None => None,
+        };
+        let found: Vec<Vec<Point>> = match cached {
+            Some(found) => found,
+            None => {
+                let wanted: HashSet<i64> = ids.iter().copied().collect();
+                let (mut head, _) = Self::read_head(&tx, Some(&wanted), range)?;
+                let mut found = Vec::with_capacity(ids.len());
+                for &id in &ids {
+                    let mut points = Self::read_chunks(&tx, id, range)?;
+                    if let Some(recent) = head.remove(&id) {
+                        points = merge(points, recent);
+                    }
+                    found.push(points);
+                }
+                found
             }
+        };
+        let mut out = Vec::with_capacity(matching.len());
+        for ((_, key), mut points) in matching.into_iter().zip(found) {
             if points.is_empty() {
                 continue;
             }

@@ -259,3 +259,116 @@ fn a_new_database_and_its_wal_are_private() {
         assert_eq!(mode & 0o777, 0o600, "{name}");
     }
 }
+
+#[test]
+fn the_store_conforms_when_reading_through_a_read_cache() {
+    use std::sync::Arc;
+    novaml_testing::conformance::metric_store(|| {
+        SqliteStore::in_memory()
+            .expect("in-memory store")
+            .with_read_cache(Arc::new(novaml_store::ReadCache::new(10_000)))
+    });
+    novaml_testing::conformance::metric_store(|| {
+        let mut s = SqliteStore::in_memory()
+            .expect("in-memory store")
+            .with_read_cache(Arc::new(novaml_store::ReadCache::new(10)));
+        s.set_compact_points(1);
+        s
+    });
+}
+
+/// Cached readers answer exactly what an uncached reader answers, whatever the writer does
+/// between reads: appends, late points, overwrites, compactions (appending to, merging into and
+/// rewriting chunks) and retention.
+#[test]
+fn reads_through_the_shared_cache_equal_uncached_reads_under_every_kind_of_write() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("m.db");
+    let mut writer = SqliteStore::open(&path).expect("writer");
+    writer.set_compact_points(700);
+    // A budget of 3,000 points: the chunk cache is dropped and refilled many times.
+    let cache = Arc::new(novaml_store::ReadCache::new(3_000));
+    let cached = [
+        SqliteStore::open(&path)
+            .expect("reader")
+            .with_read_cache(cache.clone()),
+        SqliteStore::open(&path)
+            .expect("reader")
+            .with_read_cache(cache.clone()),
+    ];
+    let plain = SqliteStore::open(&path).expect("reader");
+    let keys: Vec<SeriesKey> = (0..5)
+        .map(|i| {
+            SeriesKey::new("m")
+                .and_then(|k| k.with_label("vm", format!("v{i}")))
+                .expect("key")
+        })
+        .collect();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: u64| {
+        rng = rng
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (rng >> 33) % n
+    };
+    let mut now = 10_000i64;
+    let mut compared = 0;
+    for round in 0..400 {
+        match next(20) {
+            // Retention now and then, compaction by hand now and then.
+            0 => {
+                writer.delete_before(now - 4_000).expect("retention");
+            }
+            1 => {
+                writer.compact().expect("compact");
+            }
+            _ => {
+                let mut series = Vec::new();
+                for key in &keys {
+                    if next(3) == 0 {
+                        continue;
+                    }
+                    let n = 1 + next(40) as i64;
+                    let late = next(5) == 0;
+                    let start = if late { now - next(3_000) as i64 } else { now };
+                    let pts: Vec<Point> = (0..n)
+                        .map(|i| Point::new(start + i * 10, (round * 1_000 + i) as f64))
+                        .collect();
+                    series.push(Series::new(key.clone(), pts));
+                }
+                writer
+                    .write(&Batch {
+                        source: "w".into(),
+                        series,
+                        cursor: None,
+                    })
+                    .expect("write");
+                now += 200;
+            }
+        }
+        for _ in 0..3 {
+            let from = now - next(6_000) as i64;
+            let to = from + 1 + next(5_000) as i64;
+            let range = if next(10) == 0 {
+                TimeRange::all()
+            } else {
+                TimeRange::new(from, to).expect("range")
+            };
+            let sel = if next(2) == 0 {
+                Selector::all()
+            } else {
+                Selector::exact(&keys[next(5) as usize])
+            };
+            let reader = &cached[next(2) as usize];
+            let got = reader.query(&sel, range, None).expect("cached read");
+            let want = plain.query(&sel, range, None).expect("plain read");
+            assert_eq!(got, want, "round {round}, {range:?}");
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 1_200);
+    let stats = cache.stats();
+    assert!(stats.hits > 1_000 && stats.misses > 100, "{stats:?}");
+    assert!(stats.chunk_points <= 3_000, "{stats:?}");
+}
