@@ -167,6 +167,180 @@ fn align(series: &[Series]) -> (Vec<i64>, Vec<Vec<f64>>) {
     (ts, cols)
 }
 
+/// One row's scores from an [`EntityScorer`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowScore {
+    /// The combined score before suppression, in `[0, 1]`.
+    pub likelihood: f64,
+    /// The reported score: `likelihood`, or 0 when a higher one was reported within the
+    /// suppression rows.
+    pub score: f64,
+    /// The univariate member's tail probability (Bonferroni over the metrics).
+    pub q_uni: f64,
+    /// The isolation forest's raw score and tail probability.
+    pub if_raw: f64,
+    /// Tail probability of `if_raw`.
+    pub q_if: f64,
+    /// The Mahalanobis distance and its tail probability.
+    pub maha: f64,
+    /// Tail probability of `maha`.
+    pub q_maha: f64,
+}
+
+/// The streaming state of multivariate detection over one entity's `m` metrics: push rows in
+/// time order (NaN where a metric has no value), read each row's scores and the metrics ranked
+/// by deviation. [`detect_entity`] is this plus incident grouping; `novaml eval smd` uses it
+/// per row.
+#[derive(Debug)]
+pub struct EntityScorer {
+    m: usize,
+    mp: MultivariateParams,
+    params: crate::streaming::ValidStreamingParams,
+    forest_params: crate::isolation_forest::ValidIsolationForestParams,
+    detectors: Vec<StreamingDetector>,
+    zs: VecDeque<Vec<f64>>,
+    forest: Option<IsolationForest>,
+    gaussian: Option<Gaussian>,
+    maha_tail: Tail,
+    forest_tail: PotTail,
+    emitted: VecDeque<f64>,
+    flat: Vec<f64>,
+    rows: usize,
+}
+
+impl EntityScorer {
+    /// A scorer of `m` metrics.
+    pub fn new(
+        m: usize,
+        params: &crate::streaming::ValidStreamingParams,
+        mp: &MultivariateParams,
+    ) -> Result<Self, AnomalyError> {
+        if m == 0 {
+            return Err(AnomalyError::InvalidInput {
+                reason: "an entity needs at least one metric".into(),
+            });
+        }
+        if mp.window < 64 || mp.refit_every == 0 || mp.n_estimators == 0 || mp.top == 0 {
+            return Err(AnomalyError::InvalidParam {
+                name: "multivariate",
+                reason: "window must be ≥ 64, refit_every, n_estimators and top ≥ 1".into(),
+            });
+        }
+        // Fully extended (random hyperplanes): axis-parallel cuts leave "ghost" regions between
+        // correlated metrics where an unseen combination looks normal (Hariri et al., 2019).
+        let forest_params = IsolationForestParams::default()
+            .n_estimators(mp.n_estimators)
+            .max_samples(MaxSamples::Count(256.min(mp.window)))
+            .extension_level(m - 1)
+            .seed(mp.seed)
+            .check()?;
+        let p = params.get();
+        Ok(Self {
+            m,
+            mp: mp.clone(),
+            params: params.clone(),
+            forest_params,
+            detectors: (0..m)
+                .map(|_| StreamingDetector::new(params.clone()))
+                .collect(),
+            zs: VecDeque::with_capacity(mp.window + 1),
+            forest: None,
+            gaussian: None,
+            maha_tail: Tail::new(p),
+            forest_tail: PotTail::new(p.history_rows(), p.min_history_rows()),
+            emitted: VecDeque::new(),
+            flat: Vec::with_capacity(mp.window * m),
+            rows: 0,
+        })
+    }
+
+    /// Scores the next row (`m` values, NaN for a missing one).
+    pub fn push(&mut self, row: &[f64]) -> Result<RowScore, AnomalyError> {
+        if row.len() != self.m {
+            return Err(AnomalyError::InvalidInput {
+                reason: format!("a row of {} values for {} metrics", row.len(), self.m),
+            });
+        }
+        let p = self.params.get();
+        let m = self.m;
+        let mut z = vec![0.0; m];
+        let mut q_uni = 1.0f64;
+        for ((d, &x), zj) in self.detectors.iter_mut().zip(row).zip(z.iter_mut()) {
+            if x.is_finite() {
+                d.update(x);
+                q_uni = q_uni.min(10f64.powf(-12.0 * d.likelihood()));
+                *zj = d.deviation().z.clamp(-Z_CLIP, Z_CLIP);
+            }
+        }
+        let q_uni = (q_uni * m as f64).min(1.0);
+        if self.rows.is_multiple_of(self.mp.refit_every) && self.zs.len() >= 64 {
+            self.flat.clear();
+            self.flat.extend(self.zs.iter().flatten());
+            self.forest = Some(self.forest_params.fit(&self.flat, m)?);
+            self.gaussian = Gaussian::fit(&self.zs, m);
+        }
+        self.rows += 1;
+        let maha = self.gaussian.as_ref().map_or(0.0, |g| g.distance(&z));
+        let q_maha = if self.gaussian.is_some() {
+            self.maha_tail.push(maha.ln_1p(), p)
+        } else {
+            1.0
+        };
+        let if_raw = match &self.forest {
+            Some(f) => f.anomaly_score(&z)?[0],
+            None => 0.0,
+        };
+        let q_if = if self.forest.is_some() {
+            self.forest_tail.push(if_raw)
+        } else {
+            1.0
+        };
+        self.zs.push_back(z);
+        if self.zs.len() > self.mp.window {
+            self.zs.pop_front();
+        }
+        let likelihood = score_of((3.0 * q_uni.min(q_if).min(q_maha)).min(1.0));
+        let prior = self.emitted.iter().copied().fold(0.0, f64::max);
+        self.emitted.push_back(likelihood);
+        if self.emitted.len() > p.suppress_rows() {
+            self.emitted.pop_front();
+        }
+        let score = if p.suppress_rows() == 0 || likelihood > prior {
+            likelihood
+        } else {
+            0.0
+        };
+        Ok(RowScore {
+            likelihood,
+            score,
+            q_uni,
+            if_raw,
+            q_if,
+            maha,
+            q_maha,
+        })
+    }
+
+    /// The metrics of the last row (those with a value in `row`), most deviating first:
+    /// `(index, |z|)`.
+    pub fn ranked(&self, row: &[f64]) -> Vec<(usize, f64)> {
+        let mut r: Vec<(usize, f64)> = self
+            .detectors
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| row.get(*j).is_some_and(|x| x.is_finite()))
+            .map(|(j, d)| (j, d.deviation().z.abs()))
+            .collect();
+        r.sort_by(|a, b| b.1.total_cmp(&a.1));
+        r
+    }
+
+    /// Each metric's detector.
+    pub fn detectors(&self) -> &[StreamingDetector] {
+        &self.detectors
+    }
+}
+
 /// Runs multivariate detection over the metrics of one entity. `entity` names the incidents
 /// (e.g. `{vm="vm-3"}`).
 pub fn detect_entity(
@@ -180,95 +354,26 @@ pub fn detect_entity(
             reason: format!("entity {entity} has no series"),
         });
     }
-    if mp.window < 64 || mp.refit_every == 0 || mp.n_estimators == 0 || mp.top == 0 {
-        return Err(AnomalyError::InvalidParam {
-            name: "multivariate",
-            reason: "window must be ≥ 64, refit_every, n_estimators and top ≥ 1".into(),
-        });
-    }
-    let m = series.len();
-    // Fully extended (random hyperplanes): axis-parallel cuts leave "ghost" regions between
-    // correlated metrics where an unseen combination looks normal (Hariri et al., 2019).
-    let forest_params = IsolationForestParams::default()
-        .n_estimators(mp.n_estimators)
-        .max_samples(MaxSamples::Count(256.min(mp.window)))
-        .extension_level(m - 1)
-        .seed(mp.seed)
-        .check()?;
+    let mut scorer = EntityScorer::new(series.len(), &cfg.params, mp)?;
     let (ts, cols) = align(series);
-    let p = cfg.params.get();
-    let mut detectors: Vec<StreamingDetector> = (0..m)
-        .map(|_| StreamingDetector::new(cfg.params.clone()))
-        .collect();
-    let mut zs: VecDeque<Vec<f64>> = VecDeque::with_capacity(mp.window + 1);
-    let mut forest: Option<IsolationForest> = None;
-    let mut gaussian: Option<Gaussian> = None;
-    let mut maha_tail = Tail::new(p);
-    let mut forest_tail = PotTail::new(p.history_rows(), p.min_history_rows());
-    let mut emitted: VecDeque<f64> = VecDeque::new();
     let mut g = Grouper::new(cfg.threshold, cfg.merge_gap);
     let keys: Vec<SeriesKey> = series.iter().map(|s| s.key.clone()).collect();
-    let mut flat = Vec::with_capacity(mp.window * m);
+    let mut row = vec![0.0; series.len()];
     for (i, &t) in ts.iter().enumerate() {
-        let mut z = vec![0.0; m];
-        let mut q_uni = 1.0f64;
-        for (j, d) in detectors.iter_mut().enumerate() {
-            let x = cols[j][i];
-            if x.is_finite() {
-                d.update(x);
-                q_uni = q_uni.min(10f64.powf(-12.0 * d.likelihood()));
-                z[j] = d.deviation().z.clamp(-Z_CLIP, Z_CLIP);
-            }
+        for (x, col) in row.iter_mut().zip(&cols) {
+            *x = col[i];
         }
-        let q_uni = (q_uni * m as f64).min(1.0);
-        if i % mp.refit_every == 0 && zs.len() >= 64 {
-            flat.clear();
-            flat.extend(zs.iter().flatten());
-            forest = Some(forest_params.fit(&flat, m)?);
-            gaussian = Gaussian::fit(&zs, m);
-        }
-        let maha = gaussian.as_ref().map_or(0.0, |g| g.distance(&z));
-        let q_maha = if gaussian.is_some() {
-            maha_tail.push(maha.ln_1p(), p)
-        } else {
-            1.0
-        };
-        let if_raw = match &forest {
-            Some(f) => f.anomaly_score(&z)?[0],
-            None => 0.0,
-        };
-        let q_if = if forest.is_some() {
-            forest_tail.push(if_raw)
-        } else {
-            1.0
-        };
-        zs.push_back(z);
-        if zs.len() > mp.window {
-            zs.pop_front();
-        }
-        let likelihood = score_of((3.0 * q_uni.min(q_if).min(q_maha)).min(1.0));
-        let prior = emitted.iter().copied().fold(0.0, f64::max);
-        emitted.push_back(likelihood);
-        if emitted.len() > p.suppress_rows() {
-            emitted.pop_front();
-        }
-        let score = if p.suppress_rows() == 0 || likelihood > prior {
-            likelihood
-        } else {
-            0.0
-        };
-        g.push(i, t, score, likelihood, || {
-            let mut contributors: Vec<(f64, Contributor, &str)> = detectors
-                .iter()
-                .zip(&keys)
-                .enumerate()
-                .filter(|(j, _)| cols[*j][i].is_finite())
-                .map(|(_, (d, k))| {
-                    let dev = d.deviation();
-                    (dev.z.abs(), Contributor::new(k, &dev), k.name.as_str())
+        let r = scorer.push(&row)?;
+        g.push(i, t, r.score, r.likelihood, || {
+            let mut contributors: Vec<(f64, Contributor, &str)> = scorer
+                .ranked(&row)
+                .into_iter()
+                .take(mp.top)
+                .map(|(j, z)| {
+                    let dev = scorer.detectors()[j].deviation();
+                    (z, Contributor::new(&keys[j], &dev), keys[j].name.as_str())
                 })
                 .collect();
-            contributors.sort_by(|a, b| b.0.total_cmp(&a.0));
             contributors.truncate(mp.top);
             let (metric_name, value, baseline) = contributors
                 .first()
@@ -282,17 +387,17 @@ pub fn detect_entity(
                     MemberScore {
                         member: "univariate",
                         deviation: contributors.first().map_or(0.0, |c| c.0),
-                        score: score_of(q_uni),
+                        score: score_of(r.q_uni),
                     },
                     MemberScore {
                         member: "isolation_forest",
-                        deviation: if_raw,
-                        score: score_of(q_if),
+                        deviation: r.if_raw,
+                        score: score_of(r.q_if),
                     },
                     MemberScore {
                         member: "mahalanobis",
-                        deviation: maha,
-                        score: score_of(q_maha),
+                        deviation: r.maha,
+                        score: score_of(r.q_maha),
                     },
                 ],
                 contributors: contributors.into_iter().map(|(_, c, _)| c).collect(),

@@ -7,6 +7,9 @@
 //!   evaluation of forecasting (`novaml eval forecast`).
 //! - [`m4`]: the M4 Hourly benchmark as published, scored with M4's sMAPE, MASE and OWA and
 //!   interval coverage (`novaml eval forecast --m4`).
+//! - [`smd`]: the Server Machine Dataset's scorer (event-wise F1 at own alerts and at the oracle
+//!   threshold, average precision, point-adjusted F1, HitRate@P %, as the data's `score.py`),
+//!   its score files, and the multivariate detector's run over it (`novaml eval smd`).
 //! - [`predict`]: multi-step prediction accuracy per horizon step (MAE, relative MAE vs naive,
 //!   sMAPE, MASE, accuracy@5 %, coverage) and the backtest of every prediction model
 //!   (`novaml eval predict`).
@@ -15,3 +18,4 @@ pub mod forecast;
 pub mod m4;
 pub mod nab;
 pub mod predict;
+pub mod smd;
