@@ -581,18 +581,12 @@ pub struct MachineReport {
     pub best_event_false_alarms: usize,
     /// Best point-adjusted F1 (optimistic; for comparison with papers).
     pub pa_f1: f64,
-    /// Event F1 at the detector's own alerts, with its precision, recall and false alarms.
-    pub alert_event_f1: Option<f64>,
-    /// Precision at the own alerts.
-    pub alert_event_p: Option<f64>,
-    /// Recall at the own alerts.
-    pub alert_event_r: Option<f64>,
-    /// False alarms at the own alerts.
-    pub alert_false_alarms: Option<usize>,
-    /// HitRate@100 % and @150 % (NaN without interpreted rows).
-    pub hitrate100: Option<f64>,
-    /// HitRate@150 %.
-    pub hitrate150: Option<f64>,
+    /// At the detector's own alerts (when its files have them).
+    #[serde(flatten)]
+    pub own: Option<OwnAlerts>,
+    /// Root-cause ranking (when its files have `top`; NaN without interpreted rows).
+    #[serde(flatten)]
+    pub hitrates: Option<HitRates>,
 }
 
 /// Figures over all machines.
@@ -618,18 +612,47 @@ pub struct Overall {
     pub auc_pr_pooled: f64,
     /// Point-adjusted F1 at one threshold for all machines.
     pub pa_f1_global: f64,
-    /// Event F1 at the own alerts (counts summed), with P, R and false alarms.
-    pub alert_event_f1: Option<f64>,
-    /// Precision at the own alerts.
-    pub alert_event_p: Option<f64>,
-    /// Recall at the own alerts.
-    pub alert_event_r: Option<f64>,
-    /// False alarms at the own alerts.
-    pub alert_false_alarms: Option<usize>,
-    /// HitRate@100 % over every interpreted anomalous row.
-    pub hitrate100: Option<f64>,
+    /// At the own alerts, counts summed over machines (when every machine has alerts).
+    #[serde(flatten)]
+    pub own: Option<OwnAlerts>,
+    /// Over every interpreted anomalous row (when every machine has `top`).
+    #[serde(flatten)]
+    pub hitrates: Option<HitRates>,
+}
+
+/// Event-wise figures at a detector's own alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct OwnAlerts {
+    /// Event F1.
+    pub alert_event_f1: f64,
+    /// Precision.
+    pub alert_event_p: f64,
+    /// Recall.
+    pub alert_event_r: f64,
+    /// False alarms.
+    pub alert_false_alarms: usize,
+}
+
+impl OwnAlerts {
+    fn of(detected: usize, false_alarms: usize, segments: usize) -> Self {
+        let (p, r, f) = prf(detected as f64, false_alarms as f64, segments as f64);
+        Self {
+            alert_event_f1: f,
+            alert_event_p: p,
+            alert_event_r: r,
+            alert_false_alarms: false_alarms,
+        }
+    }
+}
+
+/// The share of an incident's explaining metrics found in the first 100 % and 150 % of their
+/// number in `top` (OmniAnomaly's HitRate@P %).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HitRates {
+    /// HitRate@100 %.
+    pub hitrate100: f64,
     /// HitRate@150 %.
-    pub hitrate150: Option<f64>,
+    pub hitrate150: f64,
 }
 
 /// The figures of a run.
@@ -708,25 +731,22 @@ pub fn score(labels: &[Labels], scores: &[Scores]) -> Result<Report, SmdError> {
             best_event_thr: thr[k],
             best_event_false_alarms: f[k].3,
             pa_f1: pa[argmax(&pa)],
-            alert_event_f1: None,
-            alert_event_p: None,
-            alert_event_r: None,
-            alert_false_alarms: None,
-            hitrate100: None,
-            hitrate150: None,
+            own: None,
+            hitrates: None,
         };
         if let Some(a) = &s.alert {
             let (tp, fa) = p.alert_counts(a);
-            let (pr, rc, f) = prf(tp as f64, fa as f64, p.segments.len() as f64);
-            (r.alert_event_p, r.alert_event_r, r.alert_event_f1) = (Some(pr), Some(rc), Some(f));
-            r.alert_false_alarms = Some(fa);
+            r.own = Some(OwnAlerts::of(tp, fa, p.segments.len()));
             alert_tp += tp;
             alert_fa += fa;
         }
         if let Some(t) = &s.top {
             let (a, b, n) = p.hitrates(t);
             let per = |x: f64| if n > 0 { x / n as f64 } else { f64::NAN };
-            (r.hitrate100, r.hitrate150) = (Some(per(a)), Some(per(b)));
+            r.hitrates = Some(HitRates {
+                hitrate100: per(a),
+                hitrate150: per(b),
+            });
             h100 += a;
             h150 += b;
             hrows += n;
@@ -769,7 +789,7 @@ pub fn score(labels: &[Labels], scores: &[Scores]) -> Result<Report, SmdError> {
         .map(|m| m.auc_pr)
         .filter(|x| x.is_finite())
         .collect();
-    let mut overall = Overall {
+    let overall = Overall {
         machines: machines.len(),
         segments,
         event_f1_global: global[kg].2,
@@ -781,24 +801,12 @@ pub fn score(labels: &[Labels], scores: &[Scores]) -> Result<Report, SmdError> {
         auc_pr_mean: aps.iter().sum::<f64>() / aps.len() as f64,
         auc_pr_pooled: average_precision(&all_labels, &all_scores),
         pa_f1_global: pa[argmax(&pa)],
-        alert_event_f1: None,
-        alert_event_p: None,
-        alert_event_r: None,
-        alert_false_alarms: None,
-        hitrate100: None,
-        hitrate150: None,
+        own: have_alert.then(|| OwnAlerts::of(alert_tp, alert_fa, segments)),
+        hitrates: (have_top && hrows > 0).then(|| HitRates {
+            hitrate100: h100 / hrows as f64,
+            hitrate150: h150 / hrows as f64,
+        }),
     };
-    if have_alert {
-        let (pr, rc, f) = prf(alert_tp as f64, alert_fa as f64, segments as f64);
-        overall.alert_event_f1 = Some(f);
-        overall.alert_event_p = Some(pr);
-        overall.alert_event_r = Some(rc);
-        overall.alert_false_alarms = Some(alert_fa);
-    }
-    if have_top && hrows > 0 {
-        overall.hitrate100 = Some(h100 / hrows as f64);
-        overall.hitrate150 = Some(h150 / hrows as f64);
-    }
     Ok(Report { machines, overall })
 }
 

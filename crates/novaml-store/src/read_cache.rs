@@ -28,7 +28,8 @@ use novaml_core::{Point, TimeRange};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::StoreError;
-use crate::codec::{decode_chunk, decode_head, merge};
+use crate::codec::{decode_chunk, merge};
+use crate::sqlite::scan_head;
 
 /// Decoded points shared by the reading connections of one database; see the module docs.
 #[derive(Debug)]
@@ -153,37 +154,19 @@ impl ReadCache {
 impl Inner {
     /// Decodes the head records written since the last read.
     fn extend_head(&mut self, tx: &Transaction<'_>) -> Result<(), StoreError> {
-        let mut stmt = tx
-            .prepare_cached("SELECT id, data FROM head WHERE id > ?1 ORDER BY id")
-            .map_err(StoreError::sqlite("reading head"))?;
-        let mut rows = stmt
-            .query([self.head_last])
-            .map_err(StoreError::sqlite("reading head"))?;
-        while let Some(row) = rows.next().map_err(StoreError::sqlite("reading head"))? {
-            let id: i64 = row.get(0).map_err(StoreError::sqlite("reading head"))?;
-            let blob = row
-                .get_ref(1)
-                .and_then(|v| v.as_blob().map_err(Into::into))
-                .map_err(StoreError::sqlite("reading head"))?;
-            let decoded = decode_head(blob).ok_or(StoreError::CorruptBlob {
-                table: "head",
-                series_id: 0,
-                key: id,
-            })?;
-            for (sid, ts, value) in decoded {
-                let points = self.head.entry(sid).or_default();
-                let p = Point::new(ts, value);
-                match points.last() {
-                    Some(last) if last.ts < ts => points.push(p),
-                    None => points.push(p),
-                    Some(_) => match points.binary_search_by_key(&ts, |q| q.ts) {
-                        Ok(i) => points[i] = p,
-                        Err(i) => points.insert(i, p),
-                    },
-                }
+        let head = &mut self.head;
+        self.head_last = scan_head(tx, self.head_last, |sid, ts, value| {
+            let points = head.entry(sid).or_default();
+            let p = Point::new(ts, value);
+            match points.last() {
+                Some(last) if last.ts < ts => points.push(p),
+                None => points.push(p),
+                Some(_) => match points.binary_search_by_key(&ts, |q| q.ts) {
+                    Ok(i) => points[i] = p,
+                    Err(i) => points.insert(i, p),
+                },
             }
-            self.head_last = id;
-        }
+        })?;
         Ok(())
     }
 

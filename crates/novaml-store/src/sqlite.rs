@@ -176,6 +176,39 @@ pub(crate) fn connect(path: Option<&Path>) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Calls `f(series, ts, value)` for every head entry of the records after record `after`, in
+/// write order; returns the last record's id (`after` when there is none).
+pub(crate) fn scan_head(
+    tx: &Transaction<'_>,
+    after: i64,
+    mut f: impl FnMut(i64, i64, f64),
+) -> Result<i64, StoreError> {
+    let mut stmt = tx
+        .prepare_cached("SELECT id, data FROM head WHERE id > ?1 ORDER BY id")
+        .map_err(StoreError::sqlite("reading head"))?;
+    let mut rows = stmt
+        .query([after])
+        .map_err(StoreError::sqlite("reading head"))?;
+    let mut last = after;
+    while let Some(row) = rows.next().map_err(StoreError::sqlite("reading head"))? {
+        let id: i64 = row.get(0).map_err(StoreError::sqlite("reading head"))?;
+        let blob = row
+            .get_ref(1)
+            .and_then(|v| v.as_blob().map_err(Into::into))
+            .map_err(StoreError::sqlite("reading head"))?;
+        let decoded = decode_head(blob).ok_or(StoreError::CorruptBlob {
+            table: "head",
+            series_id: 0,
+            key: id,
+        })?;
+        for (sid, ts, v) in decoded {
+            f(sid, ts, v);
+        }
+        last = id;
+    }
+    Ok(last)
+}
+
 /// Head points grouped by series, in `(ts)` order, later writes winning.
 type HeadPoints = HashMap<i64, Vec<Point>>;
 
@@ -308,34 +341,16 @@ impl SqliteStore {
         wanted: Option<&HashSet<i64>>,
         range: TimeRange,
     ) -> Result<(Vec<(i64, Point)>, i64), StoreError> {
-        let mut stmt = tx
-            .prepare_cached("SELECT id, data FROM head ORDER BY id")
-            .map_err(StoreError::sqlite("reading head"))?;
-        let mut rows = stmt.query([]).map_err(StoreError::sqlite("reading head"))?;
         // (series, ts, write sequence, value): sorting by the first three puts the last write of
         // a key last.
         let mut entries: Vec<(i64, i64, u64, f64)> = Vec::new();
         let mut seq = 0u64;
-        let mut max_id = 0;
-        while let Some(row) = rows.next().map_err(StoreError::sqlite("reading head"))? {
-            let id: i64 = row.get(0).map_err(StoreError::sqlite("reading head"))?;
-            let blob = row
-                .get_ref(1)
-                .and_then(|v| v.as_blob().map_err(Into::into))
-                .map_err(StoreError::sqlite("reading head"))?;
-            let decoded = decode_head(blob).ok_or(StoreError::CorruptBlob {
-                table: "head",
-                series_id: 0,
-                key: id,
-            })?;
-            for (sid, ts, v) in decoded {
-                seq += 1;
-                if range.contains(ts) && wanted.is_none_or(|w| w.contains(&sid)) {
-                    entries.push((sid, ts, seq, v));
-                }
+        let max_id = scan_head(tx, 0, |sid, ts, v| {
+            seq += 1;
+            if range.contains(ts) && wanted.is_none_or(|w| w.contains(&sid)) {
+                entries.push((sid, ts, seq, v));
             }
-            max_id = id;
-        }
+        })?;
         entries.sort_unstable_by_key(|&(sid, ts, seq, _)| (sid, ts, seq));
         // Keep the last write of each key, in place (no second buffer: compaction of a large
         // head is the collector's peak memory).

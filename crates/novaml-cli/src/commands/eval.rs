@@ -323,7 +323,19 @@ fn smd(a: SmdArgs) -> Result<()> {
         "HR@100",
         "HR@150"
     )?;
+    // Our run always writes alerts and rankings; NaN would mark their absence.
+    let no_alerts = smd::OwnAlerts {
+        alert_event_f1: f64::NAN,
+        alert_event_p: f64::NAN,
+        alert_event_r: f64::NAN,
+        alert_false_alarms: 0,
+    };
+    let no_ranking = smd::HitRates {
+        hitrate100: f64::NAN,
+        hitrate150: f64::NAN,
+    };
     for m in &report.machines {
+        let (own, hr) = (m.own.unwrap_or(no_alerts), m.hitrates.unwrap_or(no_ranking));
         writeln!(
             out,
             "{:<13} {:>5} {:>7.3} {:>9.3} {:>5.2}/{:<5.2} {:>5} {:>9.3} {:>5.2}/{:<5.2} {:>5} {:>7.3} {:>7.3} {:>7.3}",
@@ -334,23 +346,24 @@ fn smd(a: SmdArgs) -> Result<()> {
             m.best_event_p,
             m.best_event_r,
             m.best_event_false_alarms,
-            m.alert_event_f1.unwrap_or(f64::NAN),
-            m.alert_event_p.unwrap_or(f64::NAN),
-            m.alert_event_r.unwrap_or(f64::NAN),
-            m.alert_false_alarms.unwrap_or(0),
+            own.alert_event_f1,
+            own.alert_event_p,
+            own.alert_event_r,
+            own.alert_false_alarms,
             m.pa_f1,
-            m.hitrate100.unwrap_or(f64::NAN),
-            m.hitrate150.unwrap_or(f64::NAN),
+            hr.hitrate100,
+            hr.hitrate150,
         )?;
     }
+    let (own, hr) = (o.own.unwrap_or(no_alerts), o.hitrates.unwrap_or(no_ranking));
     writeln!(
         out,
         "event F1 at the own alerts (score >= {}): {:.3} (P {:.3} R {:.3}, {} false alarms)",
         a.threshold,
-        o.alert_event_f1.unwrap_or(f64::NAN),
-        o.alert_event_p.unwrap_or(f64::NAN),
-        o.alert_event_r.unwrap_or(f64::NAN),
-        o.alert_false_alarms.unwrap_or(0)
+        own.alert_event_f1,
+        own.alert_event_p,
+        own.alert_event_r,
+        own.alert_false_alarms
     )?;
     writeln!(
         out,
@@ -364,11 +377,7 @@ fn smd(a: SmdArgs) -> Result<()> {
     writeln!(
         out,
         "AUC-PR mean {:.3}, pooled {:.3}; PA-F1* (point-adjusted, optimistic) {:.3}; HitRate@100 % {:.3}, @150 % {:.3}",
-        o.auc_pr_mean,
-        o.auc_pr_pooled,
-        o.pa_f1_global,
-        o.hitrate100.unwrap_or(f64::NAN),
-        o.hitrate150.unwrap_or(f64::NAN)
+        o.auc_pr_mean, o.auc_pr_pooled, o.pa_f1_global, hr.hitrate100, hr.hitrate150
     )?;
     writeln!(
         out,
