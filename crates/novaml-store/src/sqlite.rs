@@ -564,6 +564,14 @@ impl SqliteStore {
         self.compact_points = points.max(1);
     }
 
+    /// Sets this connection's SQLite page cache to at most `kib` KiB (16 MiB by default): for
+    /// connections whose reads a [`ReadCache`] serves.
+    pub fn set_page_cache_kib(&self, kib: u32) -> Result<(), StoreError> {
+        self.conn
+            .pragma_update(None, "cache_size", -i64::from(kib))
+            .map_err(StoreError::sqlite("setting cache_size"))
+    }
+
     /// Caps the database at `pages` pages (of 4 KiB by default) for this connection: writes past
     /// it fail with `SQLITE_FULL`, as on a full disk. For quotas, and to test that path.
     pub fn set_max_page_count(&self, pages: u32) -> Result<(), StoreError> {
