@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use novaml_anomaly::multivariate::{EntityScorer, MultivariateParams};
+use novaml_anomaly::multivariate::{Combine, EntityScorer, MultivariateParams, Suppressor};
 use novaml_anomaly::streaming::ValidStreamingParams;
 use serde::Serialize;
 
@@ -831,6 +831,9 @@ pub struct MachineRun {
     pub scores: Scores,
     /// The reported score: 0 where a higher one was reported within the suppression rows.
     pub reported: Vec<f64>,
+    /// The reported score under each rule of [`Combine::ALL`] (in that order), for the
+    /// cross-validation of the rule.
+    pub reported_by_rule: Vec<Vec<f64>>,
 }
 
 /// Runs the multivariate detector over one machine: the train rows are fed first (learning
@@ -852,10 +855,18 @@ pub fn run_machine(machine: &Machine, cfg: &RunConfig) -> Result<MachineRun, Smd
         top: Some(Vec::with_capacity(n)),
     };
     let mut reported = Vec::with_capacity(n);
+    let suppress = cfg.params.get().suppress_rows();
+    let mut by_rule: Vec<(Suppressor, Vec<f64>)> = Combine::ALL
+        .iter()
+        .map(|_| (Suppressor::new(suppress), Vec::with_capacity(n)))
+        .collect();
     for row in &machine.test {
         let r = scorer.push(row).map_err(err)?;
         scores.score.push(r.likelihood);
         reported.push(r.score);
+        for (rule, (s, v)) in Combine::ALL.iter().zip(&mut by_rule) {
+            v.push(s.push(r.combined(*rule)));
+        }
         if let Some(a) = scores.alert.as_mut() {
             a.push(r.score >= cfg.threshold);
         }
@@ -870,7 +881,11 @@ pub fn run_machine(machine: &Machine, cfg: &RunConfig) -> Result<MachineRun, Smd
             );
         }
     }
-    Ok(MachineRun { scores, reported })
+    Ok(MachineRun {
+        scores,
+        reported,
+        reported_by_rule: by_rule.into_iter().map(|(_, v)| v).collect(),
+    })
 }
 
 /// Alert thresholds the cross-validation chooses among (reported scores are in `[0, 1]`;
@@ -884,6 +899,8 @@ pub const CV_THRESHOLDS: [f64; 12] = [
 pub struct CvFold {
     /// The held-out machine.
     pub machine: String,
+    /// The candidate (scoring rule) chosen on the other machines.
+    pub candidate: String,
     /// The threshold chosen on the other machines.
     pub threshold: f64,
     /// Segments detected and false alarms on the held-out machine at that threshold.
@@ -896,7 +913,7 @@ pub struct CvFold {
     pub f1: f64,
 }
 
-/// Leave-one-machine-out choice of the alert threshold.
+/// Leave-one-machine-out choice of the candidate and the alert threshold.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CvReport {
     /// Per held-out machine.
@@ -907,67 +924,99 @@ pub struct CvReport {
     pub held_out_p: f64,
     /// Recall of the held-out folds.
     pub held_out_r: f64,
-    /// The threshold chosen on all machines and its event F1 there (in-sample).
+    /// The candidate chosen on all machines (in-sample).
+    pub in_sample_candidate: String,
+    /// The threshold chosen on all machines (in-sample).
     pub in_sample_threshold: f64,
     /// In-sample event F1.
     pub in_sample_f1: f64,
 }
 
-/// Chooses the alert threshold (among [`CV_THRESHOLDS`]) that maximises the event F1 (counts
-/// summed) of all machines but one, and scores that one at it, for each machine in turn.
-pub fn cross_validate(labels: &[Labels], reported: &[Vec<f64>]) -> Result<CvReport, SmdError> {
-    if labels.len() != reported.len() || labels.len() < 2 {
-        return Err(SmdError::Format {
-            path: PathBuf::new(),
-            line: 0,
-            reason: format!(
-                "cross-validation needs at least 2 machines with scores ({} and {})",
-                labels.len(),
-                reported.len()
-            ),
-        });
+/// A scoring to cross-validate: its name and the reported score of each machine (in the order
+/// of the labels).
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    /// Its name in the report.
+    pub name: &'a str,
+    /// Per machine, the reported score per test row.
+    pub reported: &'a [Vec<f64>],
+}
+
+/// Chooses the candidate and the alert threshold (among [`CV_THRESHOLDS`]) that maximise the
+/// event F1 (counts summed) of all machines but one, and scores that one with them, for each
+/// machine in turn. Ties go to the first candidate, then the lowest threshold.
+pub fn cross_validate(
+    labels: &[Labels],
+    candidates: &[Candidate<'_>],
+) -> Result<CvReport, SmdError> {
+    let bad = |reason: String| SmdError::Format {
+        path: PathBuf::new(),
+        line: 0,
+        reason,
+    };
+    if labels.len() < 2 || candidates.is_empty() {
+        return Err(bad(format!(
+            "cross-validation needs at least 2 machines and one candidate ({} and {})",
+            labels.len(),
+            candidates.len()
+        )));
     }
-    let prepared: Vec<Prepared<'_>> = labels
+    if let Some(c) = candidates.iter().find(|c| c.reported.len() != labels.len()) {
+        return Err(bad(format!(
+            "candidate {} has scores of {} machines for {} labelled",
+            c.name,
+            c.reported.len(),
+            labels.len()
+        )));
+    }
+    // counts[c][k][t]: (detected, segments, false alarms) of machine k under candidate c at
+    // threshold t.
+    let counts: Vec<Vec<Vec<(usize, usize, usize)>>> = candidates
         .iter()
-        .zip(reported)
-        .map(|(l, r)| Prepared::new(l, r))
-        .collect();
-    // counts[k][t]: (detected, segments, false alarms) of machine k at threshold t.
-    let counts: Vec<Vec<(usize, usize, usize)>> = prepared
-        .iter()
-        .map(|p| {
-            CV_THRESHOLDS
+        .map(|c| {
+            labels
                 .iter()
-                .map(|&t| {
-                    let (tp, fa) = p.event_counts(t);
-                    (tp, p.segments.len(), fa)
+                .zip(c.reported)
+                .map(|(l, r)| {
+                    let p = Prepared::new(l, r);
+                    CV_THRESHOLDS
+                        .iter()
+                        .map(|&t| {
+                            let (tp, fa) = p.event_counts(t);
+                            (tp, p.segments.len(), fa)
+                        })
+                        .collect()
                 })
                 .collect()
         })
         .collect();
     let best_on = |use_machine: &dyn Fn(usize) -> bool| {
-        let f: Vec<f64> = (0..CV_THRESHOLDS.len())
-            .map(|t| {
-                let (tp, seg, fa) = (0..counts.len()).filter(|k| use_machine(*k)).fold(
+        let mut best = (0, 0, f64::NEG_INFINITY);
+        for (c, per_machine) in counts.iter().enumerate() {
+            for t in 0..CV_THRESHOLDS.len() {
+                let (tp, seg, fa) = (0..per_machine.len()).filter(|k| use_machine(*k)).fold(
                     (0, 0, 0),
-                    |(a, b, c), k| {
-                        let (x, y, z) = counts[k][t];
-                        (a + x, b + y, c + z)
+                    |(a, b, d), k| {
+                        let (x, y, z) = per_machine[k][t];
+                        (a + x, b + y, d + z)
                     },
                 );
-                prf(tp as f64, fa as f64, seg as f64).2
-            })
-            .collect();
-        let t = argmax(&f);
-        (t, f[t])
+                let f = prf(tp as f64, fa as f64, seg as f64).2;
+                if f > best.2 {
+                    best = (c, t, f);
+                }
+            }
+        }
+        best
     };
     let mut folds = Vec::with_capacity(labels.len());
     let (mut tp, mut seg, mut fa) = (0, 0, 0);
     for (k, l) in labels.iter().enumerate() {
-        let (t, _) = best_on(&|j| j != k);
-        let (x, y, z) = counts[k][t];
+        let (c, t, _) = best_on(&|j| j != k);
+        let (x, y, z) = counts[c][k][t];
         folds.push(CvFold {
             machine: l.name.clone(),
+            candidate: candidates[c].name.to_owned(),
             threshold: CV_THRESHOLDS[t],
             detected: x,
             segments: y,
@@ -979,12 +1028,13 @@ pub fn cross_validate(labels: &[Labels], reported: &[Vec<f64>]) -> Result<CvRepo
         fa += z;
     }
     let (p, r, f) = prf(tp as f64, fa as f64, seg as f64);
-    let (t_all, f_all) = best_on(&|_| true);
+    let (c_all, t_all, f_all) = best_on(&|_| true);
     Ok(CvReport {
         folds,
         held_out_f1: f,
         held_out_p: p,
         held_out_r: r,
+        in_sample_candidate: candidates[c_all].name.to_owned(),
         in_sample_threshold: CV_THRESHOLDS[t_all],
         in_sample_f1: f_all,
     })

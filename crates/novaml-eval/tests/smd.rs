@@ -162,7 +162,11 @@ fn cross_validation_scores_each_machine_at_the_threshold_chosen_on_the_others() 
     ]
     .into_iter()
     .unzip();
-    let cv = smd::cross_validate(&labels, &reported).expect("cv");
+    let one = [smd::Candidate {
+        name: "given",
+        reported: &reported,
+    }];
+    let cv = smd::cross_validate(&labels, &one).expect("cv");
     // On a and b alone every threshold up to 0.9 is perfect: the first (0.2) is chosen, and c
     // held out at 0.2 raises its burst: 90 rows = 2 false alarms (one per started hour).
     assert_eq!(cv.folds[2].threshold, 0.2);
@@ -175,5 +179,69 @@ fn cross_validation_scores_each_machine_at_the_threshold_chosen_on_the_others() 
     // Held out: 3 detected, 2 false alarms: P 0.6, R 1.
     assert!((cv.held_out_p - 0.6).abs() < 1e-12 && cv.held_out_r == 1.0);
     assert!((cv.held_out_f1 - 0.75).abs() < 1e-12);
-    assert!(smd::cross_validate(&labels[..1], &reported[..1]).is_err());
+    assert_eq!(cv.folds[2].candidate, "given");
+    assert!(
+        smd::cross_validate(
+            &labels[..1],
+            &[smd::Candidate {
+                name: "one machine",
+                reported: &reported[..1]
+            }]
+        )
+        .is_err()
+    );
+    assert!(smd::cross_validate(&labels, &[]).is_err());
+    // A candidate perfect on every machine up to 0.6 wins every fold over one with a false
+    // alarm above that on each machine, though that one comes first.
+    let perfect: Vec<Vec<f64>> = labels
+        .iter()
+        .map(|l| l.label.iter().map(|&a| if a { 0.6 } else { 0.0 }).collect())
+        .collect();
+    let mut noisy = perfect.clone();
+    for r in &mut noisy {
+        r[50] = 0.9;
+    }
+    let two = [
+        smd::Candidate {
+            name: "noisy",
+            reported: &noisy,
+        },
+        smd::Candidate {
+            name: "perfect",
+            reported: &perfect,
+        },
+    ];
+    let cv = smd::cross_validate(&labels, &two).expect("cv");
+    assert!(
+        cv.folds
+            .iter()
+            .all(|f| f.candidate == "perfect" && f.f1 == 1.0),
+        "{cv:?}"
+    );
+    assert_eq!(cv.held_out_f1, 1.0);
+    assert_eq!(cv.in_sample_candidate, "perfect");
+    // Ties go to the first candidate: two equal candidates, the first named everywhere.
+    let tied = [
+        smd::Candidate {
+            name: "first",
+            reported: &perfect,
+        },
+        smd::Candidate {
+            name: "second",
+            reported: &perfect,
+        },
+    ];
+    let cv = smd::cross_validate(&labels, &tied).expect("cv");
+    assert!(cv.folds.iter().all(|f| f.candidate == "first"));
+    // Scores of the wrong number of machines are an error.
+    assert!(
+        smd::cross_validate(
+            &labels,
+            &[smd::Candidate {
+                name: "short",
+                reported: &perfect[..2]
+            }]
+        )
+        .is_err()
+    );
 }

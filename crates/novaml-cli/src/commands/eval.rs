@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use novaml_anomaly::multivariate::{Combine, MultivariateParams};
 use novaml_anomaly::streaming::{DEFAULT_THRESHOLD, StreamingParams};
 use novaml_eval::nab::{Corpus, CvReport, PROFILES, cross_validate, run_streaming};
 
@@ -133,7 +134,13 @@ struct SmdArgs {
     /// up to 1.5 times as many as an incident's explaining metrics).
     #[arg(long, default_value_t = 0)]
     top: usize,
-    /// Also cross-validate the alert threshold: leave one machine out.
+    /// How the short-window members and the long-memory member combine: short, confirmed
+    /// (both agree), long, mean. The default is the rule the leave-one-machine-out run chose
+    /// (see --cv).
+    #[arg(long, default_value_t = MultivariateParams::default().combine)]
+    combine: Combine,
+    /// Also cross-validate: leave one machine out, choose the rule and the alert threshold on
+    /// the others, score it; then the threshold alone for --combine.
     #[arg(long)]
     cv: bool,
 }
@@ -269,7 +276,10 @@ fn smd(a: SmdArgs) -> Result<()> {
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     let cfg = smd::RunConfig {
         params,
-        multivariate: novaml_anomaly::multivariate::MultivariateParams::default(),
+        multivariate: MultivariateParams {
+            combine: a.combine,
+            ..MultivariateParams::default()
+        },
         threshold: a.threshold,
         top: if a.top == 0 { usize::MAX } else { a.top },
     };
@@ -385,32 +395,80 @@ fn smd(a: SmdArgs) -> Result<()> {
          (own threshold 0.018), HitRate@150 % 0.679"
     )?;
     let cv = if a.cv {
+        let by_rule: Vec<Vec<Vec<f64>>> = (0..Combine::ALL.len())
+            .map(|i| runs.iter().map(|r| r.reported_by_rule[i].clone()).collect())
+            .collect();
+        let candidates: Vec<smd::Candidate<'_>> = Combine::ALL
+            .iter()
+            .zip(&by_rule)
+            .map(|(c, r)| smd::Candidate {
+                name: c.name(),
+                reported: r,
+            })
+            .collect();
         let reported: Vec<Vec<f64>> = runs.iter().map(|r| r.reported.clone()).collect();
-        let cv = smd::cross_validate(&labels, &reported)?;
-        writeln!(
-            out,
-            "leave one machine out, alert threshold chosen on the others:"
-        )?;
-        for f in &cv.folds {
+        let given = [smd::Candidate {
+            name: a.combine.name(),
+            reported: &reported,
+        }];
+        let mut both = Vec::with_capacity(2);
+        for (title, cands) in [
+            (
+                "leave one machine out, rule and alert threshold chosen on the others:".to_owned(),
+                &candidates[..],
+            ),
+            (
+                format!(
+                    "leave one machine out, alert threshold chosen on the others, rule {} (chosen above):",
+                    a.combine
+                ),
+                &given[..],
+            ),
+        ] {
+            let cv = smd::cross_validate(&labels, cands)?;
+            writeln!(out, "{title}")?;
+            for f in &cv.folds {
+                writeln!(
+                    out,
+                    "  {:<13} {:<9} threshold {:<5} detected {:>2}/{:<2} false alarms {:>4}  F1 {:.3}",
+                    f.machine,
+                    f.candidate,
+                    f.threshold,
+                    f.detected,
+                    f.segments,
+                    f.false_alarms,
+                    f.f1
+                )?;
+            }
             writeln!(
                 out,
-                "  {:<13} threshold {:<5} detected {:>2}/{:<2} false alarms {:>4}  F1 {:.3}",
-                f.machine, f.threshold, f.detected, f.segments, f.false_alarms, f.f1
+                "  held out: event F1 {:.3} (P {:.3} R {:.3}); in-sample ({} at {} chosen on all): {:.3}",
+                cv.held_out_f1,
+                cv.held_out_p,
+                cv.held_out_r,
+                cv.in_sample_candidate,
+                cv.in_sample_threshold,
+                cv.in_sample_f1
             )?;
+            both.push(cv);
         }
-        writeln!(
-            out,
-            "  held out: event F1 {:.3} (P {:.3} R {:.3}); in-sample (threshold {} chosen on all): {:.3}",
-            cv.held_out_f1, cv.held_out_p, cv.held_out_r, cv.in_sample_threshold, cv.in_sample_f1
-        )?;
-        Some(cv)
+        Some(both)
     } else {
         None
     };
     if let Some(p) = a.json {
         let mut v = serde_json::to_value(&report)?;
-        if let (Some(o), Some(cv)) = (v.as_object_mut(), cv) {
-            o.insert("cross_validation".into(), serde_json::to_value(cv)?);
+        if let (Some(o), Some([rule_and_threshold, threshold])) = (
+            v.as_object_mut(),
+            cv.and_then(|b| <[_; 2]>::try_from(b).ok()),
+        ) {
+            o.insert(
+                "cross_validation".into(),
+                serde_json::json!({
+                    "rule_and_threshold": rule_and_threshold,
+                    "threshold": threshold,
+                }),
+            );
         }
         std::fs::write(&p, serde_json::to_string_pretty(&v)?)
             .with_context(|| format!("cannot write {}", p.display()))?;

@@ -756,9 +756,20 @@ fn eval_smd_writes_score_files_and_prints_held_out_figures() {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("json");
     assert_eq!(v["overall"]["segments"], 2);
+    for cv in ["rule_and_threshold", "threshold"] {
+        assert_eq!(
+            v["cross_validation"][cv]["folds"].as_array().map(Vec::len),
+            Some(2),
+            "{cv}"
+        );
+    }
     assert_eq!(
-        v["cross_validation"]["folds"].as_array().map(Vec::len),
-        Some(2)
+        v["cross_validation"]["threshold"]["folds"][0]["candidate"], "mean",
+        "the default rule"
+    );
+    assert!(
+        stdout.contains("rule and alert threshold chosen on the others"),
+        "{stdout}"
     );
     assert!(v["overall"]["hitrate150"].as_f64().is_some_and(|h| h > 0.5));
 
