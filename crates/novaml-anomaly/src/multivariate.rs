@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::AnomalyError;
 use crate::incident::{Contributor, DetectConfig, Grouper, Incident, Peak};
 use crate::isolation_forest::{IsolationForest, IsolationForestParams, MaxSamples};
-use crate::streaming::{MemberScore, SortedWindow, StreamingDetector, Tail, score_of};
+use crate::streaming::{MemberScore, SortedWindow, StreamingDetector, Suppressor, Tail, score_of};
 
 /// Parameters of the joint member.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,7 +61,7 @@ pub enum Combine {
     /// The short-window ensemble alone (the default before the long-memory member).
     Short,
     /// The lower of the two: a row is anomalous only where both agree, i.e. it deviates from
-    /// the last hours *and* lies outside the metrics' range of the last days.
+    /// the last hours *and* lies far from the metrics' medians of the last days.
     Confirmed,
     /// The long-memory member alone.
     Long,
@@ -262,9 +262,10 @@ fn align(series: &[Series]) -> (Vec<i64>, Vec<Vec<f64>>) {
 /// The long-memory member: each metric's distance from its median over the last days, in units
 /// of the wider of its interquartile range and its 1–99 % span (so a metric that idles at one
 /// value with rare bursts does not make every burst an anomaly); the row's largest distance gets
-/// a tail probability by peaks over threshold. The short-window members adapt to a level within
-/// hours; on the SMD dev machines most labelled incidents are levels a machine had not held for
-/// days, and most false alarms are moves back within its usual range (see [`Combine`]).
+/// a tail probability by peaks over threshold (against the last `history_rows` rows' largest
+/// distances). The short-window members adapt to a new level within hours; this member does
+/// not. On the SMD dev machines combining the two cut the false alarms at the default threshold
+/// from 1,361 to 163 (see [`MultivariateParams::default`]).
 #[derive(Debug)]
 struct LongMemory {
     windows: Vec<SortedWindow>,
@@ -314,38 +315,6 @@ impl LongMemory {
             None
         };
         (q, zmax)
-    }
-}
-
-/// Reports a score only where it is higher than every score of the `rows` before it, so one
-/// event is reported once (0 elsewhere).
-#[derive(Debug, Clone)]
-pub struct Suppressor {
-    rows: usize,
-    recent: VecDeque<f64>,
-}
-
-impl Suppressor {
-    /// A suppressor over `rows` rows (0: every score is reported).
-    pub fn new(rows: usize) -> Self {
-        Self {
-            rows,
-            recent: VecDeque::with_capacity(rows + 1),
-        }
-    }
-
-    /// The reported score of the next row.
-    pub fn push(&mut self, likelihood: f64) -> f64 {
-        let prior = self.recent.iter().copied().fold(0.0, f64::max);
-        self.recent.push_back(likelihood);
-        if self.recent.len() > self.rows {
-            self.recent.pop_front();
-        }
-        if self.rows == 0 || likelihood > prior {
-            likelihood
-        } else {
-            0.0
-        }
     }
 }
 
@@ -806,6 +775,18 @@ mod tests {
             ..MultivariateParams::default()
         };
         assert!(detect_entity(&entity, &coupled(0..0), &cfg, &bad).is_err());
+        for bad in [
+            MultivariateParams {
+                long_window: 100,
+                ..MultivariateParams::default()
+            },
+            MultivariateParams {
+                long_every: 0,
+                ..MultivariateParams::default()
+            },
+        ] {
+            assert!(detect_entity(&entity, &coupled(0..0), &cfg, &bad).is_err());
+        }
         // Series of different lengths and gaps align on the union of timestamps.
         let mut s = coupled(0..0);
         s[1].points.truncate(100);

@@ -174,6 +174,38 @@ impl StreamingParams {
     }
 }
 
+/// Reports a score only where it is higher than every score of the `rows` before it, so one
+/// event is reported once (0 elsewhere).
+#[derive(Debug, Clone)]
+pub struct Suppressor {
+    rows: usize,
+    recent: VecDeque<f64>,
+}
+
+impl Suppressor {
+    /// A suppressor over `rows` rows (0: every score is reported).
+    pub fn new(rows: usize) -> Self {
+        Self {
+            rows,
+            recent: VecDeque::with_capacity(rows + 1),
+        }
+    }
+
+    /// The reported score of the next row.
+    pub fn push(&mut self, likelihood: f64) -> f64 {
+        let prior = self.recent.iter().copied().fold(0.0, f64::max);
+        self.recent.push_back(likelihood);
+        if self.recent.len() > self.rows {
+            self.recent.pop_front();
+        }
+        if self.rows == 0 || likelihood > prior {
+            likelihood
+        } else {
+            0.0
+        }
+    }
+}
+
 /// A sorted window supporting insert/remove and median/MAD.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SortedWindow {
@@ -383,7 +415,7 @@ pub struct StreamingDetector {
     last: Option<f64>,
     seen: usize,
     /// Recent likelihood scores, for suppression.
-    emitted: VecDeque<f64>,
+    emitted: Suppressor,
     /// Range of every value seen.
     min: f64,
     max: f64,
@@ -475,7 +507,7 @@ impl StreamingDetector {
             diffs: SortedWindow::new(p.baseline_window),
             last: None,
             seen: 0,
-            emitted: VecDeque::new(),
+            emitted: Suppressor::new(p.suppress),
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
             last_likelihood: 0.0,
@@ -610,16 +642,8 @@ impl StreamingDetector {
         let score = score_of((q_min * active as f64).min(1.0));
         let score = if new_extreme { 1.0 } else { score };
         self.last_likelihood = score;
-        if self.p.suppress == 0 {
-            return score;
-        }
         // Only a rise above everything scored in the last `suppress` rows is reported.
-        let prior = self.emitted.iter().copied().fold(0.0, f64::max);
-        self.emitted.push_back(score);
-        if self.emitted.len() > self.p.suppress {
-            self.emitted.pop_front();
-        }
-        if score > prior { score } else { 0.0 }
+        self.emitted.push(score)
     }
 
     /// The value's deviation from the baseline of earlier rows.

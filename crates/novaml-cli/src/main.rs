@@ -198,7 +198,7 @@ enum Command {
 /// the hour of bench/soak.sh. With these thresholds the same six runs end at 46 MB
 /// (GLIBC_TUNABLES experiment, issue #23's closing note).
 ///
-/// And one malloc arena per core, not glibc's eight: freed memory is kept per arena in partly
+/// And one malloc arena per core, not glibc's eight per core: freed memory is kept per arena in partly
 /// used pages that trimming cannot return, so each extra arena holds its own few MB. In the
 /// hour's soak with 16 arenas (2 cores) RSS grew 42 → 62 MB while the heap in use grew 7.8 → 9.6
 /// MB; with 2 (`MALLOC_ARENA_MAX=2 bash bench/soak.sh 20m 300`, 2026-12-07) 32 → 33 MB, against

@@ -16,7 +16,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use novaml_anomaly::multivariate::{Combine, EntityScorer, MultivariateParams, Suppressor};
+use novaml_anomaly::multivariate::{Combine, EntityScorer, MultivariateParams};
+use novaml_anomaly::streaming::Suppressor;
 use novaml_anomaly::streaming::ValidStreamingParams;
 use serde::Serialize;
 
@@ -845,21 +846,26 @@ pub fn run_machine(machine: &Machine, cfg: &RunConfig) -> Result<MachineRun, Smd
     };
     let m = machine.test.first().map_or(0, Vec::len);
     let mut scorer = EntityScorer::new(m, &cfg.params, &cfg.multivariate).map_err(err)?;
-    for row in &machine.train {
-        scorer.push(row).map_err(err)?;
-    }
     let n = machine.test.len();
+    // Each rule's reported score, suppressed as the scorer suppresses its own (from the first
+    // train row), so the configured rule's equals `reported`.
+    let suppress = cfg.params.get().suppress_rows();
+    let mut by_rule: Vec<(Suppressor, Vec<f64>)> = Combine::ALL
+        .iter()
+        .map(|_| (Suppressor::new(suppress), Vec::with_capacity(n)))
+        .collect();
+    for row in &machine.train {
+        let r = scorer.push(row).map_err(err)?;
+        for (rule, (s, _)) in Combine::ALL.iter().zip(&mut by_rule) {
+            s.push(r.combined(*rule));
+        }
+    }
     let mut scores = Scores {
         score: Vec::with_capacity(n),
         alert: Some(Vec::with_capacity(n)),
         top: Some(Vec::with_capacity(n)),
     };
     let mut reported = Vec::with_capacity(n);
-    let suppress = cfg.params.get().suppress_rows();
-    let mut by_rule: Vec<(Suppressor, Vec<f64>)> = Combine::ALL
-        .iter()
-        .map(|_| (Suppressor::new(suppress), Vec::with_capacity(n)))
-        .collect();
     for row in &machine.test {
         let r = scorer.push(row).map_err(err)?;
         scores.score.push(r.likelihood);

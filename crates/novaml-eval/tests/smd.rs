@@ -245,3 +245,49 @@ fn cross_validation_scores_each_machine_at_the_threshold_chosen_on_the_others() 
         .is_err()
     );
 }
+
+#[test]
+fn each_rules_reported_score_is_the_one_a_run_with_that_rule_reports() {
+    use novaml_anomaly::multivariate::{Combine, MultivariateParams};
+    use novaml_anomaly::streaming::StreamingParams;
+    // Two metrics over 3,000 train and 1,000 test rows (the long member scores after 1,024),
+    // with a jump in the test half.
+    let row = |i: usize| {
+        let wave = (i as f64 / 40.0).sin();
+        let jump = if (3_500..3_520).contains(&i) {
+            8.0
+        } else {
+            0.0
+        };
+        vec![10.0 + wave + jump, 5.0 + 0.1 * ((i * 7) % 13) as f64]
+    };
+    let machine = smd::Machine {
+        train: (0..3_000).map(row).collect(),
+        test: (3_000..4_000).map(row).collect(),
+        labels: Labels {
+            name: "machine-9-9".into(),
+            label: (3_000..4_000)
+                .map(|i| (3_500..3_520).contains(&i))
+                .collect(),
+            interpretation: vec![],
+        },
+    };
+    for (k, rule) in Combine::ALL.into_iter().enumerate() {
+        let cfg = smd::RunConfig {
+            params: StreamingParams::default().check().expect("valid"),
+            multivariate: MultivariateParams {
+                combine: rule,
+                ..MultivariateParams::default()
+            },
+            threshold: 0.5,
+            top: 2,
+        };
+        let run = smd::run_machine(&machine, &cfg).expect("runs");
+        assert_eq!(run.reported_by_rule.len(), Combine::ALL.len());
+        assert_eq!(run.reported_by_rule[k], run.reported, "{rule}");
+        assert!(
+            run.reported[500..520].iter().any(|s| *s >= 0.5),
+            "{rule}: the jump"
+        );
+    }
+}

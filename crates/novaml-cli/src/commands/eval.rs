@@ -419,7 +419,7 @@ fn smd(a: SmdArgs) -> Result<()> {
             ),
             (
                 format!(
-                    "leave one machine out, alert threshold chosen on the others, rule {} (chosen above):",
+                    "leave one machine out, alert threshold chosen on the others, rule {} fixed (in-sample where the run above chose it on all):",
                     a.combine
                 ),
                 &given[..],
