@@ -97,14 +97,18 @@ pub struct SeriesReport {
     pub rows: usize,
     /// Training rows.
     pub train: usize,
-    /// Held-out rows.
+    /// Held-out rows (forecast from the origin after `train` rows).
     pub test: usize,
+    /// Which origin: 0 forecasts the series' last `test` rows, 1 the `test` rows before them, …
+    pub origin: usize,
     /// Empty buckets filled by interpolation.
     pub gaps_filled: usize,
     /// The selected model.
     pub model: ModelKind,
     /// Its accuracy on the held-out tail.
     pub accuracy: Accuracy,
+    /// Coverage of the 50, 80 and 95 % intervals ([`LEVELS`]).
+    pub coverage: [f64; 3],
     /// Selection + fit + forecast time.
     pub fit_seconds: f64,
     /// Backtest MAE of every candidate that ran.
@@ -147,6 +151,9 @@ pub enum ForecastEvalError {
     },
 }
 
+/// Interval levels whose coverage every report carries, next to the configured one.
+pub const LEVELS: [f64; 3] = [0.5, 0.8, 0.95];
+
 /// Holds out the last `test_fraction` of the regular series `s` (from `file`, with `filled`
 /// interpolated gaps), selects and forecasts on the rest with `cfg`, and scores the tail. MASE
 /// is scaled by the in-sample seasonal naive MAE (season: one day of steps).
@@ -157,9 +164,24 @@ pub fn evaluate_series(
     test_fraction: f64,
     cfg: &SelectConfig,
 ) -> Result<SeriesReport, ForecastEvalError> {
+    evaluate_origin(file, s, filled, test_fraction, 0, cfg)
+}
+
+/// Like [`evaluate_series`], from an earlier origin: with `test` the rows of `test_fraction`,
+/// origin `k` fits on the rows before the last `(k + 1)·test` and forecasts the `test` rows after
+/// them (origin 0 is [`evaluate_series`]). Several origins of one series test the intervals on
+/// more than one regime: a level that shifts after one origin is history for a later one.
+pub fn evaluate_origin(
+    file: &str,
+    s: Regular<'_>,
+    filled: usize,
+    test_fraction: f64,
+    origin: usize,
+    cfg: &SelectConfig,
+) -> Result<SeriesReport, ForecastEvalError> {
     let n = s.y.len();
     let test = ((n as f64) * test_fraction).round() as usize;
-    let train = n - test.min(n);
+    let train = n.saturating_sub(test.saturating_mul(origin + 1));
     let m = season_of(s.step);
     if test == 0 || train < 2 * m {
         return Err(ForecastEvalError::TooShort {
@@ -182,13 +204,21 @@ pub fn evaluate_series(
             source,
         })?;
     let fit_seconds = t0.elapsed().as_secs_f64();
-    let actual = &s.y[train..];
+    let actual = &s.y[train..train + test];
     let acc =
         accuracy(&s.y[..train], m, actual, &sel.yhat, &sel.lower, &sel.upper).ok_or_else(|| {
             ForecastEvalError::Constant {
                 file: file.to_owned(),
             }
         })?;
+    let mut coverage = [0.0; 3];
+    for (c, level) in coverage.iter_mut().zip(LEVELS) {
+        let (lo, hi) = sel.interval(level);
+        let inside = (0..test)
+            .filter(|&i| lo[i] <= actual[i] && actual[i] <= hi[i])
+            .count();
+        *c = inside as f64 / test as f64;
+    }
     let mut per_model = BTreeMap::new();
     for &k in &cfg.candidates {
         if let Ok(f) = forecast(k, fit_part, test)
@@ -202,9 +232,11 @@ pub fn evaluate_series(
         rows: n,
         train,
         test,
+        origin,
         gaps_filled: filled,
         model: sel.model,
         accuracy: acc,
+        coverage,
         fit_seconds,
         backtest_mae: sel.backtest_mae,
         per_model,
@@ -218,6 +250,8 @@ pub struct Summary {
     pub median_mase: Option<f64>,
     /// Mean interval coverage.
     pub mean_coverage: f64,
+    /// Mean coverage of the 50, 80 and 95 % intervals.
+    pub mean_coverage_levels: [f64; 3],
     /// Median MASE of each candidate forecasting directly.
     pub median_mase_per_model: BTreeMap<&'static str, Option<f64>>,
 }
@@ -228,6 +262,8 @@ pub fn summarize(reports: &[SeriesReport], candidates: &[ModelKind]) -> Summary 
     Summary {
         median_mase: median(&col(&|r| r.accuracy.mase)),
         mean_coverage: col(&|r| r.accuracy.coverage).iter().sum::<f64>() / reports.len() as f64,
+        mean_coverage_levels: [0, 1, 2]
+            .map(|k| col(&|r| r.coverage[k]).iter().sum::<f64>() / reports.len() as f64),
         median_mase_per_model: candidates
             .iter()
             .map(|k| {
@@ -263,5 +299,39 @@ mod tests {
         assert!((a.wmape - 100.0 * 3.0 / 11.0).abs() < 1e-12);
         assert_eq!(a.coverage, 0.5);
         assert!(accuracy(&[1.0; 5], 1, &[1.0], &[1.0], &[1.0], &[1.0]).is_none());
+    }
+
+    #[test]
+    fn earlier_origins_fit_on_less_and_score_the_stretch_before() {
+        // 40 days hourly: a daily shape, and the level doubled in the last 10 days.
+        let y: Vec<f64> = (0..24 * 40)
+            .map(|i| {
+                let level = if i >= 24 * 30 { 20.0 } else { 10.0 };
+                level + (i as f64 * std::f64::consts::TAU / 24.0).sin() + (i % 7) as f64 * 0.1
+            })
+            .collect();
+        let s = Regular {
+            start: 1_700_000_000,
+            step: 3_600,
+            y: &y,
+        };
+        let cfg = SelectConfig {
+            candidates: vec![ModelKind::SeasonalNaive],
+            ..SelectConfig::default()
+        };
+        let last = evaluate_origin("x", s, 0, 0.25, 0, &cfg).expect("origin 0");
+        let before = evaluate_origin("x", s, 0, 0.25, 1, &cfg).expect("origin 1");
+        assert_eq!((last.train, last.test, last.origin), (720, 240, 0));
+        assert_eq!((before.train, before.test, before.origin), (480, 240, 1));
+        // Origin 1's stretch (days 20..30) has the old level: its forecast errs little; the
+        // last one meets the doubled level.
+        assert!(before.accuracy.mae < 0.5, "{}", before.accuracy.mae);
+        assert!(last.accuracy.mae > 5.0, "{}", last.accuracy.mae);
+        for r in [&last, &before] {
+            assert!(r.coverage[0] <= r.coverage[1] && r.coverage[1] <= r.coverage[2]);
+            assert_eq!(r.coverage[1], r.accuracy.coverage);
+        }
+        // An origin that leaves no training part is refused.
+        assert!(evaluate_origin("x", s, 0, 0.25, 3, &cfg).is_err());
     }
 }

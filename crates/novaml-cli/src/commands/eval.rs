@@ -58,11 +58,16 @@ enum What {
     /// out; the model is selected by a rolling-origin backtest on the rest and forecasts the whole
     /// tail in one go, with a conformal interval. MASE is scaled by the in-sample seasonal naive
     /// MAE (season: one day of steps, 24 at 1h). Every candidate's own direct forecast is scored
-    /// too, so the peers' figures come from the same run.
+    /// too, so the peers' figures come from the same run. Coverage is reported at the --level
+    /// and at 50/80/95 %. With --origins K each series is forecast K times: from the origin
+    /// before its last --test-fraction, the one before the stretch before that, and so on, so
+    /// the intervals meet level shifts that came after some origins and not others.
     ///
-    /// Example:
+    /// Examples:
     ///   novaml eval forecast --data ../shared/data/vm-traces/bitbrains/*.csv --column cpu_pct \
     ///     --freq 1h --test-fraction 0.2 --out report.json
+    ///   novaml eval forecast --data ../shared/data/vm-traces/bitbrains/*.csv --column cpu_pct \
+    ///     --freq 1h --test-fraction 0.2 --origins 3
     #[command(verbatim_doc_comment)]
     Forecast(super::forecast::EvalArgs),
     /// Predict the last --test-fraction of each series from every origin and score each step.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use novaml_eval::forecast::{evaluate_series, summarize};
+use novaml_eval::forecast::{evaluate_origin, summarize};
 use novaml_forecast::models::{ModelKind, ModelOptions, Regular};
 use novaml_forecast::select::{SelectConfig, resample_mean, select_and_forecast};
 
@@ -210,7 +210,7 @@ pub(crate) struct EvalArgs {
     /// Instead of --data: the M4 Hourly benchmark as published (a directory holding
     /// Hourly-train.csv and Hourly-test.csv): every series forecast 48 hours ahead, scored with
     /// M4's sMAPE, MASE and OWA next to the official results, and coverage at 50/80/95 %.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["data", "column", "test_fraction"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["data", "column", "test_fraction", "origins"])]
     m4: Option<PathBuf>,
     /// Resample to this step by the mean.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
@@ -218,12 +218,26 @@ pub(crate) struct EvalArgs {
     /// The held-out tail's share of each series.
     #[arg(long, default_value_t = 0.2)]
     test_fraction: f64,
+    /// Forecast from this many origins per series: origin 1 holds out the last --test-fraction,
+    /// origin 2 the same length before it (fitting on what precedes), and so on. Intervals meet
+    /// level shifts after some origins and not others; one origin is the classic split.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    origins: u32,
     /// Interval level in percent.
     #[arg(long, default_value_t = 80.0)]
     level: f64,
     /// Candidate models (comma-separated).
     #[arg(long, default_value = "seasonal_naive,seasonal_mean,mstl,prophet,ensemble", value_parser = parse_models)]
     models: Models,
+    /// Weight of the interval's seasonal-difference floor (0: none); the default was chosen by
+    /// cross-validation (bench/forecast_intervals.sh).
+    #[arg(long, value_name = "K", allow_negative_numbers = true)]
+    interval_floor: Option<f64>,
+    /// Weight of the history's excess spread over the backtest window (0: none; with a 0
+    /// floor, the interval comes from the backtest residuals alone); the default was chosen by
+    /// cross-validation (bench/forecast_intervals.sh).
+    #[arg(long, value_name = "K", allow_negative_numbers = true)]
+    interval_excess: Option<f64>,
     /// Write the report (JSON) here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -243,12 +257,8 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
     if !(0.0 < a.level && a.level < 100.0) {
         bail!("--level {} is not in (0, 100)", a.level);
     }
-    let pb = bar(a.data.len() as u64);
-    let cfg = SelectConfig {
-        candidates: a.models.0.clone(),
-        level: a.level / 100.0,
-        ..SelectConfig::default()
-    };
+    let pb = bar(a.data.len() as u64 * u64::from(a.origins));
+    let cfg = eval_config(&a);
     let mut reports = Vec::new();
     for path in &a.data {
         pb.set_message(name_of(path));
@@ -263,39 +273,60 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
             step: l.step,
             y: &l.y,
         };
-        reports.push(evaluate_series(
-            &path.display().to_string(),
-            s,
-            l.filled,
-            a.test_fraction,
-            &cfg,
-        )?);
-        pb.inc(1);
+        for origin in 0..a.origins as usize {
+            reports.push(evaluate_origin(
+                &path.display().to_string(),
+                s,
+                l.filled,
+                a.test_fraction,
+                origin,
+                &cfg,
+            )?);
+            pb.inc(1);
+        }
     }
     pb.finish_and_clear();
     let summary = summarize(&reports, &cfg.candidates);
     println!(
-        "{:<44} {:>7} {:>15} {:>7} {:>7} {:>7} {:>6} {:>7}",
-        "series", "rows", "model", "MASE", "sMAPE", "wMAPE", "cov", "fit s"
+        "{:<36} {:>7} {:>7} {:>15} {:>7} {:>7} {:>7} {:>6} {:>17} {:>7}",
+        "series",
+        "rows",
+        "train",
+        "model",
+        "MASE",
+        "sMAPE",
+        "wMAPE",
+        "cov",
+        "cov 50/80/95",
+        "fit s"
     );
     for r in &reports {
         println!(
-            "{:<44} {:>7} {:>15} {:>7.3} {:>7.2} {:>7.2} {:>6.2} {:>7.2}",
+            "{:<36} {:>7} {:>7} {:>15} {:>7.3} {:>7.2} {:>7.2} {:>6.2} {:>17} {:>7.2}",
             name_of(Path::new(&r.file)),
             r.rows,
+            r.train,
             r.model.as_str(),
             r.accuracy.mase,
             r.accuracy.smape,
             r.accuracy.wmape,
             r.accuracy.coverage,
+            format!(
+                "{:.2}/{:.2}/{:.2}",
+                r.coverage[0], r.coverage[1], r.coverage[2]
+            ),
             r.fit_seconds
         );
     }
     println!(
-        "median MASE (selected) {:.3}; mean {:.0} % interval coverage {:.1} %",
+        "median MASE (selected) {:.3}; mean {:.0} % interval coverage {:.1} % (50/80/95 %: {:.1} / {:.1} / {:.1} %) over {} forecasts",
         summary.median_mase.unwrap_or(f64::NAN),
         a.level,
-        100.0 * summary.mean_coverage
+        100.0 * summary.mean_coverage,
+        100.0 * summary.mean_coverage_levels[0],
+        100.0 * summary.mean_coverage_levels[1],
+        100.0 * summary.mean_coverage_levels[2],
+        reports.len()
     );
     println!(
         "median MASE per model, each forecasting directly: {}",
@@ -311,11 +342,13 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
             "column": column,
             "freq_seconds": a.freq.as_secs(),
             "test_fraction": a.test_fraction,
+            "origins": a.origins,
             "level": a.level,
             "season": "1 day",
             "series": reports,
             "median_mase": summary.median_mase,
             "mean_coverage": summary.mean_coverage,
+            "mean_coverage_levels": summary.mean_coverage_levels,
             "median_mase_per_model": summary.median_mase_per_model,
         });
         std::fs::write(out, serde_json::to_string_pretty(&json)?)
@@ -324,16 +357,24 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
     Ok(())
 }
 
+/// The selection settings of `novaml eval forecast`.
+fn eval_config(a: &EvalArgs) -> SelectConfig {
+    let d = SelectConfig::default();
+    SelectConfig {
+        candidates: a.models.0.clone(),
+        level: a.level / 100.0,
+        floor: a.interval_floor.unwrap_or(d.floor),
+        excess: a.interval_excess.unwrap_or(d.excess),
+        ..d
+    }
+}
+
 /// `novaml eval forecast --m4 DIR`.
 fn eval_m4(dir: &Path, a: &EvalArgs) -> Result<()> {
     use novaml_eval::m4;
     let series = m4::load(dir)
         .with_context(|| format!("cannot read the M4 Hourly files in {}", dir.display()))?;
-    let cfg = SelectConfig {
-        candidates: a.models.0.clone(),
-        level: a.level / 100.0,
-        ..SelectConfig::default()
-    };
+    let cfg = eval_config(a);
     let pb = bar(series.len() as u64);
     let mut results = Vec::new();
     let mut failed = Vec::new();

@@ -640,6 +640,69 @@ fn eval_nab_refuses_a_bad_grid_before_running() {
 }
 
 #[test]
+fn eval_forecast_from_several_origins_reports_each_and_refuses_bad_weights() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let traces = novaml_testing::shared_data()
+        .expect("../shared/data beside the repository")
+        .join("vm-traces/bitbrains");
+    let files: Vec<String> = ["vm_303.csv", "vm_338.csv"]
+        .iter()
+        .map(|f| traces.join(f).display().to_string())
+        .collect();
+    let out = dir.path().join("report.json");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["eval", "forecast", "--data", &files[0], &files[1]];
+        args.extend_from_slice(&["--column", "cpu_pct", "--freq", "1h"]);
+        args.extend_from_slice(extra);
+        novaml(&args, dir.path())
+    };
+    let (ok, stdout, err) = run(&["--origins", "2", "--out", out.to_str().expect("path")]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("over 4 forecasts"), "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("report")).expect("json");
+    let series = v["series"].as_array().expect("series");
+    let seen: Vec<(u64, u64, u64)> = series
+        .iter()
+        .map(|r| {
+            (
+                r["origin"].as_u64().expect("origin"),
+                r["train"].as_u64().expect("train"),
+                r["test"].as_u64().expect("test"),
+            )
+        })
+        .collect();
+    // 2,184 hourly rows: a 437-row tail, then the 437 rows before it.
+    assert_eq!(
+        seen,
+        vec![
+            (0, 1747, 437),
+            (1, 1310, 437),
+            (0, 1747, 437),
+            (1, 1310, 437)
+        ]
+    );
+    for r in series {
+        let c: Vec<f64> = r["coverage"]
+            .as_array()
+            .expect("coverage")
+            .iter()
+            .filter_map(serde_json::Value::as_f64)
+            .collect();
+        assert!(c.len() == 3 && c[0] <= c[1] && c[1] <= c[2], "{c:?}");
+    }
+    assert_eq!(v["mean_coverage_levels"].as_array().map(Vec::len), Some(3));
+    for (extra, why) in [
+        (&["--origins", "0"][..], "origins"),
+        (&["--interval-floor", "-1"][..], "floor weight -1"),
+        (&["--interval-excess", "NaN"][..], "excess weight NaN"),
+    ] {
+        let (ok, _, err) = run(extra);
+        assert!(!ok && err.contains(why), "{extra:?}: {err}");
+    }
+}
+
+#[test]
 fn eval_forecast_m4_reproduces_the_official_seasonal_naive_row() {
     let dir = tempfile::tempdir().expect("tempdir");
     let m4 = novaml_testing::shared_data()
