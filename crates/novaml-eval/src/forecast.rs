@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use novaml_core::stats::median;
+use novaml_core::stats::{median, quantile};
 use novaml_forecast::ForecastError;
 use novaml_forecast::models::{ModelKind, Regular, forecast, season_of};
 use novaml_forecast::select::{SelectConfig, select_and_forecast};
@@ -109,6 +109,9 @@ pub struct SeriesReport {
     pub accuracy: Accuracy,
     /// Coverage of the 50, 80 and 95 % intervals ([`LEVELS`]).
     pub coverage: [f64; 3],
+    /// The capacity planner's runway read off this forecast, against what happened
+    /// ([`RUNWAY_QUANTILES`]).
+    pub runway: Vec<RunwayCheck>,
     /// Selection + fit + forecast time.
     pub fit_seconds: f64,
     /// Backtest MAE of every candidate that ran.
@@ -153,6 +156,76 @@ pub enum ForecastEvalError {
 
 /// Interval levels whose coverage every report carries, next to the configured one.
 pub const LEVELS: [f64; 3] = [0.5, 0.8, 0.95];
+
+/// Thresholds of the runway check: these quantiles of the training part (1 = its maximum).
+pub const RUNWAY_QUANTILES: [f64; 2] = [0.99, 1.0];
+
+/// The runway to one threshold, as the capacity planner reads it off the 80 % interval
+/// (`novaml_forecast::capacity::QuantileForecast::runway`), and the real first crossing.
+/// Steps are 1-based counts from the origin; `None`: not within the forecast.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunwayCheck {
+    /// Quantile of the training part that sets the threshold.
+    pub quantile: f64,
+    /// The threshold.
+    pub threshold: f64,
+    /// First step the actual values reach it.
+    pub actual: Option<usize>,
+    /// First step the upper bound (P90) reaches it: the conservative runway.
+    pub p90: Option<usize>,
+    /// First step the point forecast reaches it.
+    pub p50: Option<usize>,
+    /// First step the lower bound (P10) reaches it: the aggressive runway.
+    pub p10: Option<usize>,
+    /// The real crossing fell inside the P10–P90 runway (no crossing within the forecast counts
+    /// as inside when P10 did not cross either).
+    pub inside: bool,
+}
+
+fn first_crossing(values: &[f64], threshold: f64) -> Option<usize> {
+    values.iter().position(|v| *v >= threshold).map(|i| i + 1)
+}
+
+/// Runway checks of one forecast (`lower`/`yhat`/`upper` an 80 % interval) against `actual`.
+fn runway_checks(
+    train: &[f64],
+    actual: &[f64],
+    yhat: &[f64],
+    lower: &[f64],
+    upper: &[f64],
+) -> Vec<RunwayCheck> {
+    RUNWAY_QUANTILES
+        .iter()
+        .filter_map(|&q| {
+            let threshold = quantile(train, q)?;
+            let (a, p90, p10) = (
+                first_crossing(actual, threshold),
+                first_crossing(upper, threshold),
+                first_crossing(lower, threshold),
+            );
+            // Not before the conservative runway, and not after the aggressive one.
+            let not_before_p90 = match (a, p90) {
+                (_, None) => a.is_none(),
+                (None, Some(_)) => true,
+                (Some(a), Some(p)) => a >= p,
+            };
+            let not_after_p10 = match (a, p10) {
+                (_, None) => true,
+                (None, Some(_)) => false,
+                (Some(a), Some(p)) => a <= p,
+            };
+            Some(RunwayCheck {
+                quantile: q,
+                threshold,
+                actual: a,
+                p90,
+                p50: first_crossing(yhat, threshold),
+                p10,
+                inside: not_before_p90 && not_after_p10,
+            })
+        })
+        .collect()
+}
 
 /// Holds out the last `test_fraction` of the regular series `s` (from `file`, with `filled`
 /// interpolated gaps), selects and forecasts on the rest with `cfg`, and scores the tail. MASE
@@ -219,6 +292,8 @@ pub fn evaluate_origin(
             .count();
         *c = inside as f64 / test as f64;
     }
+    let (lo80, hi80) = sel.interval(0.8);
+    let runway = runway_checks(&s.y[..train], actual, &sel.yhat, &lo80, &hi80);
     let mut per_model = BTreeMap::new();
     for &k in &cfg.candidates {
         if let Ok(f) = forecast(k, fit_part, test)
@@ -237,6 +312,7 @@ pub fn evaluate_origin(
         model: sel.model,
         accuracy: acc,
         coverage,
+        runway,
         fit_seconds,
         backtest_mae: sel.backtest_mae,
         per_model,
@@ -252,8 +328,20 @@ pub struct Summary {
     pub mean_coverage: f64,
     /// Mean coverage of the 50, 80 and 95 % intervals.
     pub mean_coverage_levels: [f64; 3],
+    /// Runway checks whose real crossing fell inside the P10–P90 runway, and all checks.
+    pub runway_inside: (usize, usize),
+    /// The same, counting only checks whose threshold was reached within the forecast.
+    pub runway_inside_crossed: (usize, usize),
     /// Median MASE of each candidate forecasting directly.
     pub median_mase_per_model: BTreeMap<&'static str, Option<f64>>,
+}
+
+fn count_inside(reports: &[SeriesReport], crossed_only: bool) -> (usize, usize) {
+    reports
+        .iter()
+        .flat_map(|r| &r.runway)
+        .filter(|c| !crossed_only || c.actual.is_some())
+        .fold((0, 0), |(i, n), c| (i + usize::from(c.inside), n + 1))
 }
 
 /// Summarises `reports` of the candidates `candidates`.
@@ -264,6 +352,8 @@ pub fn summarize(reports: &[SeriesReport], candidates: &[ModelKind]) -> Summary 
         mean_coverage: col(&|r| r.accuracy.coverage).iter().sum::<f64>() / reports.len() as f64,
         mean_coverage_levels: [0, 1, 2]
             .map(|k| col(&|r| r.coverage[k]).iter().sum::<f64>() / reports.len() as f64),
+        runway_inside: count_inside(reports, false),
+        runway_inside_crossed: count_inside(reports, true),
         median_mase_per_model: candidates
             .iter()
             .map(|k| {
@@ -299,6 +389,40 @@ mod tests {
         assert!((a.wmape - 100.0 * 3.0 / 11.0).abs() < 1e-12);
         assert_eq!(a.coverage, 0.5);
         assert!(accuracy(&[1.0; 5], 1, &[1.0], &[1.0], &[1.0], &[1.0]).is_none());
+    }
+
+    #[test]
+    fn the_runway_check_reads_crossings_as_the_planner_does() {
+        // Training max 10 (the 99th percentile 9.91); forecast bounds cross at chosen steps.
+        let train: Vec<f64> = (1..=10).map(f64::from).collect();
+        let yhat = [5.0, 6.0, 7.0, 8.0, 9.0, 9.5];
+        let upper = [8.0, 9.0, 10.0, 11.0, 12.0, 13.0]; // reaches 10 at step 3
+        let never = [0.0; 6];
+        let check = |actual: &[f64], lower: &[f64]| {
+            runway_checks(&train, actual, &yhat, lower, &upper)
+                .into_iter()
+                .find(|c| c.quantile == 1.0)
+                .expect("the maximum's check")
+        };
+        // Crossing at step 5, P90 at 3, P10 never: inside.
+        let c = check(&[0.0, 0.0, 0.0, 0.0, 10.0, 0.0], &never);
+        assert_eq!(
+            (c.actual, c.p90, c.p50, c.p10),
+            (Some(5), Some(3), None, None)
+        );
+        assert!(c.inside);
+        // Crossing at step 2, before the conservative runway: outside.
+        assert!(!check(&[0.0, 10.0, 0.0, 0.0, 0.0, 0.0], &never).inside);
+        // No crossing, but P10 crossed at step 4: outside; P10 never: inside.
+        let lower = [0.0, 0.0, 0.0, 10.0, 0.0, 0.0];
+        assert!(!check(&never, &lower).inside);
+        assert!(check(&never, &never).inside);
+        // Crossing at 4 with P10 at 4: inside (the bounds are inclusive).
+        assert!(check(&[0.0, 0.0, 0.0, 10.0, 0.0, 0.0], &lower).inside);
+        assert_eq!(
+            runway_checks(&train, &never, &yhat, &never, &upper).len(),
+            2
+        );
     }
 
     #[test]

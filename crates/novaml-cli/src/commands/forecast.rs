@@ -328,6 +328,18 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
         100.0 * summary.mean_coverage_levels[2],
         reports.len()
     );
+    let pct = |(i, n): (usize, usize)| {
+        if n == 0 {
+            "none".to_owned()
+        } else {
+            format!("{i} of {n} ({:.0} %)", 100.0 * i as f64 / n as f64)
+        }
+    };
+    println!(
+        "runway (first step at the training part's 99th percentile and maximum): the real crossing inside the P10-P90 runway of the 80 % interval in {}; where it was reached within the forecast, {}",
+        pct(summary.runway_inside),
+        pct(summary.runway_inside_crossed)
+    );
     println!(
         "median MASE per model, each forecasting directly: {}",
         summary
@@ -349,6 +361,8 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
             "median_mase": summary.median_mase,
             "mean_coverage": summary.mean_coverage,
             "mean_coverage_levels": summary.mean_coverage_levels,
+            "runway_inside": summary.runway_inside,
+            "runway_inside_crossed": summary.runway_inside_crossed,
             "median_mase_per_model": summary.median_mase_per_model,
         });
         std::fs::write(out, serde_json::to_string_pretty(&json)?)
