@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use novaml_core::stats::{median, quantile};
 use novaml_forecast::ForecastError;
+use novaml_forecast::capacity::QuantileForecast;
 use novaml_forecast::models::{ModelKind, Regular, forecast, season_of};
 use novaml_forecast::select::{SelectConfig, select_and_forecast};
 use serde::Serialize;
@@ -186,7 +187,8 @@ fn first_crossing(values: &[f64], threshold: f64) -> Option<usize> {
     values.iter().position(|v| *v >= threshold).map(|i| i + 1)
 }
 
-/// Runway checks of one forecast (`lower`/`yhat`/`upper` an 80 % interval) against `actual`.
+/// Runway checks of one forecast (`lower`/`yhat`/`upper` an 80 % interval) against `actual`,
+/// the forecast read by the planner's own [`QuantileForecast::runway`].
 fn runway_checks(
     train: &[f64],
     actual: &[f64],
@@ -194,14 +196,24 @@ fn runway_checks(
     lower: &[f64],
     upper: &[f64],
 ) -> Vec<RunwayCheck> {
+    // One-second steps: the planner's runway in seconds is the 1-based step.
+    let plan = QuantileForecast {
+        step: 1,
+        start: 1,
+        p10: lower.to_vec(),
+        p50: yhat.to_vec(),
+        p90: upper.to_vec(),
+    };
+    let steps = |r: Option<f64>| r.map(|v| v as usize);
     RUNWAY_QUANTILES
         .iter()
         .filter_map(|&q| {
             let threshold = quantile(train, q)?;
+            let runway = plan.runway(threshold);
             let (a, p90, p10) = (
                 first_crossing(actual, threshold),
-                first_crossing(upper, threshold),
-                first_crossing(lower, threshold),
+                steps(runway.p90),
+                steps(runway.p10),
             );
             // Not before the conservative runway, and not after the aggressive one.
             let not_before_p90 = match (a, p90) {
@@ -219,7 +231,7 @@ fn runway_checks(
                 threshold,
                 actual: a,
                 p90,
-                p50: first_crossing(yhat, threshold),
+                p50: steps(runway.p50),
                 p10,
                 inside: not_before_p90 && not_after_p10,
             })

@@ -492,31 +492,41 @@ mod tests {
         assert!(select_and_forecast(train, 48, &bad).is_err());
     }
 
+    /// 60 days hourly: `level(i)` plus a daily wave of `amplitude` and seeded uniform noise of
+    /// width `noise`.
+    fn daily(seed: u64, level: impl Fn(usize) -> f64, amplitude: f64, noise: f64) -> Vec<f64> {
+        use rand::Rng;
+        let mut rng = novaml_testing::generators::rng(seed);
+        (0..24 * 60)
+            .map(|i| {
+                level(i)
+                    + amplitude * (i as f64 * std::f64::consts::TAU / 24.0).sin()
+                    + noise * (rng.random::<f64>() - 0.5)
+            })
+            .collect()
+    }
+
+    /// Seasonal naive and mean as candidates, with these widening weights.
+    fn widening(floor: f64, excess: f64) -> SelectConfig {
+        SelectConfig {
+            candidates: vec![ModelKind::SeasonalNaive, ModelKind::SeasonalMean],
+            floor,
+            excess,
+            ..SelectConfig::default()
+        }
+    }
+
     #[test]
     fn the_floor_widens_intervals_to_the_level_shifts_the_history_holds() {
-        // 15 days at level 20, then 45 days at level 60, each with a daily shape and seeded
-        // noise: the backtest folds (the last 36 days) see one level only.
-        use rand::Rng;
-        let mut rng = novaml_testing::generators::rng(9);
-        let y: Vec<f64> = (0..24 * 60)
-            .map(|i| {
-                let level = if i < 24 * 15 { 20.0 } else { 60.0 };
-                level
-                    + 5.0 * (i as f64 * std::f64::consts::TAU / 24.0).sin()
-                    + 2.0 * (rng.random::<f64>() - 0.5)
-            })
-            .collect();
+        // 15 days at level 20, then 45 days at level 60: the backtest folds (the last 36 days)
+        // see one level only.
+        let y = daily(9, |i| if i < 24 * 15 { 20.0 } else { 60.0 }, 5.0, 2.0);
         let s = Regular {
             start: 1_700_000_000,
             step: 3_600,
             y: &y,
         };
-        let cfg = |floor, excess| SelectConfig {
-            candidates: vec![ModelKind::SeasonalNaive, ModelKind::SeasonalMean],
-            floor,
-            excess,
-            ..SelectConfig::default()
-        };
+        let cfg = widening;
         let off = select_and_forecast(s, 72, &cfg(0.0, 0.0)).expect("selects");
         let on = select_and_forecast(s, 72, &cfg(1.0, 0.0)).expect("selects");
         assert_eq!(off.yhat, on.yhat, "the floor changes no point forecast");
@@ -558,37 +568,17 @@ mod tests {
 
     #[test]
     fn a_steady_series_keeps_its_own_interval() {
-        // Stationary: daily shape plus seeded noise; the history's spread is the recent one's,
-        // so the excess moves the bounds by little, and a light floor not at all.
-        use rand::Rng;
-        let mut rng = novaml_testing::generators::rng(11);
-        let y: Vec<f64> = (0..24 * 60)
-            .map(|i| {
-                40.0 + 8.0 * (i as f64 * std::f64::consts::TAU / 24.0).sin()
-                    + 3.0 * (rng.random::<f64>() - 0.5)
-            })
-            .collect();
+        // Stationary: the history's spread is the recent one's, so the default weights move the
+        // bounds by little.
+        let y = daily(11, |_| 40.0, 8.0, 3.0);
         let s = Regular {
             start: 1_700_000_000,
             step: 3_600,
             y: &y,
         };
-        let cfg = |floor, excess| SelectConfig {
-            candidates: vec![ModelKind::SeasonalNaive, ModelKind::SeasonalMean],
-            floor,
-            excess,
-            ..SelectConfig::default()
-        };
-        let off = select_and_forecast(s, 72, &cfg(0.0, 0.0)).expect("selects");
-        let on = select_and_forecast(
-            s,
-            72,
-            &SelectConfig {
-                candidates: vec![ModelKind::SeasonalNaive, ModelKind::SeasonalMean],
-                ..SelectConfig::default()
-            },
-        )
-        .expect("selects");
+        let d = SelectConfig::default();
+        let off = select_and_forecast(s, 72, &widening(0.0, 0.0)).expect("selects");
+        let on = select_and_forecast(s, 72, &widening(d.floor, d.excess)).expect("selects");
         for h in 0..72 {
             let (w_off, w_on) = (off.upper[h] - off.lower[h], on.upper[h] - on.lower[h]);
             assert!(
