@@ -56,11 +56,12 @@ done = function(summary, latency, requests)
     latency:percentile(50) / 1000, latency:percentile(99) / 1000, errors))
 end
 LUA
-# The heap figures of /metrics say whether growth is held memory or fragmentation (memory.rs).
+# The heap figures of /metrics say whether growth is held memory or fragmentation (memory.rs),
+# and SQLite's own count how much of the held memory is its page caches and statements.
 heap_mb() { curl -s "$BASE/metrics" | awk -v m="$1" '$1 == m { printf "%.1f", $2 / 1048576 }'; }
-echo "t_s,rss_mb,heap_in_use_mb,heap_free_mb" > "$OUT/rss.csv"
+echo "t_s,rss_mb,heap_in_use_mb,heap_free_mb,sqlite_mb" > "$OUT/rss.csv"
 ( t=$((-WARMUP)); while true; do
-    echo "$t,$(rss_mb),$(heap_mb novaml_heap_in_use_bytes),$(heap_mb novaml_heap_free_bytes)" >> "$OUT/rss.csv"
+    echo "$t,$(rss_mb),$(heap_mb novaml_heap_in_use_bytes),$(heap_mb novaml_heap_free_bytes),$(heap_mb novaml_sqlite_memory_bytes)" >> "$OUT/rss.csv"
     sleep 30; t=$((t+30)); done ) &
 SAMPLER=$!
 ( ok=0; bad=0
@@ -97,7 +98,8 @@ def medians(col):
 first, final = medians("rss_mb")
 peak = max(int(r["rss_mb"]) for r in rows if int(r["t_s"]) >= 0)
 line = f"measured load: median {first:.0f} MB in the first 10 min -> {final:.0f} MB in the last 10 ({100 * (final - first) / first:+.1f} %), peak {peak} MB"
-for col, name in (("heap_in_use_mb", "heap in use"), ("heap_free_mb", "heap free")):
+for col, name in (("heap_in_use_mb", "heap in use"), ("heap_free_mb", "heap free"),
+                  ("sqlite_mb", "SQLite")):
     m = medians(col)
     if m:
         line += f"; {name} {m[0]:.1f} -> {m[1]:.1f} MB"

@@ -82,6 +82,7 @@ pub struct ConnMetrics {
     resident: Gauge,
     heap_in_use: Gauge,
     heap_free: Gauge,
+    sqlite: Gauge,
 }
 
 impl ConnMetrics {
@@ -123,6 +124,11 @@ impl ConnMetrics {
             "Resident memory of the process",
             m.resident.clone(),
         );
+        registry.register(
+            "novaml_sqlite_memory_bytes",
+            "Heap bytes SQLite holds in this process (page caches, schemas, statements)",
+            m.sqlite.clone(),
+        );
         if crate::memory::HEAP_FIGURES {
             registry.register(
                 "novaml_heap_in_use_bytes",
@@ -149,6 +155,7 @@ impl ConnMetrics {
             (&self.resident, mem.resident),
             (&self.heap_in_use, mem.heap_in_use),
             (&self.heap_free, mem.heap_free),
+            (&self.sqlite, novaml_store::sqlite_memory_used()),
         ] {
             if let Some(v) = value {
                 gauge.set(i64::try_from(v).unwrap_or(i64::MAX));

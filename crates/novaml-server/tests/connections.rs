@@ -128,6 +128,7 @@ async fn hogs_are_closed_and_connections_past_the_cap_refused_in_json() {
     }
     assert!(answer.contains("process_open_fds "), "{answer}");
     assert!(answer.contains("process_max_fds "), "{answer}");
+    assert!(answer.contains("novaml_sqlite_memory_bytes "), "{answer}");
     // The process's memory: resident, and on glibc the heap held and free.
     let gauge = |name: &str| {
         answer

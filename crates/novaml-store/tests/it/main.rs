@@ -85,6 +85,26 @@ fn reads_merge_both_tiers_and_the_later_write_wins() {
 }
 
 #[test]
+fn sqlite_counts_the_memory_it_holds() {
+    // Tests in this binary run in parallel and share SQLite's process-wide counter: this one
+    // only checks that a store holding data is counted.
+    let mut s = SqliteStore::in_memory().expect("store");
+    let key = SeriesKey::new("m").expect("key");
+    let pts: Vec<Point> = (0..50_000).map(|i| Point::new(i, i as f64)).collect();
+    s.write(&Batch {
+        source: "p".into(),
+        series: vec![Series::new(key, pts)],
+        cursor: None,
+    })
+    .expect("write");
+    let held = novaml_store::sqlite_memory_used().expect("SQLite counts its memory");
+    assert!(
+        held > 100_000,
+        "{held} bytes for an in-memory database of 50,000 points"
+    );
+}
+
+#[test]
 fn many_chunks_and_out_of_order_writes_read_back_exactly() {
     let mut s = SqliteStore::in_memory().expect("store");
     s.set_compact_points(1_000);
