@@ -1,5 +1,5 @@
 //! Forecast accuracy: MASE, sMAPE, wMAPE and interval coverage of one multi-step forecast; and
-//! the held-out evaluation behind `novaml eval forecast` ([`evaluate_series`]): the model chosen
+//! the held-out evaluation behind `novaml eval forecast` ([`evaluate_origin`]): the model chosen
 //! by backtest on a series' training part forecasts its whole tail in one go, and every candidate
 //! forecasts the same tail directly for comparison.
 
@@ -239,23 +239,12 @@ fn runway_checks(
         .collect()
 }
 
-/// Holds out the last `test_fraction` of the regular series `s` (from `file`, with `filled`
-/// interpolated gaps), selects and forecasts on the rest with `cfg`, and scores the tail. MASE
-/// is scaled by the in-sample seasonal naive MAE (season: one day of steps).
-pub fn evaluate_series(
-    file: &str,
-    s: Regular<'_>,
-    filled: usize,
-    test_fraction: f64,
-    cfg: &SelectConfig,
-) -> Result<SeriesReport, ForecastEvalError> {
-    evaluate_origin(file, s, filled, test_fraction, 0, cfg)
-}
-
-/// Like [`evaluate_series`], from an earlier origin: with `test` the rows of `test_fraction`,
-/// origin `k` fits on the rows before the last `(k + 1)·test` and forecasts the `test` rows after
-/// them (origin 0 is [`evaluate_series`]). Several origins of one series test the intervals on
-/// more than one regime: a level that shifts after one origin is history for a later one.
+/// Forecasts the regular series `s` (from `file`, with `filled` interpolated gaps) from one
+/// origin and scores what followed. With `test` the rows of `test_fraction`, origin `k` fits on
+/// the rows before the last `(k + 1)·test` (selecting with `cfg`) and forecasts the `test` rows
+/// after them: origin 0 holds out the series' tail. Several origins of one series test the
+/// intervals on more than one regime: a level that shifts after one origin is history for a
+/// later one. MASE is scaled by the in-sample seasonal naive MAE (season: one day of steps).
 pub fn evaluate_origin(
     file: &str,
     s: Regular<'_>,

@@ -6,7 +6,10 @@
 //! over folds and steps) calibrate the interval: the forecast plus their `(1 − level)/2` and
 //! `(1 + level)/2` quantiles (split conformal prediction). An interval built this way covers what
 //! it claims as far as the future errs like the recent past; model-based intervals (Prophet's own)
-//! assume the model is right, and on VM CPU covered only 64 % at a nominal 80 %.
+//! assume the model is right, and on VM CPU covered only 64 % at a nominal 80 %. The future does
+//! not always err like the recent past: each bound is widened by how much further the history's
+//! seasonal differences reached than the recent window's ([`SelectConfig::excess`]) and held at
+//! least at a share of them ([`SelectConfig::floor`]).
 
 use std::collections::BTreeMap;
 
@@ -542,12 +545,12 @@ mod tests {
             );
             assert!(width(&on, h) >= width(&off, h));
         }
-        // The 90th percentile of 3-day differences reaches the 40-point shift (it is in
-        // 72 of the 1,368 differences, 5 %; the 95 % bound reaches it).
+        // The 3-day differences that span the shift (72 of 1,368, 5 %) are 40 points: the
+        // 95 % bound (their 97.5th percentile) reaches that far.
         let (lo95, hi95) = on.interval(0.95);
         assert!(hi95[71] - on.yhat[71] > 30.0, "{}", hi95[71] - on.yhat[71]);
         assert!(lo95[71] <= off.interval(0.95).0[71]);
-        // Half the weight, half the floor's reach at the 95 % bound.
+        // Half the weight reaches less far.
         let half = select_and_forecast(s, 72, &cfg(0.5, 0.0)).expect("selects");
         let (_, hi_half) = half.interval(0.95);
         assert!(hi_half[71] - half.yhat[71] < hi95[71] - on.yhat[71]);

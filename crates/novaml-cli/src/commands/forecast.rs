@@ -430,7 +430,7 @@ fn eval_m4(dir: &Path, a: &EvalArgs) -> Result<()> {
         println!("{name:<28} {smape:>7.3} {mase:>7.3} {owa:>7.3}{mark}");
     }
     println!(
-        "interval coverage (split conformal from the backtest residuals): 50 % -> {:.1} %, 80 % -> {:.1} %, 95 % -> {:.1} %",
+        "interval coverage (backtest residuals, widened by the history's spread): 50 % -> {:.1} %, 80 % -> {:.1} %, 95 % -> {:.1} %",
         100.0 * sum.coverage[0],
         100.0 * sum.coverage[1],
         100.0 * sum.coverage[2]
