@@ -9,7 +9,7 @@
 //!   average precision (scikit-learn's definition), point-adjusted F1, HitRate@100/150 %;
 //! - [`Scores`]: one machine's `score`, `alert`, `top` per test row, written and read as the CSV
 //!   files `score.py` reads;
-//! - [`run`]: our multivariate detector per machine: fed the train half (learning only), then
+//! - [`run_machine`]: our multivariate detector per machine: fed the train half (learning only), then
 //!   each test row in order (scores, own alerts, metrics ranked by deviation as `top`).
 
 use std::collections::{BTreeSet, HashMap};
@@ -811,7 +811,7 @@ pub fn score(labels: &[Labels], scores: &[Scores]) -> Result<Report, SmdError> {
     Ok(Report { machines, overall })
 }
 
-/// Parameters of [`run`].
+/// Parameters of [`run_machine`].
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     /// The per-metric streaming detector's parameters.
