@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use novaml_core::stats::median;
 use novaml_features::{SeriesFrame, Split};
 use novaml_predict::PredictError;
-use novaml_predict::inference::{FitConfig, ModelKind, Prediction, ensemble_of, fit};
+use novaml_predict::inference::{
+    FitConfig, Model, ModelKind, Prediction, ensemble_of, fit, fit_global, serve_global,
+};
 use novaml_predict::training::EpochReport;
 use serde::{Deserialize, Serialize};
 
@@ -135,6 +137,48 @@ pub struct PredSummary {
     pub accuracy_5pct: f64,
     /// Interval coverage over all predictions.
     pub coverage: f64,
+    /// The worst week: the largest MAE relative to naive's (all steps together) over the weeks
+    /// of origins, starting a day apart (see [`worst_week`]).
+    #[serde(default)]
+    pub worst_week_rel_mae: Option<f64>,
+    /// Share of origins where the guard served the last value instead of the model.
+    #[serde(default)]
+    pub guarded: f64,
+}
+
+/// Milliseconds in a day.
+const DAY_MS: i64 = 86_400_000;
+
+/// The largest relative MAE (the model's summed absolute error over naive's, every step of
+/// every origin in the span) over the spans of 7 days of origins starting at the first origin
+/// and every day after it that still leaves 7 days; the whole test when it is shorter than
+/// that. `None` without rows or where naive made no error.
+pub fn worst_week(rows: &[PredRow]) -> Option<f64> {
+    let first = rows.iter().map(|r| r.origin).min()?;
+    let last = rows.iter().map(|r| r.origin).max()?;
+    let week = 7 * DAY_MS;
+    let mut starts: Vec<i64> = (0..)
+        .map(|d| first + d * DAY_MS)
+        .take_while(|s| s + week <= last + 1)
+        .collect();
+    if starts.is_empty() {
+        starts.push(first);
+    }
+    starts
+        .iter()
+        .filter_map(|&s| {
+            let (m, n) = rows
+                .iter()
+                .filter(|r| r.origin >= s && r.origin < s + week)
+                .fold((0.0, 0.0), |(m, n), r| {
+                    (
+                        m + (r.actual - r.predicted).abs(),
+                        n + (r.actual - r.last).abs(),
+                    )
+                });
+            (n > 0.0).then_some(m / n)
+        })
+        .reduce(f64::max)
 }
 
 /// Summarises per-step metrics (`None` when empty).
@@ -149,6 +193,8 @@ pub fn summarize(m: &[HorizonMetrics]) -> Option<PredSummary> {
         mean_smape: mean(|x| x.smape),
         accuracy_5pct: mean(|x| x.accuracy_5pct),
         coverage: m.iter().map(|x| x.coverage * x.n as f64).sum::<f64>() / n.max(1) as f64,
+        worst_week_rel_mae: None,
+        guarded: 0.0,
     })
 }
 
@@ -225,6 +271,8 @@ pub enum BacktestError {
 /// What the backtest reports while it runs.
 #[derive(Debug)]
 pub enum Progress<'a> {
+    /// A global model starts fitting on this many series.
+    Pooling(ModelKind, usize),
     /// A model starts fitting.
     Fitting(ModelKind),
     /// An LSTM finished an epoch.
@@ -279,15 +327,112 @@ impl Backtest<'_> {
         frame: &SeriesFrame,
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(SeriesReport, BTreeMap<ModelKind, Vec<PredRow>>), BacktestError> {
-        evaluate_series(name, file, frame, self, progress)
+        evaluate_series(name, file, frame, self, &BTreeMap::new(), progress)
+    }
+
+    /// The backtest with the boosted trees and the LSTM (those of [`Backtest::kinds`]) as global
+    /// models over all `series` (name, file, frame), each fitted once on every series' training
+    /// rows and early-stopped on their validation rows; the other models fit per series, and
+    /// the ensemble weighs global and local members alike. With `cold_start`, each series is
+    /// predicted by global models fitted on the *others* only (one fit per series), as a series
+    /// the fleet has never seen would be.
+    pub fn global(
+        &self,
+        series: &[(String, String, SeriesFrame)],
+        cold_start: bool,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<GlobalRun, BacktestError> {
+        let cfg = self.cfg;
+        let splits = series
+            .iter()
+            .map(|(name, _, frame)| {
+                Split::new(frame.len(), self.validation, self.test_fraction, &cfg.data).map_err(
+                    |source| BacktestError::Split {
+                        series: name.clone(),
+                        source,
+                    },
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let global_kinds: Vec<ModelKind> = self
+            .kinds
+            .iter()
+            .copied()
+            .filter(|k| matches!(k, ModelKind::Gbm | ModelKind::Lstm))
+            .collect();
+        let pooled = |skip: Option<usize>,
+                      progress: &mut dyn FnMut(Progress<'_>)|
+         -> Result<(BTreeMap<ModelKind, Model>, f64), BacktestError> {
+            let t0 = std::time::Instant::now();
+            let members: Vec<(&SeriesFrame, Split)> = series
+                .iter()
+                .zip(&splits)
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != skip)
+                .map(|(_, ((_, _, f), s))| (f, *s))
+                .collect();
+            let mut models = BTreeMap::new();
+            for &kind in &global_kinds {
+                progress(Progress::Pooling(kind, members.len()));
+                let mut on_epoch = |r: &EpochReport| progress(Progress::Epoch(kind, r));
+                let g = fit_global(kind, &members, cfg, &mut on_epoch).map_err(|source| {
+                    BacktestError::Model {
+                        series: skip.map_or_else(
+                            || "global".to_owned(),
+                            |i| format!("global without {}", series[i].0),
+                        ),
+                        model: kind.as_str(),
+                        source,
+                    }
+                })?;
+                models.insert(kind, g.model);
+            }
+            Ok((models, t0.elapsed().as_secs_f64()))
+        };
+        let mut fit_seconds = 0.0;
+        let mut shared = BTreeMap::new();
+        if !cold_start {
+            let (m, secs) = pooled(None, progress)?;
+            fit_seconds += secs;
+            shared = m;
+        }
+        let mut out = Vec::with_capacity(series.len());
+        for (i, (name, file, frame)) in series.iter().enumerate() {
+            let own;
+            let models = if cold_start {
+                let (m, secs) = pooled(Some(i), progress)?;
+                fit_seconds += secs;
+                own = m;
+                &own
+            } else {
+                &shared
+            };
+            out.push(evaluate_series(name, file, frame, self, models, progress)?);
+        }
+        Ok(GlobalRun {
+            series: out,
+            global_fit_seconds: fit_seconds,
+        })
     }
 }
 
+/// What [`Backtest::global`] returns.
+#[derive(Debug)]
+pub struct GlobalRun {
+    /// Per series: the report and every model's prediction rows.
+    pub series: Vec<(SeriesReport, BTreeMap<ModelKind, Vec<PredRow>>)>,
+    /// Seconds spent fitting the global models.
+    pub global_fit_seconds: f64,
+}
+
+/// The backtest of one series; a kind in `global` is that fitted global model rather than one
+/// fitted here (its fit time is not counted in the series' `fit_seconds`).
 fn evaluate_series(
     name: &str,
     file: &str,
     frame: &SeriesFrame,
     b: &Backtest<'_>,
+    global: &BTreeMap<ModelKind, Model>,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<(SeriesReport, BTreeMap<ModelKind, Vec<PredRow>>), BacktestError> {
     let (kinds, cfg) = (b.kinds, b.cfg);
@@ -315,6 +460,8 @@ fn evaluate_series(
         // The ensemble weighs the models already fitted here rather than fitting them again.
         let fitted = if kind == ModelKind::Ensemble && !members.is_empty() {
             ensemble_of(members.clone(), frame, split, cfg, &mut on_epoch)
+        } else if let Some(g) = global.get(&kind) {
+            serve_global(g, frame, split, cfg)
         } else {
             fit(kind, frame, split, cfg, None, &mut on_epoch)
         }
@@ -328,11 +475,14 @@ fn evaluate_series(
             .predict_range(frame, split.test_origins(n), true)
             .map_err(failed)?;
         origins = preds.len();
+        let guarded = preds.iter().filter(|p| p.forecast.guard.is_some()).count();
         let rows = rows_of(&preds, frame);
         let horizons = per_horizon(&rows, cfg.data.horizon, scale);
-        let summary = summarize(&horizons).ok_or_else(|| BacktestError::NoTestWindows {
+        let mut summary = summarize(&horizons).ok_or_else(|| BacktestError::NoTestWindows {
             series: name.to_owned(),
         })?;
+        summary.worst_week_rel_mae = worst_week(&rows);
+        summary.guarded = guarded as f64 / origins.max(1) as f64;
         let epochs = fitted.history.len();
         models.insert(
             kind,

@@ -56,6 +56,7 @@ pub struct ModelHub {
     lower: F64Gauge,
     upper: F64Gauge,
     risk: F64Gauge,
+    guarded: F64Gauge,
 }
 
 impl std::fmt::Debug for ModelHub {
@@ -95,6 +96,10 @@ pub struct Prediction {
     pub slo: f64,
     /// Probability of crossing the SLO within the horizon.
     pub risk: f64,
+    /// Set where the guard served the last value instead of the model: the model's recent
+    /// mean absolute error over the last value's on the same known outcomes (above 1).
+    #[serde(default)]
+    pub guarded: Option<f64>,
     /// When it was made, Unix seconds.
     pub generated_at: f64,
 }
@@ -115,6 +120,7 @@ impl ModelHub {
             lower: F64Gauge::default(),
             upper: F64Gauge::default(),
             risk: F64Gauge::default(),
+            guarded: F64Gauge::default(),
         };
         registry.register(
             "novaml_model_version",
@@ -155,6 +161,12 @@ impl ModelHub {
             "novaml_prediction_slo_risk_ratio",
             "Probability that the metric crosses its SLO within the horizon",
             hub.risk.clone(),
+        );
+        registry.register(
+            "novaml_prediction_guarded",
+            "1 where the guard serves the last value because the model's recent error exceeds the \
+             last value's on the same outcomes, else 0",
+            hub.guarded.clone(),
         );
         for p in predictions {
             hub.show(p);
@@ -200,6 +212,16 @@ impl ModelHub {
             self.upper.get_or_create(&l).set(*hi);
         }
         self.risk.get_or_create(&l).set(p.risk);
+        self.guarded
+            .get_or_create(&l)
+            .set(if p.guarded.is_some() { 1.0 } else { 0.0 });
+        if p.guarded.is_some() {
+            tracing::warn!(
+                model = %p.model,
+                ratio = p.guarded,
+                "Guard: the model's recent error exceeds the last value's; serving the last value."
+            );
+        }
         if let Ok(mut w) = self.predictions.write() {
             w.insert(p.model.clone(), p);
         }
@@ -425,6 +447,7 @@ mod tests {
             level: 0.8,
             slo: 90.0,
             risk: 0.01,
+            guarded: Some(1.4),
             generated_at: 2.5,
         };
         ModelHub::new(dir.path(), &mut Registry::default()).set_prediction(p.clone());
@@ -437,6 +460,10 @@ mod tests {
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
         assert!(
             text.contains("novaml_prediction_slo_risk_ratio{model=\"cpu\"} 0.01"),
+            "{text}"
+        );
+        assert!(
+            text.contains("novaml_prediction_guarded{model=\"cpu\"} 1"),
             "{text}"
         );
     }

@@ -142,6 +142,7 @@ impl Training {
             history,
             timestamps: f.timestamps.iter().map(|t| *t as f64 / 1000.0).collect(),
             risk: f.risk_above(slo, art.predictor.level),
+            guarded: f.guard.map(|g| g.ratio),
             predicted: f.predicted,
             lower: f.lower,
             upper: f.upper,

@@ -101,6 +101,8 @@ struct ScalersFile {
     calibration: Vec<f64>,
     #[serde(default)]
     recalibrate: usize,
+    #[serde(default = "crate::inference::artifact::default_guard")]
+    guard: f64,
 }
 
 /// `meta.json`.
@@ -423,6 +425,7 @@ impl ModelStore {
                 scalers: predictor.scalers.clone(),
                 calibration: predictor.calibration.clone(),
                 recalibrate: predictor.recalibrate,
+                guard: predictor.guard,
             },
         )?;
         meta.version = version;
@@ -518,6 +521,7 @@ impl ModelStore {
             level: cfg.level,
             calibration: sc.calibration,
             recalibrate: sc.recalibrate,
+            guard: sc.guard,
             step_ms: cfg.step_ms,
             range: meta.range,
         };

@@ -88,6 +88,15 @@ enum What {
     ///     --horizon 12 --out report.json --predictions preds/
     #[command(verbatim_doc_comment)]
     Predict(super::predict::EvalArgs),
+    /// A fleet's training round and prediction round with one global model: the simulator's VM
+    /// CPU series (SIMULATED data, --vms of them), the global trees fitted once on all of them,
+    /// each series calibrated, then one forecast of every series (12 steps, median and 80 %
+    /// interval); prints the wall time of each round and the cost per series.
+    ///
+    /// Example:
+    ///   novaml eval fleet --vms 10000 --days 4
+    #[command(verbatim_doc_comment)]
+    Fleet(super::predict::FleetArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -156,6 +165,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         What::Smd(a) => smd(a),
         What::Forecast(a) => super::forecast::eval(a),
         What::Predict(a) => super::predict::eval(a),
+        What::Fleet(a) => super::predict::fleet(a),
     }
 }
 

@@ -33,7 +33,9 @@ fn parse_kinds(s: &str) -> Result<Kinds> {
 /// The model and data options shared by `train`, `eval predict` (and read back by `predict`).
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ModelArgs {
-    /// The metric to predict (a column of the file).
+    /// The metric to predict (a column of the file). Several comma-separated names: the first
+    /// the file has (one kind of metric named differently by different sources, e.g.
+    /// `cpu_pct,cpu_util_percent`).
     #[arg(long)]
     column: String,
     /// Other columns of the same file fed to the model as inputs (comma-separated).
@@ -146,6 +148,12 @@ fn load_frame(
         })?;
         Ok(s.points.iter().map(|p| (p.ts, p.value)).collect())
     };
+    let names: Vec<&str> = column.split(',').map(str::trim).collect();
+    let column = names
+        .iter()
+        .find(|c| all.iter().any(|s| s.key.name == **c))
+        .copied()
+        .unwrap_or(names[0]);
     let target = points(column)?;
     let cov = covariates
         .iter()
@@ -345,9 +353,19 @@ pub(crate) struct EvalArgs {
     #[arg(long, default_value_t = 0.2)]
     test_fraction: f64,
     /// Models to compare (comma-separated); the one with the lowest validation MAE is
-    /// "selected" per series.
-    #[arg(long, default_value = "naive,seasonal_naive,ridge,gbm,lstm,ensemble", value_parser = parse_kinds)]
-    models: Kinds,
+    /// "selected" per series (default: all six).
+    #[arg(long, value_parser = parse_kinds)]
+    models: Option<Kinds>,
+    /// The boosted trees and the LSTM as global models, each fitted once on the training rows of
+    /// every given series (windows scaled each by its own spread), serving each series' test
+    /// rows; the other models fit per series and the ensemble weighs global and local members
+    /// alike. Give all the series of one kind of metric (two at least).
+    #[arg(long)]
+    global: bool,
+    /// Like --global, but each series is predicted by a global model fitted on the other series
+    /// only (one fit per series): the accuracy on a series the fleet has never seen.
+    #[arg(long)]
+    cold_start: bool,
     /// Write the report (JSON) here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -391,11 +409,26 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
     if !(0.0 < a.test_fraction && a.test_fraction < 1.0) {
         bail!("--test-fraction {} is not in (0, 1)", a.test_fraction);
     }
-    if a.models.0.is_empty() {
+    let global = a.global || a.cold_start;
+    let kinds = match &a.models {
+        Some(k) => k.0.clone(),
+        None if global => ModelKind::ALL.to_vec(),
+        None => ModelKind::ALL.to_vec(),
+    };
+    if kinds.is_empty() {
         bail!("--models is empty");
     }
+    if global && a.data.len() < novaml_predict::inference::global::MIN_POOLED_SERIES {
+        bail!(
+            "--global and --cold-start pool series: give at least {} files (one series has no \
+             others to learn from; drop the flag to fit it alone)",
+            novaml_predict::inference::global::MIN_POOLED_SERIES
+        );
+    }
+    let cpu0 = cpu_seconds();
+    let started = Instant::now();
     let cfg = a.model.fit_config()?;
-    let pb = bar((a.data.len() * a.models.0.len()) as u64);
+    let pb = bar((a.data.len() * kinds.len()) as u64);
     // Every file is read (and its columns checked) before any model is fitted, so a bad file
     // fails the run at once rather than after the others' training.
     let frames = a
@@ -407,30 +440,41 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let backtest = Backtest {
-        kinds: &a.models.0,
+        kinds: &kinds,
         cfg: &cfg,
         validation: a.model.validation,
         test_fraction: a.test_fraction,
     };
+    let mut on_progress = |p: Progress<'_>| match p {
+        Progress::Pooling(k, n) => pb.set_message(format!("global {} on {n} series", k.as_str())),
+        Progress::Fitting(k) => pb.set_message(k.as_str().to_owned()),
+        Progress::Epoch(k, r) => pb.set_message(format!(
+            "{} epoch {} val {:.4} ({:.1}s)",
+            k.as_str(),
+            r.epoch,
+            r.val_loss,
+            r.seconds
+        )),
+        Progress::Scored(_) => pb.inc(1),
+    };
+    let named: Vec<(String, String, SeriesFrame)> = a
+        .data
+        .iter()
+        .zip(frames)
+        .map(|(path, frame)| (name_of(path), path.display().to_string(), frame))
+        .collect();
+    let (results, global_fit_seconds) = if global {
+        let run = backtest.global(&named, a.cold_start, &mut on_progress)?;
+        (run.series, Some(run.global_fit_seconds))
+    } else {
+        let mut v = Vec::with_capacity(named.len());
+        for (name, file, frame) in &named {
+            v.push(backtest.series(name, file, frame, &mut on_progress)?);
+        }
+        (v, None)
+    };
     let mut reports: Vec<SeriesReport> = Vec::new();
-    for (path, frame) in a.data.iter().zip(frames) {
-        let name = name_of(path);
-        let (report, all_rows) = backtest.series(
-            &name,
-            &path.display().to_string(),
-            &frame,
-            &mut |p| match p {
-                Progress::Fitting(k) => pb.set_message(format!("{name} {}", k.as_str())),
-                Progress::Epoch(k, r) => pb.set_message(format!(
-                    "{name} {} epoch {} val {:.4} ({:.1}s)",
-                    k.as_str(),
-                    r.epoch,
-                    r.val_loss,
-                    r.seconds
-                )),
-                Progress::Scored(_) => pb.inc(1),
-            },
-        )?;
+    for ((name, _, _), (report, all_rows)) in named.iter().zip(results) {
         if let Some(dir) = &a.predictions {
             for (kind, rows) in &all_rows {
                 write_predictions(&dir.join(kind.as_str()).join(format!("{name}.csv")), rows)?;
@@ -443,15 +487,13 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
         reports.push(report);
     }
     pb.finish_and_clear();
-    let mut summary: BTreeMap<&str, novaml_eval::predict::Overall> = a
-        .models
-        .0
+    let mut summary: BTreeMap<&str, novaml_eval::predict::Overall> = kinds
         .iter()
         .map(|&k| (k.as_str(), overall(&reports, Some(k))))
         .collect();
     summary.insert("selected", overall(&reports, None));
     println!(
-        "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  selected",
+        "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}  selected",
         "series (median rel. MAE)",
         "naive",
         "s.naive",
@@ -459,7 +501,9 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
         "gbm",
         "lstm",
         "ensemble",
-        "cover%"
+        "cover%",
+        "worst wk",
+        "guard%"
     );
     for r in &reports {
         let g = |k: ModelKind| {
@@ -469,7 +513,7 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
             )
         };
         println!(
-            "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9.1}  {} ({:.3})",
+            "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9.1} {:>9} {:>7.1}  {} ({:.3})",
             name_of(Path::new(&r.file)),
             g(ModelKind::Naive),
             g(ModelKind::SeasonalNaive),
@@ -478,15 +522,35 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
             g(ModelKind::Lstm),
             g(ModelKind::Ensemble),
             100.0 * r.selected_summary.coverage,
+            r.selected_summary
+                .worst_week_rel_mae
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.3}")),
+            100.0 * r.selected_summary.guarded,
             r.selected.as_str(),
             r.selected_summary.median_rel_mae
         );
     }
     println!("{}", serde_json::to_string_pretty(&summary)?);
+    let cpu = cpu_seconds() - cpu0;
+    let wall = started.elapsed().as_secs_f64();
+    println!(
+        "{} series in {wall:.1} s wall, {cpu:.1} s CPU{}",
+        reports.len(),
+        global_fit_seconds
+            .map(|s| format!(
+                " ({s:.1} s fitting the global model{})",
+                if a.cold_start { "s" } else { "" }
+            ))
+            .unwrap_or_default()
+    );
     if let Some(out) = &a.out {
         let doc = serde_json::json!({
             "column": a.model.column,
             "config": cfg,
+            "mode": if a.cold_start { "cold_start" } else if a.global { "global" } else { "per_series" },
+            "cpu_seconds": cpu,
+            "wall_seconds": wall,
+            "global_fit_seconds": global_fit_seconds,
             "test_fraction": a.test_fraction,
             "overall": summary,
             "series": reports,
@@ -584,6 +648,166 @@ pub(crate) fn models(a: ModelsArgs) -> Result<()> {
             store.rollback(&name, version)?;
             println!("{name}: rolled back to v{version}");
         }
+    }
+    Ok(())
+}
+
+/// CPU seconds this process has used (user + system, all threads); NaN where /proc cannot say.
+fn cpu_seconds() -> f64 {
+    use procfs::process::Process;
+    let tps = procfs::ticks_per_second() as f64;
+    Process::myself()
+        .and_then(|p| p.stat())
+        .map_or(f64::NAN, |s| (s.utime + s.stime) as f64 / tps)
+}
+
+/// Arguments of `novaml eval fleet`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct FleetArgs {
+    /// Simulated VMs (one CPU series each), in hosts of 20.
+    #[arg(long, default_value_t = 10_000)]
+    vms: usize,
+    /// Days of 5-minute history per series (the last 20 % validates and calibrates).
+    #[arg(long, default_value_t = 4)]
+    days: usize,
+    /// The simulator's seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Write the figures (JSON) here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// The fleet's rounds: simulate, fit one global model, calibrate each series, forecast each.
+pub(crate) fn fleet(a: FleetArgs) -> Result<()> {
+    use novaml_collect::sources::simulator::{SimConfig, Simulator};
+    use novaml_predict::inference::{fit_global, recalibrate_for, serve_global};
+    const VMS_PER_HOST: usize = 20;
+    const STEP_MS: i64 = 300_000;
+    if a.vms < 2 || a.days < 2 {
+        bail!("--vms must be at least 2 and --days at least 2 (a window needs a day of history)");
+    }
+    let sim = Simulator::new(SimConfig {
+        seed: a.seed,
+        hosts: a.vms.div_ceil(VMS_PER_HOST),
+        vms_per_host: VMS_PER_HOST,
+        step: Duration::from_millis(STEP_MS as u64),
+        ..SimConfig::default()
+    })?;
+    let cpu: Vec<usize> = sim
+        .keys()
+        .enumerate()
+        .filter(|(_, k)| k.name == "vm_cpu_usage_percent")
+        .map(|(i, _)| i)
+        .take(a.vms)
+        .collect();
+    let rows = a.days * 288;
+    // 2026-11-01T00:00:00Z: a fixed start, so every run sees the same series.
+    let start_ms: i64 = 1_793_491_200_000;
+    let t0 = Instant::now();
+    let frames: Vec<SeriesFrame> = cpu
+        .iter()
+        .map(|&i| SeriesFrame {
+            start_ms,
+            step_ms: STEP_MS,
+            target: (0..rows)
+                .map(|r| sim.value(i, start_ms + r as i64 * STEP_MS))
+                .collect(),
+            covariates: Vec::new(),
+        })
+        .collect();
+    let simulate_s = t0.elapsed().as_secs_f64();
+    let mut cfg = FitConfig::default();
+    cfg.train.quantiles = vec![0.1, 0.5, 0.9];
+    let split = Split::new(rows, 0.2, 0.0, &cfg.data)?;
+    eprintln!(
+        "{} simulated VM CPU series × {rows} rows in {simulate_s:.1} s; fitting the global trees",
+        frames.len()
+    );
+    let cpu0 = cpu_seconds();
+    let t1 = Instant::now();
+    let members: Vec<(&SeriesFrame, Split)> = frames.iter().map(|f| (f, split)).collect();
+    let g = fit_global(ModelKind::Gbm, &members, &cfg, &mut |_| {})?;
+    let fit_s = t1.elapsed().as_secs_f64();
+    if !g.skipped.is_empty() {
+        eprintln!("{} series left out of the pool", g.skipped.len());
+    }
+    // Calibration: each series' scalers and conformal adjustment on its validation rows.
+    let pb = bar(frames.len() as u64);
+    let t2 = Instant::now();
+    let mut template = serve_global(&g.model, &frames[0], split, &cfg)?.predictor;
+    let mut served = Vec::with_capacity(frames.len());
+    for f in &frames {
+        recalibrate_for(&mut template, f, split, &cfg)?;
+        served.push((template.scalers.clone(), template.calibration.clone()));
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let calibrate_s = t2.elapsed().as_secs_f64();
+    // Prediction: one forecast per series from its last rows (what a server holds), with the
+    // calibration of the training round (the rolling recalibration and the guard need the
+    // scores of the past days' windows, which a server keeps as they arrive: timed apart below).
+    let history = cfg.data.history();
+    let tails: Vec<SeriesFrame> = frames
+        .iter()
+        .map(|f| SeriesFrame {
+            start_ms: f.ts(rows - history),
+            step_ms: STEP_MS,
+            target: f.target[rows - history..].to_vec(),
+            covariates: Vec::new(),
+        })
+        .collect();
+    template.recalibrate = 0;
+    let t3 = Instant::now();
+    let mut width = 0.0;
+    for (tail, (scalers, calibration)) in tails.iter().zip(&served) {
+        template.scalers = scalers.clone();
+        template.calibration.clone_from(calibration);
+        let f = template.predict(tail)?;
+        width += f.upper[11.min(f.upper.len() - 1)] - f.lower[11.min(f.lower.len() - 1)];
+    }
+    let predict_s = t3.elapsed().as_secs_f64();
+    // The same with the rolling recalibration and the guard recomputed from two days of known
+    // outcomes at every call (today's `predict`), on the first 200 series.
+    template.recalibrate = 576;
+    let sample = frames.len().min(200);
+    let t4 = Instant::now();
+    for (f, (scalers, calibration)) in frames.iter().zip(&served).take(sample) {
+        template.scalers = scalers.clone();
+        template.calibration.clone_from(calibration);
+        template.predict(f)?;
+    }
+    let rolling_s = t4.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    let n = frames.len() as f64;
+    let doc = serde_json::json!({
+        "series": frames.len(),
+        "rows_per_series": rows,
+        "pooled_series": g.series,
+        "simulated": true,
+        "training_round_seconds": fit_s + calibrate_s,
+        "global_fit_seconds": fit_s,
+        "calibration_seconds": calibrate_s,
+        "prediction_round_seconds": predict_s,
+        "prediction_us_per_series": 1e6 * predict_s / n,
+        "prediction_with_rolling_recalibration_us_per_series": 1e6 * rolling_s / sample as f64,
+        "mean_interval_width_at_step_12": width / n,
+        "cpu_seconds": cpu,
+    });
+    println!(
+        "{} series: training round {:.1} s (global fit {fit_s:.1} s, calibration {calibrate_s:.1} \
+         s = {:.0} µs/series); prediction round {predict_s:.2} s = {:.1} µs/series (12 steps, \
+         median + 80 % interval); with the rolling recalibration and guard recomputed per call \
+         {:.0} µs/series; {cpu:.1} s CPU",
+        frames.len(),
+        fit_s + calibrate_s,
+        1e6 * calibrate_s / n,
+        1e6 * predict_s / n,
+        1e6 * rolling_s / sample as f64
+    );
+    if let Some(out) = &a.out {
+        std::fs::write(out, serde_json::to_vec_pretty(&doc)?)
+            .with_context(|| format!("writing {}", out.display()))?;
     }
     Ok(())
 }

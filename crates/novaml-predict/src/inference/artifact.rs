@@ -94,6 +94,13 @@ pub enum Model {
         /// The linear base whose errors the network corrects.
         base: Option<Ridge>,
     },
+    /// A global model: fitted on the windows of many series, each window scaled by its own
+    /// spread (see [`super::global`]); it sees every window scaled that way and its predictions
+    /// are scaled back.
+    Pooled {
+        /// The model fitted on the scaled windows (never an ensemble).
+        inner: Box<Model>,
+    },
     /// A weighted mean of other models' forecasts (median and interval bounds alike).
     Ensemble {
         /// The members.
@@ -112,6 +119,7 @@ impl Model {
             Self::Ridge(_) => ModelKind::Ridge,
             Self::Gbm(_) => ModelKind::Gbm,
             Self::Lstm { .. } => ModelKind::Lstm,
+            Self::Pooled { inner } => inner.kind(),
             Self::Ensemble { .. } => ModelKind::Ensemble,
         }
     }
@@ -119,6 +127,9 @@ impl Model {
     /// Checks that every ensemble in the model (nested ones included) has one weight row per
     /// horizon, one weight per member, non-negative and summing to 1.
     pub(super) fn check_weights(&self, horizon: usize) -> Result<(), PredictError> {
+        if let Self::Pooled { inner } = self {
+            return inner.check_weights(horizon);
+        }
         let Self::Ensemble { members, weights } = self else {
             return Ok(());
         };
@@ -141,6 +152,7 @@ impl Model {
     pub fn networks(&self) -> Vec<&Network> {
         match self {
             Self::Lstm { net, .. } => vec![net],
+            Self::Pooled { inner } => inner.networks(),
             Self::Ensemble { members, .. } => members.iter().flat_map(Self::networks).collect(),
             _ => Vec::new(),
         }
@@ -151,6 +163,7 @@ impl Model {
     pub fn boosters_mut(&mut self) -> Vec<&mut Gbm> {
         match self {
             Self::Gbm(g) => vec![g],
+            Self::Pooled { inner } => inner.boosters_mut(),
             Self::Ensemble { members, .. } => {
                 members.iter_mut().flat_map(Self::boosters_mut).collect()
             }
@@ -162,12 +175,22 @@ impl Model {
     pub fn networks_mut(&mut self) -> Vec<&mut Network> {
         match self {
             Self::Lstm { net, .. } => vec![net],
+            Self::Pooled { inner } => inner.networks_mut(),
             Self::Ensemble { members, .. } => {
                 members.iter_mut().flat_map(Self::networks_mut).collect()
             }
             _ => Vec::new(),
         }
     }
+}
+
+/// The guard's limit: a model whose recent error exceeds the last value's is not served. No
+/// tuning: 1 is the break-even point; above it the last value is the better forecast on the
+/// evidence at hand.
+pub const GUARD_LIMIT: f64 = 1.0;
+
+pub(crate) fn default_guard() -> f64 {
+    GUARD_LIMIT
 }
 
 /// The rows a model was trained and calibrated on.
@@ -203,6 +226,12 @@ pub struct Predictor {
     /// half that many; `calibration` otherwise (0 = always; artifacts from before it).
     #[serde(default)]
     pub recalibrate: usize,
+    /// The guard against a model worse than the last value: at each origin, where the model's
+    /// mean absolute error over the rolling recalibration's known outcomes is more than `guard`
+    /// times the last value's on the same outcomes, the forecast is the last value (with an
+    /// interval from its own recent errors) and says so ([`Forecast::guard`]). 0 = off.
+    #[serde(default = "default_guard")]
+    pub guard: f64,
     /// Grid step, ms.
     pub step_ms: i64,
     /// What it saw.
@@ -261,6 +290,18 @@ pub struct Forecast {
     pub lower: Vec<f64>,
     /// Upper interval bound per step.
     pub upper: Vec<f64>,
+    /// Set where the guard served the last value instead of the model (see
+    /// [`Predictor::guard`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<Guarded>,
+}
+
+/// Why a forecast is the last value rather than the model's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Guarded {
+    /// The model's mean absolute error over the recent known outcomes (the rolling
+    /// recalibration's origins) divided by the last value's on the same outcomes.
+    pub ratio: f64,
 }
 
 /// One origin's prediction in metric units, with the truth where known.

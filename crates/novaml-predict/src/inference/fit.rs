@@ -313,7 +313,7 @@ fn within_one_se(simple: &[f64], best: &[f64], block: usize) -> bool {
 
 /// Checks the configuration and builds the scalers (from the training rows) and the training
 /// and validation windows.
-fn prepare(
+pub(super) fn prepare(
     kind: ModelKind,
     frame: &SeriesFrame,
     split: Split,
@@ -359,7 +359,7 @@ fn prepare(
 }
 
 /// Fits one (non-ensemble) model on prepared windows; the LSTM's epoch history with it.
-fn fit_model(
+pub(super) fn fit_model(
     kind: ModelKind,
     tr: &Windows,
     va: &Windows,
@@ -453,11 +453,22 @@ fn fit_model(
     Ok((model, history))
 }
 
+/// The conformal adjustment per horizon from the raw predictions `r` of the validation windows
+/// `va`: the `level` quantile of the nonconformity scores (0 without windows).
+pub(super) fn calibration_of(r: &Raw, va: &Windows, level: f64) -> Vec<f64> {
+    (0..va.horizon)
+        .map(|h| {
+            let mut scores: Vec<f64> = (0..va.len()).map(|k| score(r, va, k, h)).collect();
+            conformal_quantile(&mut scores, level).unwrap_or(0.0)
+        })
+        .collect()
+}
+
 /// How far back the rolling recalibration looks: two days of origins.
 const RECALIBRATION_MS: i64 = 2 * 86_400_000;
 
 /// Calibrates `model` on the validation windows (conformal, per horizon) and wraps it.
-fn finish(
+pub(super) fn finish(
     model: Model,
     history: Vec<EpochReport>,
     frame: &SeriesFrame,
@@ -470,12 +481,9 @@ fn finish(
     let level = f64::from(quantiles[quantiles.len() - 1] - quantiles[0]);
     let r = raw(&model, &cfg.data, &quantiles, va);
     let h_n = cfg.data.horizon;
-    let mut calibration = Vec::with_capacity(h_n);
+    let calibration = calibration_of(&r, va, level);
     let mut val_mae = Vec::with_capacity(h_n);
     for h in 0..h_n {
-        let mut scores: Vec<f64> = (0..va.len()).map(|k| score(&r, va, k, h)).collect();
-        // `prepare` guarantees validation windows, so there is always a quantile.
-        calibration.push(conformal_quantile(&mut scores, level).unwrap_or(0.0));
         val_mae.push(
             (0..va.len())
                 .map(|k| f64::from((va.y[k * h_n + h] - r.median[k * h_n + h]).abs()))
@@ -495,6 +503,7 @@ fn finish(
         recalibrate: RECALIBRATION_MS
             .checked_div(frame.step_ms)
             .map_or(0, |r| r.max(48) as usize),
+        guard: super::GUARD_LIMIT,
         step_ms: frame.step_ms,
         range: DataRange {
             start_ms: frame.start_ms,

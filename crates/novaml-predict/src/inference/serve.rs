@@ -11,7 +11,7 @@ use std::ops::Range;
 use novaml_core::stats::{normal_cdf, normal_quantile};
 use novaml_features::dataset::{DataConfig, Inputs, SeriesFrame, Windows, inputs, windows};
 
-use super::{Forecast, Model, Prediction, Predictor};
+use super::{Forecast, Guarded, Model, Prediction, Predictor};
 use crate::PredictError;
 use crate::baselines::seasonal_deltas;
 use crate::training::predict_windows;
@@ -41,6 +41,24 @@ impl Forecast {
             })
             .fold(0.0, f64::max)
     }
+}
+
+/// What the rolling pass over the known outcomes decides per served window.
+struct Rolling {
+    /// The conformal adjustment `[window][horizon]`, scaled units.
+    adjust: Vec<f64>,
+    /// Per window: `Some` where the guard falls back to the last value.
+    fallback: Vec<Option<Fallback>>,
+}
+
+/// A fallback to the last value.
+#[derive(Debug, Clone)]
+struct Fallback {
+    /// The model's recent mean absolute error over the last value's.
+    ratio: f64,
+    /// The last value's interval half-width per horizon (scaled units): the level-quantile of
+    /// its recent absolute errors.
+    naive: Vec<f64>,
 }
 
 /// Raw (uncalibrated) predictions of windows in scaled change units: `[N][H]` median, lower,
@@ -79,6 +97,16 @@ pub(super) fn raw(model: &Model, data: &DataConfig, quantiles: &[f32], w: &Windo
         upper: Vec::with_capacity(n * h_n),
     };
     match model {
+        Model::Pooled { inner } => {
+            let (scaled, scales) = super::global::scale_windows(w, data);
+            let mut r = raw(inner, data, quantiles, &scaled);
+            for (k, s) in scales.iter().enumerate() {
+                for v in [&mut r.median, &mut r.lower, &mut r.upper] {
+                    v[k * h_n..(k + 1) * h_n].iter_mut().for_each(|x| *x *= s);
+                }
+            }
+            return r;
+        }
         Model::Ensemble { members, weights } => {
             let parts: Vec<Raw> = members.iter().map(|m| raw(m, data, quantiles, w)).collect();
             for k in 0..n {
@@ -152,7 +180,7 @@ impl Predictor {
         let table = inputs(frame, &self.data, &self.scalers)?;
         let w = windows(frame, &self.data, &self.scalers, &table, origins, labels);
         let r = raw(&self.model, &self.data, &self.quantiles, &w);
-        let adjust = self.rolling_calibration(frame, &table, &w);
+        let Rolling { adjust, fallback } = self.rolling_calibration(frame, &table, &w);
         let h_n = self.data.horizon;
         let sd = self.scalers.target.std;
         Ok(w.origins
@@ -160,6 +188,22 @@ impl Predictor {
             .enumerate()
             .map(|(k, &o)| {
                 let last = frame.target[o];
+                let timestamps = (1..=h_n).map(|h| frame.ts(o + h)).collect();
+                if let Some(f) = &fallback[k] {
+                    // The guard: the last value, with the interval of naive's own recent errors.
+                    return Prediction {
+                        origin: o,
+                        forecast: Forecast {
+                            origin_ms: frame.ts(o),
+                            last,
+                            timestamps,
+                            predicted: vec![last; h_n],
+                            lower: f.naive.iter().map(|q| last - q * sd).collect(),
+                            upper: f.naive.iter().map(|q| last + q * sd).collect(),
+                            guard: Some(Guarded { ratio: f.ratio }),
+                        },
+                    };
+                }
                 let at = |v: &[f32], h: usize| last + f64::from(v[k * h_n + h]) * sd;
                 let cal = |h: usize| adjust[k * h_n + h] * sd;
                 let predicted: Vec<f64> = (0..h_n).map(|h| at(&r.median, h)).collect();
@@ -174,10 +218,11 @@ impl Predictor {
                     forecast: Forecast {
                         origin_ms: frame.ts(o),
                         last,
-                        timestamps: (1..=h_n).map(|h| frame.ts(o + h)).collect(),
+                        timestamps,
                         predicted,
                         lower,
                         upper,
+                        guard: None,
                     },
                 }
             })
@@ -189,11 +234,18 @@ impl Predictor {
     /// [`Predictor::recalibrate`] origins whose outcomes are all known by then (origin `o'` with
     /// `o' + H ≤ o`), so it follows a series whose spread has changed since validation while
     /// using no future value; the fixed calibration where fewer than half that many are known.
-    fn rolling_calibration(&self, frame: &SeriesFrame, table: &Inputs, w: &Windows) -> Vec<f64> {
+    ///
+    /// The same known origins feed the guard: where the model's mean absolute error over them
+    /// exceeds [`Predictor::guard`] × the last value's, the origin falls back to the last value
+    /// (see [`Rolling::fallback`]).
+    fn rolling_calibration(&self, frame: &SeriesFrame, table: &Inputs, w: &Windows) -> Rolling {
         let h_n = self.data.horizon;
-        let mut out: Vec<f64> = (0..w.len())
-            .flat_map(|_| self.calibration.iter().copied())
-            .collect();
+        let mut out = Rolling {
+            adjust: (0..w.len())
+                .flat_map(|_| self.calibration.iter().copied())
+                .collect(),
+            fallback: vec![None; w.len()],
+        };
         let span = self.recalibrate;
         let (Some(&first), Some(&last)) = (w.origins.first(), w.origins.last()) else {
             return out;
@@ -207,24 +259,73 @@ impl Predictor {
             return out;
         }
         let r = raw(&self.model, &self.data, &self.quantiles, &past);
-        let mut buf = Vec::with_capacity(span);
-        for h in 0..h_n {
-            let scores: Vec<f64> = (0..past.len()).map(|j| score(&r, &past, j, h)).collect();
-            for (k, &o) in w.origins.iter().enumerate() {
-                // Known at `o`: origins whose whole future is observed (`o' + H ≤ o`), the newest
-                // `span` of them; exactly the windows a server holding rows `..=o` can score.
+        // Known at `o`: origins whose whole future is observed (`o' + H ≤ o`), the newest `span`
+        // of them; exactly the windows a server holding rows `..=o` can score.
+        let known: Vec<Option<Range<usize>>> = w
+            .origins
+            .iter()
+            .map(|&o| {
                 let end = past.origins.partition_point(|&p| p + h_n <= o);
                 let start = past
                     .origins
                     .partition_point(|&p| p + span + h_n <= o)
                     .min(end);
-                if end - start < span / 2 {
-                    continue;
-                }
+                (end - start >= span / 2).then_some(start..end)
+            })
+            .collect();
+        let mut buf = Vec::with_capacity(span);
+        for h in 0..h_n {
+            let scores: Vec<f64> = (0..past.len()).map(|j| score(&r, &past, j, h)).collect();
+            for (k, range) in known.iter().enumerate() {
+                let Some(range) = range else { continue };
                 buf.clear();
-                buf.extend_from_slice(&scores[start..end]);
+                buf.extend_from_slice(&scores[range.clone()]);
                 if let Some(q) = conformal_quantile(&mut buf, self.level) {
-                    out[k * h_n + h] = q;
+                    out.adjust[k * h_n + h] = q;
+                }
+            }
+        }
+        if self.guard > 0.0 {
+            // Per past window: the model's and the last value's absolute errors over the horizons
+            // (labels are changes from the last value, so naive's error is |y|).
+            let err = |j: usize, naive: bool| -> f64 {
+                (0..h_n)
+                    .map(|h| {
+                        let at = j * h_n + h;
+                        let y = f64::from(past.y[at]);
+                        if naive {
+                            y.abs()
+                        } else {
+                            (y - f64::from(r.median[at])).abs()
+                        }
+                    })
+                    .sum()
+            };
+            let prefix = |naive: bool| -> Vec<f64> {
+                std::iter::once(0.0)
+                    .chain((0..past.len()).scan(0.0, |acc, j| {
+                        *acc += err(j, naive);
+                        Some(*acc)
+                    }))
+                    .collect()
+            };
+            let (model, naive) = (prefix(false), prefix(true));
+            for (k, range) in known.iter().enumerate() {
+                let Some(range) = range else { continue };
+                let m = model[range.end] - model[range.start];
+                let n = naive[range.end] - naive[range.start];
+                if n > 0.0 && m > self.guard * n {
+                    let q = (0..h_n)
+                        .map(|h| {
+                            buf.clear();
+                            buf.extend(range.clone().map(|j| f64::from(past.y[j * h_n + h]).abs()));
+                            conformal_quantile(&mut buf, self.level).unwrap_or(0.0)
+                        })
+                        .collect();
+                    out.fallback[k] = Some(Fallback {
+                        ratio: m / n,
+                        naive: q,
+                    });
                 }
             }
         }
@@ -269,6 +370,7 @@ mod tests {
             predicted: vec![50.0, 60.0],
             lower: vec![45.0, 50.0],
             upper: vec![55.0, 70.0],
+            guard: None,
         };
         // At step 2 the upper bound (the 90th percentile) is 70.
         assert!((f.risk_above(70.0, 0.8) - 0.1).abs() < 1e-3);

@@ -282,6 +282,7 @@ pages.models = async function () {
       ["interval coverage", (m) => pct((m.versions.find((v) => v.champion) || {}).coverage), "num"],
       ["versions", (m) => m.versions.length, "num"],
       ["SLO risk (next hour)", (m) => (byName.has(m.name) ? pct(byName.get(m.name).risk) + " of > " + num(byName.get(m.name).slo, 1) : "–"), "num"],
+      ["guard", (m) => (byName.has(m.name) && byName.get(m.name).guarded != null ? '<span class="bad" title="the model\'s recent error is ' + num(byName.get(m.name).guarded, 2) + '× the last value\'s: serving the last value">last value (' + num(byName.get(m.name).guarded, 2) + "× naive)</span>" : "model")],
     ],
     models,
     "no model trained yet: the first training pass runs a minute after start"
@@ -307,7 +308,9 @@ pages.models = async function () {
       align([hist, fut, hi, lo]),
       { bands: [[3, 4, "rgba(63,185,80,0.15)"]] }
     );
-    document.getElementById("pred-note").textContent = "v" + p.version + " " + p.kind + ", made " + when(p.generated_at) + "; risk of exceeding " + num(p.slo, 1) + " within the horizon: " + pct(p.risk);
+    document.getElementById("pred-note").textContent =
+      "v" + p.version + " " + p.kind + ", made " + when(p.generated_at) + "; risk of exceeding " + num(p.slo, 1) + " within the horizon: " + pct(p.risk) +
+      (p.guarded != null ? "; GUARD: the model's recent error is " + num(p.guarded, 2) + "× the last value's, so the last value is served" : "");
   } else {
     chart(document.getElementById("pred-chart"), [], [[]], { empty: "no prediction yet" });
   }
