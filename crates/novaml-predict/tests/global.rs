@@ -5,8 +5,10 @@
 use novaml_features::{SeriesFrame, Split};
 use novaml_predict::baselines::Ridge;
 use novaml_predict::inference::{
-    FitConfig, Model, ModelKind, Predictor, fit, fit_global, recalibrate_for, serve_global,
+    DataRange, FitConfig, Model, ModelKind, Predictor, fit, fit_global, recalibrate_for,
+    serve_global,
 };
+use novaml_predict::registry::{Meta, ModelStore};
 
 /// A VM-like series: daily cycle of `amp`, AR(1) noise, level `level`, seeded; 5-minute rows.
 fn series(n: usize, seed: u64, level: f64, amp: f64) -> SeriesFrame {
@@ -28,6 +30,21 @@ fn series(n: usize, seed: u64, level: f64, amp: f64) -> SeriesFrame {
         step_ms: 300_000,
         target,
         covariates: vec![],
+    }
+}
+
+fn meta() -> Meta {
+    Meta {
+        version: 0,
+        created_ms: 0,
+        range: DataRange {
+            start_ms: 0,
+            end_ms: 0,
+            rows: 0,
+        },
+        metrics: Default::default(),
+        history: vec![],
+        source: "test".into(),
     }
 }
 
@@ -76,8 +93,23 @@ fn one_model_serves_series_of_any_scale_and_ones_it_never_saw() {
     recalibrate_for(&mut template, &scaled, split(&scaled), &cfg()).expect("recalibrate");
     assert_eq!(template, q.predictor);
 
-    // It has learnt the cycle: on the new series' test part it beats the last value.
+    // The registry keeps a global model like any other: saved and reloaded exactly.
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = ModelStore::open(dir.path()).expect("store");
     let s = split(&new);
+    store
+        .submit(
+            "fleet.cpu",
+            &p.predictor,
+            meta(),
+            &new,
+            (s.val_end, new.len()),
+        )
+        .expect("submit");
+    let back = store.load("fleet.cpu", 1).expect("load");
+    assert_eq!(back.predictor, p.predictor);
+
+    // It has learnt the cycle: on the new series' test part it beats the last value.
     let preds = p
         .predictor
         .predict_range(&new, s.test_origins(new.len()), true)

@@ -418,11 +418,13 @@ pub(crate) fn eval(a: EvalArgs) -> Result<()> {
     if kinds.is_empty() {
         bail!("--models is empty");
     }
-    if global && a.data.len() < novaml_predict::inference::global::MIN_POOLED_SERIES {
+    // A cold start pools every series but the one served, so it needs one file more.
+    let pool = novaml_predict::inference::global::MIN_POOLED_SERIES;
+    if global && a.data.len() < pool + usize::from(a.cold_start) {
         bail!(
-            "--global and --cold-start pool series: give at least {} files (one series has no \
-             others to learn from; drop the flag to fit it alone)",
-            novaml_predict::inference::global::MIN_POOLED_SERIES
+            "--global pools at least {pool} series and --cold-start {} (the series predicted is \
+             left out): give more files, or drop the flag to fit each series alone",
+            pool + 1
         );
     }
     let cpu0 = cpu_seconds();
