@@ -14,24 +14,12 @@ use novaml_features::{SeriesFrame, Split};
 use novaml_predict::inference::{FitConfig, ModelKind, fit_global, serve_global};
 use std::hint::black_box;
 
-/// Daily cycle of amplitude `amp` around `level`, AR(1) noise; seeded; 5-minute rows.
+/// A VM-like series (daily cycle, AR(1) noise; seeded) as a 5-minute frame.
 fn series(n: usize, seed: u64, level: f64, amp: f64) -> SeriesFrame {
-    let mut s = seed;
-    let mut e = 0.0;
-    let target = (0..n)
-        .map(|i| {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            let u = (s >> 33) as f64 / (1u64 << 31) as f64 - 0.5;
-            e = 0.8 * e + 0.3 * amp * u;
-            level + amp * (i as f64 * std::f64::consts::TAU / 288.0).sin() + e
-        })
-        .collect();
     SeriesFrame {
         start_ms: 1_700_000_000_000,
         step_ms: 300_000,
-        target,
+        target: novaml_testing::generators::daily_cycle(seed, n, level, amp),
         covariates: vec![],
     }
 }

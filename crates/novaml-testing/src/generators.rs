@@ -47,3 +47,16 @@ pub fn seasonal(seed: u64, len: usize, period: usize, noise: f64) -> Vec<f64> {
         })
         .collect()
 }
+
+/// `n` 5-minute values of a VM-like metric: a daily cycle of amplitude `amp` around `level`
+/// plus AR(1) noise (coefficient 0.8, innovations uniform of width 0.3 × `amp`), seeded.
+pub fn daily_cycle(seed: u64, n: usize, level: f64, amp: f64) -> Vec<f64> {
+    let mut r = rng(seed);
+    let mut e = 0.0;
+    (0..n)
+        .map(|i| {
+            e = 0.8 * e + 0.3 * amp * (r.random::<f64>() - 0.5);
+            level + amp * (i as f64 * std::f64::consts::TAU / 288.0).sin() + e
+        })
+        .collect()
+}

@@ -1,7 +1,9 @@
 //! Fitting: any model on a frame's training rows, early-stopped and calibrated on its validation
 //! rows; the ensemble that weighs every model (the LSTM as several networks) on validation.
 
-use novaml_features::dataset::{DataConfig, Scalers, SeriesFrame, Split, Windows, inputs, windows};
+use novaml_features::dataset::{
+    DataConfig, Inputs, Scalers, SeriesFrame, Split, Windows, inputs, windows,
+};
 use serde::{Deserialize, Serialize};
 
 use super::serve::{Raw, conformal_quantile, raw, score};
@@ -327,8 +329,7 @@ pub(super) fn prepare(
             "seasonal naive needs a season (data.season > 0)",
         ));
     }
-    let scalers = Scalers::fit(frame, &cfg.data, split.train_end)?;
-    let table = inputs(frame, &cfg.data, &scalers)?;
+    let (scalers, table) = scaled(frame, split, cfg)?;
     let tr = windows(
         frame,
         &cfg.data,
@@ -337,14 +338,7 @@ pub(super) fn prepare(
         split.train_origins(&cfg.data),
         true,
     );
-    let va = windows(
-        frame,
-        &cfg.data,
-        &scalers,
-        &table,
-        split.val_origins(&cfg.data),
-        true,
-    );
+    let va = val_windows(frame, split, cfg, &scalers, &table);
     if tr.len() < 10 || va.is_empty() {
         return Err(PredictError::Data(format!(
             "too few complete windows (training {}, validation {}) for lookback {} and horizon \
@@ -356,6 +350,35 @@ pub(super) fn prepare(
         )));
     }
     Ok((scalers, tr, va))
+}
+
+/// The scalers (from the training rows) and the scaled input table of the whole frame.
+pub(super) fn scaled(
+    frame: &SeriesFrame,
+    split: Split,
+    cfg: &FitConfig,
+) -> Result<(Scalers, Inputs), PredictError> {
+    let scalers = Scalers::fit(frame, &cfg.data, split.train_end)?;
+    let table = inputs(frame, &cfg.data, &scalers)?;
+    Ok((scalers, table))
+}
+
+/// The validation windows (with labels) of a frame's scaled input table.
+pub(super) fn val_windows(
+    frame: &SeriesFrame,
+    split: Split,
+    cfg: &FitConfig,
+    scalers: &Scalers,
+    table: &Inputs,
+) -> Windows {
+    windows(
+        frame,
+        &cfg.data,
+        scalers,
+        table,
+        split.val_origins(&cfg.data),
+        true,
+    )
 }
 
 /// Fits one (non-ensemble) model on prepared windows; the LSTM's epoch history with it.

@@ -16,9 +16,9 @@
 //!
 use novaml_features::dataset::{SeriesFrame, Split};
 
-use novaml_features::dataset::{DataConfig, Scalers, Windows, inputs, windows};
+use novaml_features::dataset::{DataConfig, Windows};
 
-use super::fit::{calibration_of, finish, fit_model, prepare};
+use super::fit::{calibration_of, finish, fit_model, prepare, scaled, val_windows};
 use super::serve::raw;
 use super::{DataRange, FitConfig, Fitted, Model, ModelKind, Predictor};
 use crate::PredictError;
@@ -217,16 +217,8 @@ pub fn recalibrate_for(
 ) -> Result<(), PredictError> {
     // Only the validation windows: the training windows (what `prepare` also builds) are not
     // needed to serve, and are most of the cost for a fleet.
-    let scalers = Scalers::fit(frame, &cfg.data, split.train_end)?;
-    let table = inputs(frame, &cfg.data, &scalers)?;
-    let va = windows(
-        frame,
-        &cfg.data,
-        &scalers,
-        &table,
-        split.val_origins(&cfg.data),
-        true,
-    );
+    let (scalers, table) = scaled(frame, split, cfg)?;
+    let va = val_windows(frame, split, cfg, &scalers, &table);
     if va.is_empty() {
         return Err(PredictError::Data(
             "no complete validation window to calibrate on: the data is too short or too gappy"
