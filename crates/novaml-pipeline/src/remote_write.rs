@@ -9,16 +9,14 @@
 //! our own exposition parser (the collector's, tested against real exporters) costs about a
 //! millisecond per push of the demo's registry and no dependency.
 //!
-//! The protobuf is written by hand: four messages of `prompb/types.proto` and `remote.proto`
-//! (WriteRequest, TimeSeries, Label, Sample) are a few dozen lines, where prost would add a
-//! proc-macro build for them. Non-finite values (a runway beyond the horizon is +Inf) are not
-//! sent: the exposition parser skips them.
+//! The protobuf is the remote store's ([`novaml_store::encode_write_request`]). Non-finite
+//! values (a runway beyond the horizon is +Inf) are not sent: the exposition parser skips them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use novaml_collect::exposition::{Dialect, Limits, parse};
-use novaml_core::Series;
+use novaml_store::encode_write_request;
 use prometheus_client::registry::Registry;
 
 /// Why a push failed.
@@ -49,50 +47,6 @@ pub enum RemoteWriteError {
         /// The start of its answer.
         body: String,
     },
-}
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// A length-delimited field (wire type 2).
-fn bytes_field(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
-    varint(out, (field << 3) | 2);
-    varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
-}
-
-/// The protobuf `WriteRequest` of `series` (labels sorted, `__name__` first by sort order).
-pub fn encode_write_request(series: &[Series]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut ts_buf = Vec::new();
-    let mut buf = Vec::new();
-    for s in series {
-        ts_buf.clear();
-        let mut labels: Vec<(&str, &str)> = vec![("__name__", s.key.name.as_str())];
-        labels.extend(s.key.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        labels.sort_unstable();
-        for (name, value) in labels {
-            buf.clear();
-            bytes_field(&mut buf, 1, name.as_bytes());
-            bytes_field(&mut buf, 2, value.as_bytes());
-            bytes_field(&mut ts_buf, 1, &buf);
-        }
-        for p in &s.points {
-            buf.clear();
-            varint(&mut buf, (1 << 3) | 1); // value: double, fixed64
-            buf.extend_from_slice(&p.value.to_le_bytes());
-            varint(&mut buf, 2 << 3); // timestamp: int64, varint
-            varint(&mut buf, p.ts as u64);
-            bytes_field(&mut ts_buf, 2, &buf);
-        }
-        bytes_field(&mut out, 1, &ts_buf);
-    }
-    out
 }
 
 /// Pushes a registry's metrics to a remote-write endpoint.
@@ -159,35 +113,5 @@ impl RemoteWriter {
             });
         }
         Ok(parsed.samples)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use novaml_core::{Point, SeriesKey};
-
-    use super::*;
-
-    #[test]
-    fn write_request_bytes_match_the_protobuf_encoding() {
-        let s = Series {
-            key: SeriesKey::new("m")
-                .and_then(|k| k.with_label("a", "b"))
-                .expect("key"),
-            points: vec![Point::new(300, 1.5)],
-        };
-        let got = encode_write_request(&[s]);
-        // Hand-checked against protoc's encoding of
-        // timeseries { labels { name: "__name__" value: "m" } labels { name: "a" value: "b" }
-        //              samples { value: 1.5 timestamp: 300 } }
-        let mut want = vec![0x0a, 0x25];
-        want.extend([0x0a, 0x0d, 0x0a, 0x08]);
-        want.extend(b"__name__");
-        want.extend([0x12, 0x01, b'm']);
-        want.extend([0x0a, 0x06, 0x0a, 0x01, b'a', 0x12, 0x01, b'b']);
-        want.extend([0x12, 0x0c, 0x09]);
-        want.extend(1.5f64.to_le_bytes());
-        want.extend([0x10, 0xac, 0x02]);
-        assert_eq!(got, want);
     }
 }

@@ -54,6 +54,41 @@ pub enum StoreError {
     /// A caller passed a value the store cannot accept.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// A remote store could not be reached, or its answer could not be read.
+    #[error("remote store {url}: {detail}")]
+    Remote {
+        /// The URL asked.
+        url: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A remote store answered with an error status.
+    #[error("remote store {url} answered {status}: {body}")]
+    RemoteRefused {
+        /// The URL asked.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The start of its answer.
+        body: String,
+    },
+    /// A remote store's answer exceeded the configured limit (narrow the selector or the range,
+    /// or raise `max_response_bytes`).
+    #[error("remote store {url}: answer larger than {limit} bytes")]
+    RemoteTooLarge {
+        /// The URL asked.
+        url: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// A remote store's answer does not parse (cut short, or not the expected API).
+    #[error("remote store {url}: malformed answer: {detail}")]
+    RemoteMalformed {
+        /// The URL asked.
+        url: String,
+        /// What does not parse.
+        detail: String,
+    },
     /// The database was written by a newer novaml with an unknown schema.
     #[error("database schema version {found} is newer than this build supports ({supported})")]
     SchemaTooNew {
@@ -69,7 +104,8 @@ impl StoreError {
         move |source| Self::Sqlite { context, source }
     }
 
-    /// Whether the error is worth retrying later (busy, locked, full disk, I/O).
+    /// Whether the error is worth retrying later (busy, locked, full disk, I/O; a remote store
+    /// unreachable, overloaded or failing).
     pub fn is_transient(&self) -> bool {
         use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull, SystemIoFailure};
         match self {
@@ -82,6 +118,8 @@ impl StoreError {
                     DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure
                 )
             }
+            Self::Remote { .. } => true,
+            Self::RemoteRefused { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }
     }

@@ -1,6 +1,8 @@
 //! [`MetricStore`](novaml_core::MetricStore) implementations.
 //!
 //! - [`SqliteStore`]: the embedded default, one SQLite file in WAL mode.
+//! - [`RemoteStore`]: a Prometheus-compatible TSDB (VictoriaMetrics, Prometheus) the operator
+//!   already runs, read by its query API and written by remote write.
 //! - [`ReadCache`]: decoded points shared by the connections that answer range reads.
 //! - [`incidents::IncidentLog`]: detected incidents with operator feedback, in the same file.
 
@@ -8,6 +10,7 @@ mod codec;
 mod error;
 pub mod incidents;
 mod read_cache;
+mod remote;
 mod sqlite;
 
 pub use error::StoreError;
@@ -31,6 +34,9 @@ pub fn sqlite_memory_used() -> Option<u64> {
     (rc == rusqlite::ffi::SQLITE_OK && current > 0).then_some(current as u64)
 }
 pub use read_cache::{ReadCache, ReadCacheStats};
+pub use remote::{
+    CURSOR_METRIC, Flavor, RemoteConfig, RemoteStore, encode_write_request, promql_selector,
+};
 pub use sqlite::{
     CHUNK_POINTS, COMPACT_POINTS, MAX_HEAD_POINTS, MIN_POINTS_PER_SERIES, SeriesInfo, SqliteStore,
 };

@@ -1,8 +1,10 @@
-//! Test support shared by the novaml crates: seeded generators, approximate asserts and the
-//! conformance suites that every implementation of a core trait must pass.
+//! Test support shared by the novaml crates: seeded generators, approximate asserts, the
+//! conformance suites that every implementation of a core trait must pass, and real services
+//! (VictoriaMetrics, Prometheus) started on free loopback ports.
 
 pub mod conformance;
 pub mod generators;
+pub mod services;
 
 /// Asserts `|a − b| ≤ tol` with a message naming both values.
 #[track_caller]

@@ -3,6 +3,8 @@
 use novaml_core::{Batch, MetricStore, Point, Selector, Series, SeriesKey, TimeRange};
 use novaml_store::SqliteStore;
 
+mod remote;
+
 #[test]
 fn sqlite_store_passes_metric_store_conformance() {
     // Points in the head only (the default for small data) …

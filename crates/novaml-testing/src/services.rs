@@ -1,0 +1,156 @@
+//! Real services started by tests on free loopback ports: Debian's `victoria-metrics` and
+//! `prometheus` (installed by `scripts/test.sh`), each with its own throw-away data directory,
+//! killed when dropped.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (free when asked; the service binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The path of an installed binary, or a failure that says how to install it.
+pub fn need(bin: &str) -> PathBuf {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {bin}"))
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "`{bin}` is not installed; run scripts/test.sh (it installs the Debian packages the tests use)"
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// `GET path` over HTTP/1.0 on a loopback port; the status, if anything answered.
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A service process with its data directory; killed (and the directory removed) when dropped.
+#[derive(Debug)]
+pub struct Service {
+    child: Child,
+    /// Its HTTP port on 127.0.0.1.
+    pub port: u16,
+    /// Its data directory.
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops it the hard way (`kill -9`), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn start(bin: &str, args: impl Fn(u16, &str) -> Vec<String>, ready: &str) -> Self {
+        let path = need(bin);
+        let mut last_log = String::new();
+        // A port taken between asking and binding: try another.
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let data = dir.path().to_string_lossy().into_owned();
+            let port = free_port();
+            let log_path = dir.path().join(format!("{bin}.log"));
+            let log = std::fs::File::create(&log_path).expect("a log file");
+            let child = Command::new(&path)
+                .args(args(port, &data))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("{bin} does not start: {e}"));
+            let mut service = Self { child, port, dir };
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(30) {
+                if http_status(port, ready) == Some(200) {
+                    return service;
+                }
+                if let Ok(Some(_)) = service.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            service.kill();
+            last_log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        }
+        panic!(
+            "{bin} did not become ready; its log ends:\n{}",
+            tail(&last_log)
+        );
+    }
+
+    /// A single-node VictoriaMetrics keeping everything (retention 100 years, so test
+    /// timestamps near the epoch are kept) and de-duplicating samples of one timestamp.
+    pub fn victoria_metrics() -> Self {
+        Self::start(
+            "victoria-metrics",
+            |port, data| {
+                vec![
+                    format!("-httpListenAddr=127.0.0.1:{port}"),
+                    format!("-storageDataPath={data}/vm"),
+                    "-retentionPeriod=100y".into(),
+                    "-dedup.minScrapeInterval=1ms".into(),
+                    "-loggerLevel=ERROR".into(),
+                ]
+            },
+            "/health",
+        )
+    }
+
+    /// A Prometheus with its remote-write receiver on, scraping nothing.
+    pub fn prometheus_receiver() -> Self {
+        Self::start(
+            "prometheus",
+            |port, data| {
+                let config = format!("{data}/prometheus.yml");
+                // A configuration with no scrape jobs; written before the process starts.
+                std::fs::write(&config, "global:\n  scrape_interval: 1m\n")
+                    .expect("prometheus.yml written");
+                vec![
+                    format!("--config.file={config}"),
+                    format!("--storage.tsdb.path={data}/prom"),
+                    format!("--web.listen-address=127.0.0.1:{port}"),
+                    "--web.enable-remote-write-receiver".into(),
+                    "--log.level=error".into(),
+                ]
+            },
+            "/-/ready",
+        )
+    }
+}
+
+fn tail(log: &str) -> &str {
+    let start = log.len().saturating_sub(2_000);
+    let start = (start..log.len())
+        .find(|&i| log.is_char_boundary(i))
+        .unwrap_or(log.len());
+    &log[start..]
+}
