@@ -10,6 +10,7 @@ use novaml_anomaly::incident::{DetectConfig, SeverityRule, SeverityRules, Suppre
 use novaml_anomaly::streaming::{DEFAULT_THRESHOLD, StreamingParams};
 use novaml_collect::{Configured, SourcesSection};
 use novaml_core::time::config_duration;
+use novaml_store::{Flavor, MetricsAt, RemoteConfig};
 use serde::Deserialize;
 
 use crate::PipelineError;
@@ -186,17 +187,41 @@ impl DetectSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// SQLite file.
+    /// Where the metrics are kept: `sqlite` (embedded, the default) or `remote`.
+    pub kind: StoreKind,
+    /// SQLite file: the metrics when embedded; the state (incidents, feedback) in every mode.
     pub path: PathBuf,
-    /// Points older than this are deleted (checked hourly); empty keeps everything.
+    /// Points older than this are deleted (checked hourly); empty keeps everything. Embedded
+    /// only: a remote TSDB keeps its own retention.
     pub retention: String,
+    /// Remote: the TSDB's read API, e.g. `http://127.0.0.1:8428` (VictoriaMetrics) or
+    /// `http://127.0.0.1:9090` (Prometheus).
+    pub url: String,
+    /// Remote: its remote-write endpoint; empty means `{url}/api/v1/write`.
+    pub write_url: String,
+    /// Remote: `auto` (found at start), `victoriametrics` or `prometheus`.
+    pub flavor: Flavor,
+}
+
+/// `[store] kind`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// The embedded SQLite file.
+    Sqlite,
+    /// A Prometheus-compatible TSDB.
+    Remote,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
+            kind: StoreKind::Sqlite,
             path: PathBuf::from("novaml-data/novaml.db"),
             retention: "30d".into(),
+            url: String::new(),
+            write_url: String::new(),
+            flavor: Flavor::Auto,
         }
     }
 }
@@ -280,8 +305,49 @@ impl Config {
             .transpose()
     }
 
+    /// Where the metrics are kept, as `[store]` says.
+    pub fn metrics_at(&self) -> Result<MetricsAt, PipelineError> {
+        let s = &self.store;
+        match s.kind {
+            StoreKind::Sqlite => {
+                if !s.url.is_empty() || !s.write_url.is_empty() {
+                    return Err(PipelineError::config(
+                        "store.url",
+                        "is for kind = \"remote\"; the sqlite store is the file in store.path",
+                    ));
+                }
+                Ok(MetricsAt::Embedded(s.path.clone()))
+            }
+            StoreKind::Remote => {
+                let http = |u: &str| u.starts_with("http://") || u.starts_with("https://");
+                if !http(&s.url) {
+                    return Err(PipelineError::config(
+                        "store.url",
+                        format!(
+                            "{:?}: kind = \"remote\" needs the TSDB's http:// URL, e.g. http://127.0.0.1:8428",
+                            s.url
+                        ),
+                    ));
+                }
+                let mut remote = RemoteConfig::new(&s.url);
+                if !s.write_url.is_empty() {
+                    if !http(&s.write_url) {
+                        return Err(PipelineError::config(
+                            "store.write_url",
+                            format!("{:?} is not an http:// URL", s.write_url),
+                        ));
+                    }
+                    remote.write_url = s.write_url.clone();
+                }
+                remote.flavor = s.flavor;
+                Ok(MetricsAt::Remote(remote))
+            }
+        }
+    }
+
     /// Checks what serde cannot: durations, addresses, names, uniqueness.
     pub fn check(&self) -> Result<(), PipelineError> {
+        self.metrics_at()?;
         if !self.store.retention.is_empty() {
             config_duration("store.retention", &self.store.retention)?;
         }

@@ -9,7 +9,6 @@
 //! a retention cut cannot desynchronise a detector from the data, and a pass over ~100 series ×
 //! 3,000 rows takes a few hundred ms.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use novaml_anomaly::incident::{DetectConfig, Incident, detect_series};
 use novaml_anomaly::metrics::AnomalyMetrics;
 use novaml_core::time::now_ms;
 use novaml_core::{MetricStore, Selector, TimeRange};
-use novaml_store::SqliteStore;
+use novaml_store::MetricsAt;
 use novaml_store::incidents::{IncidentLog, NewIncident, Recorded};
 use tracing::{info, warn};
 
@@ -87,7 +86,8 @@ pub async fn deliver(
 
 /// The live detection job.
 pub(crate) struct Detection {
-    pub(crate) store_path: PathBuf,
+    /// Where the metrics are read.
+    pub(crate) store: MetricsAt,
     pub(crate) log: Arc<Mutex<IncidentLog>>,
     pub(crate) metrics: AnomalyMetrics,
     pub(crate) notifier: Option<Notifier>,
@@ -120,7 +120,7 @@ impl Detection {
 
     /// One pass over the store (blocking: SQLite and the detectors).
     pub(crate) fn pass(&self) -> Result<Pass, PipelineError> {
-        let store = SqliteStore::open(&self.store_path)?;
+        let store = self.store.open()?;
         let now = now_ms();
         let range = TimeRange::new(now - self.lookback.as_millis() as i64, now + 60_000)?;
         let all = store.query(&Selector::all(), range, None)?;

@@ -160,7 +160,7 @@ impl Serve {
         p.banner = Some(format!(
             "novaml serve: collecting {} into {}\n  dashboards: {{url}}dashboards/pipeline#token={token}\n  API:        {{url}}api/openapi.json\n  API token:  {token}",
             self.config_path.display(),
-            cfg.store.path.display()
+            p.metrics.describe()
         ));
         p.token = Some(token);
         p.planning = self.plan.clone().map(|selector| PlanningSettings {

@@ -17,8 +17,8 @@ use novaml_core::time::now_ms;
 use novaml_forecast::capacity::{Policy, Resource};
 use novaml_forecast::metrics::CapacityMetrics;
 use novaml_server::AppState;
-use novaml_store::SqliteStore;
 use novaml_store::incidents::IncidentLog;
+use novaml_store::{AnyStore, MetricsAt, SqliteStore};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -37,8 +37,11 @@ use crate::tuning::{RunRequest, TuningService};
 
 /// What to run.
 pub struct Pipeline {
-    /// The SQLite store.
+    /// The SQLite file: the metrics in embedded mode, and in every mode the state (incidents,
+    /// feedback); the data directory (lock, models, plans) is its directory.
     pub store_path: PathBuf,
+    /// Where the metrics are: the SQLite file above, or a remote TSDB.
+    pub metrics: MetricsAt,
     /// The sources.
     pub sources: Vec<Configured>,
     /// Batches held between sources and the store.
@@ -108,12 +111,14 @@ pub struct PlanningSettings {
     pub resource: Resource,
 }
 
-fn open_store(path: &Path) -> Result<SqliteStore, PipelineError> {
+/// Creates the data directory, then opens the metric store (connecting to a remote one: a
+/// clear error naming its URL when it does not answer).
+fn open_store(path: &Path, metrics: &MetricsAt) -> Result<AnyStore, PipelineError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         novaml_core::fs::create_private_dir(dir)
             .map_err(PipelineError::io("cannot create", dir))?;
     }
-    Ok(SqliteStore::open(path)?)
+    Ok(metrics.open()?)
 }
 
 impl Pipeline {
@@ -122,6 +127,7 @@ impl Pipeline {
     pub fn from_config(cfg: &Config) -> Result<Self, PipelineError> {
         Ok(Self {
             store_path: cfg.store.path.clone(),
+            metrics: cfg.metrics_at()?,
             sources: cfg.resolve_sources()?,
             buffer: cfg.collect.buffer,
             seed: cfg.collect.seed,
@@ -147,7 +153,10 @@ impl Pipeline {
     ) -> Result<(), PipelineError> {
         let data_dir = self.store_path.parent().unwrap_or(Path::new(""));
         let _lock = crate::lock::DirLock::acquire(data_dir)?;
-        let store = open_store(&self.store_path)?;
+        let store = open_store(&self.store_path, &self.metrics)?;
+        if let MetricsAt::Remote(r) = &self.metrics {
+            info!(url = %r.url, write_url = %r.write_url, "Metrics are kept in a remote TSDB; the state stays in {}.", self.store_path.display());
+        }
         let mut registry = Registry::default();
         let metrics = CollectMetrics::register(&mut registry);
         let anomaly_metrics = AnomalyMetrics::register(&mut registry);
@@ -175,7 +184,7 @@ impl Pipeline {
         };
         let planning = self.planning.as_ref().map(|p| {
             Arc::new(Planning {
-                store_path: self.store_path.clone(),
+                store: self.metrics.clone(),
                 metrics: capacity_metrics,
                 latest: RwLock::new(None),
                 saved: data_dir.join(crate::planning::PLAN_FILE),
@@ -207,7 +216,7 @@ impl Pipeline {
                 let local = listener
                     .local_addr()
                     .map_err(PipelineError::io("cannot listen on", addr.to_string()))?;
-                let status = Arc::new(Status::new(self.store_path.clone(), metrics, described));
+                let status = Arc::new(Status::new(self.metrics.clone(), metrics, described));
                 let conn_metrics = novaml_server::ConnMetrics::register(&mut registry);
                 let registry = Arc::new(registry);
                 if let Some((url, every)) = &self.remote_write {
@@ -235,7 +244,10 @@ impl Pipeline {
                 state.capacity = planning
                     .clone()
                     .map(|p| p as Arc<dyn novaml_server::services::Capacity>);
-                state.store = Some(novaml_server::StoreReader::new(&self.store_path));
+                // The series API reads the embedded store; a remote TSDB answers its own API.
+                if let MetricsAt::Embedded(path) = &self.metrics {
+                    state.store = Some(novaml_server::StoreReader::new(path));
+                }
                 state.models = hub
                     .clone()
                     .map(|h| h as Arc<dyn novaml_server::services::Models>);
@@ -276,7 +288,13 @@ impl Pipeline {
             None => None,
         };
 
-        if let Some(retention) = self.retention {
+        if self.retention.is_some() && self.metrics.keeps_own_retention() {
+            info!("Retention is the remote TSDB's own: novaml deletes nothing there.");
+        }
+        if let Some(retention) = self
+            .retention
+            .filter(|_| !self.metrics.keeps_own_retention())
+        {
             let path = self.store_path.clone();
             spawn(
                 Every {
@@ -312,7 +330,7 @@ impl Pipeline {
                 )?)
             };
             let detection = Arc::new(Detection {
-                store_path: self.store_path.clone(),
+                store: self.metrics.clone(),
                 log,
                 metrics: anomaly_metrics,
                 notifier,
@@ -366,7 +384,7 @@ impl Pipeline {
             && !settings.targets.is_empty()
         {
             let training = Arc::new(Training {
-                store_path: self.store_path.clone(),
+                store: self.metrics.clone(),
                 hub,
                 targets: settings.targets,
                 lookback: Duration::from_secs(7 * 86_400),

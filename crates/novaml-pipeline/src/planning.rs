@@ -14,7 +14,7 @@ use novaml_forecast::capacity::{
 };
 use novaml_forecast::metrics::CapacityMetrics;
 use novaml_server::services::{Capacity, ServiceError};
-use novaml_store::SqliteStore;
+use novaml_store::MetricsAt;
 use serde::Serialize;
 use serde_json::Value;
 use tracing::warn;
@@ -55,7 +55,8 @@ pub struct ClusterSummary {
 
 /// The planning job, and the latest plan it made.
 pub struct Planning {
-    pub(crate) store_path: PathBuf,
+    /// Where the metrics are read.
+    pub(crate) store: MetricsAt,
     pub(crate) metrics: CapacityMetrics,
     pub(crate) latest: RwLock<Option<CapacityPlan>>,
     /// Utilisation series (percent), one per host (label `host`).
@@ -100,7 +101,7 @@ impl Planning {
     /// One refresh (blocking): per host and for the cluster (the hosts' mean series, forecast
     /// itself), as `novaml plan` does; returns the hosts planned.
     pub(crate) fn pass(&self) -> Result<usize, PipelineError> {
-        let store = SqliteStore::open(&self.store_path)?;
+        let store = self.store.open()?;
         let now = now_ms();
         let range = TimeRange::new(now - 30 * 86_400_000, now + 60_000)?;
         let mut hosts = Vec::new();
@@ -187,7 +188,7 @@ mod tests {
         let plan = serde_json::json!({"generated_at": 1, "hosts": [], "cluster": null});
         novaml_core::fs::write_private(&path, plan.to_string().as_bytes()).expect("write");
         let planning = Planning {
-            store_path: dir.path().join("novaml.db"),
+            store: MetricsAt::Embedded(dir.path().join("novaml.db")),
             metrics: CapacityMetrics::register(
                 &mut prometheus_client::registry::Registry::default(),
             ),

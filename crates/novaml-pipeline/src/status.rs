@@ -2,14 +2,13 @@
 //! source's counters and lag, and a 30-minute history of the counters (one sample per 5 s).
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use novaml_collect::CollectMetrics;
 use novaml_core::time::now_ms;
 use novaml_server::{PipelineStatus, SourceStatus, StatusProvider, StatusSample};
-use novaml_store::SqliteStore;
+use novaml_store::{AnyStore, MetricsAt};
 
 /// Samples of the counters kept for the pipeline dashboard (one per 5 s: 30 min).
 const HISTORY: usize = 360;
@@ -20,22 +19,18 @@ pub(crate) type Described = (String, &'static str, f64, bool);
 pub(crate) struct Status {
     started: Instant,
     history: Mutex<VecDeque<StatusSample>>,
-    store_path: PathBuf,
-    reader: Mutex<Option<SqliteStore>>,
+    store: MetricsAt,
+    reader: Mutex<Option<AnyStore>>,
     metrics: CollectMetrics,
     sources: Vec<Described>,
 }
 
 impl Status {
-    pub(crate) fn new(
-        store_path: PathBuf,
-        metrics: CollectMetrics,
-        sources: Vec<Described>,
-    ) -> Self {
+    pub(crate) fn new(store: MetricsAt, metrics: CollectMetrics, sources: Vec<Described>) -> Self {
         Self {
             started: Instant::now(),
             history: Mutex::new(VecDeque::new()),
-            store_path,
+            store,
             reader: Mutex::new(None),
             metrics,
             sources,
@@ -77,11 +72,15 @@ impl StatusProvider for Status {
             .lock()
             .map_err(|_| "status reader lock poisoned".to_owned())?;
         if guard.is_none() {
-            *guard = Some(SqliteStore::open(&self.store_path).map_err(|e| e.to_string())?);
+            *guard = Some(self.store.open().map_err(|e| e.to_string())?);
         }
         let store = guard.as_ref().ok_or("store not open")?;
-        let series = store.series_count().map_err(|e| e.to_string())?;
-        let points = store.count_points().map_err(|e| e.to_string())?;
+        // A remote TSDB: the series written to in the last day; its points are counted there.
+        let series = store.series_count(86_400_000).map_err(|e| e.to_string())?;
+        let points = store
+            .count_points()
+            .map_err(|e| e.to_string())?
+            .unwrap_or(0);
         let now = now_ms() as f64 / 1000.0;
         let sources = self
             .sources
@@ -108,7 +107,7 @@ impl StatusProvider for Status {
         Ok(PipelineStatus {
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_seconds: self.started.elapsed().as_secs_f64(),
-            store: self.store_path.display().to_string(),
+            store: self.store.describe(),
             series,
             points,
             buffer_utilization: self.metrics.buffer_utilization(),

@@ -5,7 +5,6 @@
 //! version predicts the next hour with its interval and the risk of crossing the SLO. The
 //! predictions go to `/api/predictions` and `/metrics` through the [`ModelHub`].
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use novaml_core::{MetricStore, Selector, TimeRange};
 use novaml_features::{SeriesFrame, Split};
 use novaml_predict::inference::{FitConfig, ModelKind, fit};
 use novaml_predict::registry::{Meta, ModelStore};
-use novaml_store::SqliteStore;
+use novaml_store::{AnyStore, MetricsAt};
 use tracing::{info, warn};
 
 use crate::PipelineError;
@@ -32,7 +31,8 @@ pub struct Target {
 
 /// The training job.
 pub(crate) struct Training {
-    pub(crate) store_path: PathBuf,
+    /// Where the metrics are read.
+    pub(crate) store: MetricsAt,
     pub(crate) hub: Arc<ModelHub>,
     pub(crate) targets: Vec<Target>,
     /// History read per pass.
@@ -58,7 +58,7 @@ impl Training {
     /// One pass over the targets (blocking: the store and model fitting); returns how many were
     /// predicted.
     pub(crate) fn pass(&self, pass: u64) -> Result<usize, PipelineError> {
-        let store = SqliteStore::open(&self.store_path)?;
+        let store = self.store.open()?;
         let registry = ModelStore::open(self.hub.root())?;
         let now = now_ms();
         let range = TimeRange::new(now - self.lookback.as_millis() as i64, now + 60_000)?;
@@ -75,7 +75,7 @@ impl Training {
 
     fn one(
         &self,
-        store: &SqliteStore,
+        store: &AnyStore,
         registry: &ModelStore,
         t: &Target,
         range: TimeRange,

@@ -3,9 +3,11 @@
 //! - [`SqliteStore`]: the embedded default, one SQLite file in WAL mode.
 //! - [`RemoteStore`]: a Prometheus-compatible TSDB (VictoriaMetrics, Prometheus) the operator
 //!   already runs, read by its query API and written by remote write.
+//! - [`MetricsAt`] / [`AnyStore`]: either, as configured.
 //! - [`ReadCache`]: decoded points shared by the connections that answer range reads.
 //! - [`incidents::IncidentLog`]: detected incidents with operator feedback, in the same file.
 
+mod any;
 mod codec;
 mod error;
 pub mod incidents;
@@ -13,6 +15,7 @@ mod read_cache;
 mod remote;
 mod sqlite;
 
+pub use any::{AnyStore, MetricsAt};
 pub use error::StoreError;
 
 /// Heap bytes SQLite holds in this process now, over every connection (page caches, schemas,

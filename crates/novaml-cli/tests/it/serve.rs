@@ -134,3 +134,135 @@ interval = "10s"
     let status = serve.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "{status:?}\n{}", dump());
 }
+
+/// `[store] kind = "remote"`: the sources write to a real VictoriaMetrics, detection and planning
+/// read from it, the state stays in the SQLite file, and the status page names the TSDB.
+#[test]
+fn serve_keeps_the_metrics_in_victoria_metrics() {
+    let vm = novaml_testing::services::Service::victoria_metrics();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("novaml.toml"),
+        format!(
+            r#"
+[store]
+kind = "remote"
+url = "{}"
+path = "data/novaml.db"
+
+[sources.simulator]
+enabled = true
+seed = 7
+hosts = 2
+vms_per_host = 1
+step = "60s"
+history = "3d"
+interval = "5s"
+
+[detect]
+enabled = true
+interval = "5s"
+"#,
+            vm.url()
+        ),
+    )
+    .expect("config");
+    let log = dir.path().join("serve.log");
+    let listen = format!("127.0.0.1:{port}");
+    let mut serve = spawn_novaml(
+        &[
+            "serve",
+            "--config",
+            "novaml.toml",
+            "--listen",
+            &listen,
+            "--plan",
+            "host_cpu_usage_percent",
+        ],
+        dir.path(),
+        &log,
+    );
+    let dump = || std::fs::read_to_string(&log).unwrap_or_default();
+    // The simulated history is in VictoriaMetrics, found by its own series API.
+    wait_for(
+        "the simulated series in VictoriaMetrics",
+        Duration::from_secs(60),
+        || {
+            http_get(
+                vm.port,
+                "/api/v1/series?match%5B%5D=host_cpu_usage_percent&start=1",
+            )
+            .and_then(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
+            .is_some_and(|v| v["data"].as_array().is_some_and(|a| a.len() == 2))
+        },
+    );
+    wait_for("the status page", Duration::from_secs(30), || {
+        http_get(port, "/api/status")
+            .and_then(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
+            .is_some_and(|v| {
+                v["store"].as_str() == Some(&format!("remote {}", vm.url())[..])
+                    && v["series"].as_u64().is_some_and(|n| n > 2)
+            })
+    });
+    // Detection passes and the capacity plan read the remote store.
+    wait_for("a detection pass", Duration::from_secs(60), || {
+        http_get(port, "/metrics").is_some_and(|(_, b)| {
+            b.lines().any(|l| {
+                l.starts_with("novaml_anomaly_detection_runs_total")
+                    && l.split_whitespace()
+                        .last()
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .is_some_and(|n| n >= 1.0)
+            })
+        })
+    });
+    wait_for("a capacity plan", Duration::from_secs(90), || {
+        http_get(port, "/api/capacity").is_some_and(|(s, _)| s == 200)
+    });
+    let (_, body) = http_get(port, "/api/capacity").expect("plan");
+    let plan: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(plan["hosts"].as_array().map(Vec::len), Some(2), "{plan}");
+    // The series API is the TSDB's: this server says so.
+    let (code, body) = http_get(port, "/api/series").expect("get");
+    assert_eq!(code, 404, "{body}");
+    // The state file exists; no metric was written to it.
+    let db = dir.path().join("data/novaml.db");
+    assert!(db.exists(), "the state store\n{}", dump());
+    serve.signal("TERM");
+    let status = serve.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}\n{}", dump());
+    let after = novaml_store::SqliteStore::open(&db).expect("open");
+    assert_eq!(
+        after.count_points().expect("count"),
+        0,
+        "metrics stayed remote"
+    );
+}
+
+#[test]
+fn a_remote_store_misconfigured_or_unreachable_fails_at_start_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    for (store, want) in [
+        ("kind = \"remote\"".to_owned(), "store.url".to_owned()),
+        (format!("kind = \"remote\"\nurl = \"{dead}\""), dead.clone()),
+        ("url = \"http://x:1\"".to_owned(), "store.url".to_owned()),
+    ] {
+        std::fs::write(
+            dir.path().join("novaml.toml"),
+            format!(
+                "[store]\npath = \"data/novaml.db\"\n{store}\n\n[sources.simulator]\nenabled = true\n"
+            ),
+        )
+        .expect("config");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let (ok, _, err) = crate::env::novaml(
+            &["serve", "--config", "novaml.toml", "--listen", &listen],
+            dir.path(),
+        );
+        assert!(!ok, "{store}: should fail");
+        assert!(err.contains(&want), "{store}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
