@@ -8,6 +8,7 @@
 mod error;
 mod selector;
 mod series;
+pub mod shard;
 mod source;
 mod store;
 
@@ -21,5 +22,6 @@ pub use selector::{LabelMatcher, MatchOp, Selector};
 pub use series::{
     Batch, Point, Series, SeriesKey, Timestamp, is_valid_label_name, is_valid_metric_name,
 };
+pub use shard::{Shard, ShardError};
 pub use source::{BoxFuture, CollectContext, Collected, Source, SourceError};
 pub use store::{Aggregation, MetricStore, StepSpec, TimeRange};

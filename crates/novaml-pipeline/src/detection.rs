@@ -88,6 +88,8 @@ pub async fn deliver(
 pub(crate) struct Detection {
     /// Where the metrics are read.
     pub(crate) store: MetricsAt,
+    /// The series this worker owns.
+    pub(crate) shard: novaml_core::Shard,
     pub(crate) log: Arc<Mutex<IncidentLog>>,
     pub(crate) metrics: AnomalyMetrics,
     pub(crate) notifier: Option<Notifier>,
@@ -133,10 +135,11 @@ impl Detection {
         let mut found = Vec::new();
         for s in all {
             // By default our own series: the simulator's ground truth and self-metrics.
-            if self
-                .exclude
-                .iter()
-                .any(|p| s.key.name.starts_with(p.as_str()))
+            if !self.shard.owns(&s.key)
+                || self
+                    .exclude
+                    .iter()
+                    .any(|p| s.key.name.starts_with(p.as_str()))
                 || s.points.len() <= WARMUP_ROWS
             {
                 continue;

@@ -142,6 +142,8 @@ pub struct Serve {
     pub models: Option<PathBuf>,
     /// Remote write of novaml's own metrics: URL and interval.
     pub remote_write: Option<(String, Duration)>,
+    /// The series this worker owns.
+    pub shard: novaml_core::Shard,
 }
 
 impl Serve {
@@ -149,10 +151,15 @@ impl Serve {
     pub fn pipeline(&self) -> Result<Pipeline, PipelineError> {
         let cfg = Config::load(Some(&self.config_path))?;
         let mut p = Pipeline::from_config(&cfg)?;
-        if p.sources.is_empty() {
+        p.shard = self.shard;
+        // With a remote store the metrics may come from elsewhere (vmagent, Prometheus).
+        if p.sources.is_empty() && !p.metrics.keeps_own_retention() {
             return Err(PipelineError::config(
                 "sources",
-                format!("{} configures no sources", self.config_path.display()),
+                format!(
+                    "{} configures no sources (only a remote store may be filled by others)",
+                    self.config_path.display()
+                ),
             ));
         }
         let token = api_token(&cfg.data_dir())?;

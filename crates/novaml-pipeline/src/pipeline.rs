@@ -13,6 +13,7 @@ use std::time::Duration;
 use novaml_anomaly::metrics::AnomalyMetrics;
 use novaml_collect::{CollectMetrics, Configured, Runner};
 use novaml_core::MetricStore;
+use novaml_core::Shard;
 use novaml_core::time::now_ms;
 use novaml_forecast::capacity::{Policy, Resource};
 use novaml_forecast::metrics::CapacityMetrics;
@@ -42,6 +43,9 @@ pub struct Pipeline {
     pub store_path: PathBuf,
     /// Where the metrics are: the SQLite file above, or a remote TSDB.
     pub metrics: MetricsAt,
+    /// The series this worker owns (detection, training, per-host planning); shard 0 also
+    /// runs the fleet-wide jobs (the cluster's capacity).
+    pub shard: Shard,
     /// The sources.
     pub sources: Vec<Configured>,
     /// Batches held between sources and the store.
@@ -128,6 +132,7 @@ impl Pipeline {
         Ok(Self {
             store_path: cfg.store.path.clone(),
             metrics: cfg.metrics_at()?,
+            shard: Shard::ALL,
             sources: cfg.resolve_sources()?,
             buffer: cfg.collect.buffer,
             seed: cfg.collect.seed,
@@ -154,6 +159,9 @@ impl Pipeline {
         let data_dir = self.store_path.parent().unwrap_or(Path::new(""));
         let _lock = crate::lock::DirLock::acquire(data_dir)?;
         let store = open_store(&self.store_path, &self.metrics)?;
+        if self.shard != Shard::ALL {
+            info!(shard = %self.shard, leads = self.shard.leads(), "This worker owns one shard of the series.");
+        }
         if let MetricsAt::Remote(r) = &self.metrics {
             info!(url = %r.url, write_url = %r.write_url, "Metrics are kept in a remote TSDB; the state stays in {}.", self.store_path.display());
         }
@@ -185,6 +193,7 @@ impl Pipeline {
         let planning = self.planning.as_ref().map(|p| {
             Arc::new(Planning {
                 store: self.metrics.clone(),
+                shard: self.shard,
                 metrics: capacity_metrics,
                 latest: RwLock::new(None),
                 saved: data_dir.join(crate::planning::PLAN_FILE),
@@ -331,6 +340,7 @@ impl Pipeline {
             };
             let detection = Arc::new(Detection {
                 store: self.metrics.clone(),
+                shard: self.shard,
                 log,
                 metrics: anomaly_metrics,
                 notifier,
@@ -385,6 +395,7 @@ impl Pipeline {
         {
             let training = Arc::new(Training {
                 store: self.metrics.clone(),
+                shard: self.shard,
                 hub,
                 targets: settings.targets,
                 lookback: Duration::from_secs(7 * 86_400),

@@ -57,6 +57,8 @@ pub struct ClusterSummary {
 pub struct Planning {
     /// Where the metrics are read.
     pub(crate) store: MetricsAt,
+    /// The series this worker owns.
+    pub(crate) shard: novaml_core::Shard,
     pub(crate) metrics: CapacityMetrics,
     pub(crate) latest: RwLock<Option<CapacityPlan>>,
     /// Utilisation series (percent), one per host (label `host`).
@@ -107,8 +109,17 @@ impl Planning {
         let mut hosts = Vec::new();
         let mut grids = Vec::new();
         for s in store.query(&self.selector, range, None)? {
+            let owned = self.shard.owns(&s.key);
+            // The leader reads every host for the cluster's plan; the others only their own.
+            if !owned && !self.shard.leads() {
+                continue;
+            }
             let host = s.key.label("host").unwrap_or("unknown").to_owned();
             let g = Grid::from_series(&s, STEP)?;
+            if !owned {
+                grids.push(g);
+                continue;
+            }
             let p = match plan_host(self.resource, &host, &g, HORIZON, &self.policy) {
                 Ok(p) => p,
                 // Too little history yet (a fresh demo): skip this host for now.
@@ -129,7 +140,7 @@ impl Planning {
             hosts.push(p);
             grids.push(g);
         }
-        let cluster = if grids.is_empty() {
+        let cluster = if grids.is_empty() || !self.shard.leads() {
             None
         } else {
             let refs: Vec<&Grid> = grids.iter().collect();
@@ -189,6 +200,7 @@ mod tests {
         novaml_core::fs::write_private(&path, plan.to_string().as_bytes()).expect("write");
         let planning = Planning {
             store: MetricsAt::Embedded(dir.path().join("novaml.db")),
+            shard: novaml_core::Shard::ALL,
             metrics: CapacityMetrics::register(
                 &mut prometheus_client::registry::Registry::default(),
             ),

@@ -33,6 +33,8 @@ pub struct Target {
 pub(crate) struct Training {
     /// Where the metrics are read.
     pub(crate) store: MetricsAt,
+    /// The series this worker owns.
+    pub(crate) shard: novaml_core::Shard,
     pub(crate) hub: Arc<ModelHub>,
     pub(crate) targets: Vec<Target>,
     /// History read per pass.
@@ -85,6 +87,10 @@ impl Training {
         let series = found
             .first()
             .ok_or_else(|| PipelineError::NotFound(format!("no series matches {}", t.selector)))?;
+        if !self.shard.owns(&series.key) {
+            // Another worker's series.
+            return Ok(());
+        }
         let points: Vec<(i64, f64)> = series.points.iter().map(|p| (p.ts, p.value)).collect();
         let mut frame = SeriesFrame::from_points(&points, &[], STEP_MS)?;
         // The newest bucket is still filling: predict from the last complete one.

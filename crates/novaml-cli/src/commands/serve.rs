@@ -28,6 +28,12 @@ pub(crate) struct Args {
     /// The model registry shown on the models dashboard (models trained with `novaml train`).
     #[arg(long, value_name = "DIR")]
     models: Option<PathBuf>,
+    /// Own shard K of N of the series (detection, training, per-host planning): run N workers
+    /// with 0/N .. N-1/N over one remote store; 0/N also plans the cluster. In a Kubernetes
+    /// StatefulSet set NOVAML_SHARD to "$(POD_INDEX)/N", POD_INDEX from the pod's
+    /// `apps.kubernetes.io/pod-index` label.
+    #[arg(long, env = "NOVAML_SHARD", value_name = "K/N", default_value = "0/1")]
+    shard: novaml_core::Shard,
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
@@ -41,6 +47,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
             .transpose()?,
         models: args.models,
         remote_write: args.remote_write.resolve(),
+        shard: args.shard,
     };
     let pipeline = serve.pipeline()?;
     super::block_on(async move { Ok(pipeline.run(shutdown_signal(None)).await?) })

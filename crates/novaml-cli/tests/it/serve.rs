@@ -266,3 +266,118 @@ fn a_remote_store_misconfigured_or_unreachable_fails_at_start_naming_it() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// Three workers (`--shard 0/3 .. 2/3`) over one VictoriaMetrics, filled by the test (no
+/// sources of their own): every series is scored by exactly one worker.
+#[test]
+fn three_shards_score_every_series_exactly_once() {
+    use novaml_core::{Batch, MetricStore, Point, Series, SeriesKey};
+    let vm = novaml_testing::services::Service::victoria_metrics();
+    let mut store = novaml_store::RemoteStore::connect(novaml_store::RemoteConfig::new(vm.url()))
+        .expect("connect");
+    let now = novaml_core::time::now_ms() / 60_000 * 60_000;
+    let n = 30;
+    let series: Vec<Series> = (0..n)
+        .map(|i| {
+            let key = SeriesKey::new("vm_cpu_usage_percent")
+                .and_then(|k| k.with_label("vm", format!("vm-{i}")))
+                .expect("key");
+            // Two days a minute apart, a daily cycle, each series its own phase.
+            let points = (0..2 * 1_440)
+                .map(|m| {
+                    let t = now - (2 * 1_440 - m) * 60_000;
+                    let v = 50.0
+                        + 20.0
+                            * ((m as f64 / 1_440.0 + i as f64 / n as f64) * std::f64::consts::TAU)
+                                .sin();
+                    Point::new(t, v)
+                })
+                .collect();
+            Series::new(key, points)
+        })
+        .collect();
+    store
+        .write(&Batch {
+            source: "test".into(),
+            series,
+            cursor: None,
+        })
+        .expect("write");
+    store.flush().expect("flush");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut workers = Vec::new();
+    for k in 0..3 {
+        let wdir = dir.path().join(format!("w{k}"));
+        std::fs::create_dir_all(&wdir).expect("dir");
+        std::fs::write(
+            wdir.join("novaml.toml"),
+            format!(
+                "[store]\nkind = \"remote\"\nurl = \"{}\"\npath = \"data/novaml.db\"\n\n[detect]\nenabled = true\ninterval = \"2s\"\n",
+                vm.url()
+            ),
+        )
+        .expect("config");
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let shard = format!("{k}/3");
+        let proc = spawn_novaml(
+            &[
+                "serve",
+                "--config",
+                "novaml.toml",
+                "--listen",
+                &listen,
+                "--shard",
+                &shard,
+            ],
+            &wdir,
+            &wdir.join("serve.log"),
+        );
+        workers.push((proc, port, wdir));
+    }
+    // The series each worker scored, from the `vm` label of its score gauges.
+    let scored = |port: u16| -> Vec<String> {
+        http_get(port, "/metrics")
+            .map(|(_, b)| {
+                b.lines()
+                    .filter(|l| l.starts_with("novaml_anomaly_score{"))
+                    .filter_map(|l| l.split("vm=\"").nth(1))
+                    .filter_map(|l| l.split('"').next())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_for("every series scored", Duration::from_secs(90), || {
+        workers
+            .iter()
+            .map(|(_, p, _)| scored(*p).len())
+            .sum::<usize>()
+            >= n as usize
+    });
+    let mut all: Vec<String> = Vec::new();
+    for (_, port, wdir) in &workers {
+        let mine = scored(*port);
+        assert!(
+            !mine.is_empty() && mine.len() < n as usize,
+            "each worker scores a share: {mine:?}\n{}",
+            std::fs::read_to_string(wdir.join("serve.log")).unwrap_or_default()
+        );
+        all.extend(mine);
+    }
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(before, all.len(), "no series is scored by two workers");
+    assert_eq!(all.len(), n as usize, "every series is scored");
+    // A shard out of range is refused before anything starts.
+    let (ok, _, err) = crate::env::novaml(
+        &["serve", "--config", "novaml.toml", "--shard", "3/3"],
+        &workers[0].2,
+    );
+    assert!(!ok && err.contains("below the count"), "{err}");
+    for (mut p, _, _) in workers {
+        p.signal("TERM");
+        assert!(p.wait_exit(Duration::from_secs(30)).success());
+    }
+}
