@@ -69,6 +69,17 @@ impl StepSpec {
         Ok(Self { step_ms, agg })
     }
 
+    /// Aggregates the sorted points a query over `range` found: buckets aligned at the range's
+    /// start, or at the first point when the range has none ([`TimeRange::all`]). Every store
+    /// buckets this way.
+    pub fn apply_in(&self, range: TimeRange, points: &[crate::Point]) -> Vec<crate::Point> {
+        let origin = match points.first() {
+            Some(p) if range.start == Timestamp::MIN => p.ts,
+            _ => range.start,
+        };
+        self.apply(origin, points)
+    }
+
     /// Aggregates sorted points into buckets aligned at `origin`.
     pub fn apply(&self, origin: Timestamp, points: &[crate::Point]) -> Vec<crate::Point> {
         let mut out = Vec::new();

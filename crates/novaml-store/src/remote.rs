@@ -6,8 +6,8 @@
 //!   in requests of at most [`RemoteConfig::max_samples_per_request`] samples.
 //! - **Reads** fetch raw samples: VictoriaMetrics' bulk `/api/v1/export` (JSON lines), or on
 //!   Prometheus an instant query of the range selector `{…}[Nms]` (raw samples of the range).
-//!   Step aggregation is done here with [`StepSpec::apply`], exactly as the SQLite store does,
-//!   so both stores give the same buckets.
+//!   Step aggregation is done here with [`StepSpec::apply_in`], as the SQLite store does, so
+//!   both stores give the same buckets.
 //! - **Source cursors** are a series of their own, `novaml_source_cursor{source="…"}`, sent in
 //!   the last request of the batch they belong to: the cursor advances only after every sample
 //!   of its batch was accepted, so a failed write is retried from the old cursor (at least once;
@@ -576,13 +576,7 @@ impl MetricStore for RemoteStore {
                 continue;
             }
             if let Some(step) = step {
-                // As the SQLite store: buckets from the range's start, or the first point.
-                let origin = if range.start == Timestamp::MIN {
-                    points[0].ts
-                } else {
-                    range.start
-                };
-                points = step.apply(origin, &points);
+                points = step.apply_in(range, &points);
             }
             out.push(Series::new(key, points));
         }

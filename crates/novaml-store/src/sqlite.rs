@@ -795,12 +795,7 @@ impl SqliteStore {
                 continue;
             }
             if let Some(step) = step {
-                let origin = if range.start == Timestamp::MIN {
-                    points[0].ts
-                } else {
-                    range.start
-                };
-                points = step.apply(origin, &points);
+                points = step.apply_in(range, &points);
             }
             out.push(Series::new(key, points));
         }
