@@ -507,41 +507,189 @@ impl Grouper {
         if let Some((inc, pk, _)) = self.open.take() {
             self.done.push((inc, pk));
         }
-        self.done
-            .into_iter()
-            .map(|(mut inc, pk)| {
-                inc.series = key.to_string();
-                inc.metric = key.name.clone();
-                inc.labels = key.labels.clone();
-                inc.peak_value = pk.value;
-                inc.baseline = pk.baseline;
-                inc.kind = IncidentType::classify(&pk.metric_name, pk.value >= pk.baseline);
-                inc.severity = Severity::from_score(inc.peak_score);
-                inc.severity_reason = "score".into();
-                for c in &pk.contributors {
-                    let name = c.metric.split('{').next().unwrap_or(&c.metric);
-                    if let Some((s, rule)) = severity.severity(name, c.value)
-                        && s > inc.severity
-                    {
-                        inc.severity = s;
-                        inc.severity_reason = rule.to_owned();
-                    }
+        complete(self.done, key, severity, suppressions, contributor_keys)
+    }
+
+    /// The incidents closed since the last call (taken) and the open one as it stands
+    /// (kept open), completed: what a stream reports after each batch of rows.
+    pub(crate) fn drain(
+        &mut self,
+        key: &SeriesKey,
+        severity: &SeverityRules,
+        suppressions: &[Suppression],
+    ) -> Vec<Incident> {
+        let mut out = std::mem::take(&mut self.done);
+        if let Some((inc, pk, _)) = &self.open {
+            out.push((inc.clone(), pk.clone()));
+        }
+        complete(out, key, severity, suppressions, &[])
+    }
+}
+
+/// Incidents with their peaks, completed with type, severity, actions and suppression.
+fn complete(
+    found: Vec<(Incident, Peak)>,
+    key: &SeriesKey,
+    severity: &SeverityRules,
+    suppressions: &[Suppression],
+    contributor_keys: &[SeriesKey],
+) -> Vec<Incident> {
+    found
+        .into_iter()
+        .map(|(mut inc, pk)| {
+            inc.series = key.to_string();
+            inc.metric = key.name.clone();
+            inc.labels = key.labels.clone();
+            inc.peak_value = pk.value;
+            inc.baseline = pk.baseline;
+            inc.kind = IncidentType::classify(&pk.metric_name, pk.value >= pk.baseline);
+            inc.severity = Severity::from_score(inc.peak_score);
+            inc.severity_reason = "score".into();
+            for c in &pk.contributors {
+                let name = c.metric.split('{').next().unwrap_or(&c.metric);
+                if let Some((s, rule)) = severity.severity(name, c.value)
+                    && s > inc.severity
+                {
+                    inc.severity = s;
+                    inc.severity_reason = rule.to_owned();
                 }
-                inc.actions = inc.kind.actions().to_vec();
-                inc.contributors = pk.contributors;
-                inc.detectors = pk.detectors;
-                inc.suppressed = suppressions
-                    .iter()
-                    .find(|w| {
-                        w.covers(key, inc.start, inc.end)
-                            || contributor_keys
-                                .iter()
-                                .any(|k| w.covers(k, inc.start, inc.end))
-                    })
-                    .map(|w| w.reason.clone());
-                inc
-            })
-            .collect()
+            }
+            inc.actions = inc.kind.actions().to_vec();
+            inc.contributors = pk.contributors;
+            inc.detectors = pk.detectors;
+            inc.suppressed = suppressions
+                .iter()
+                .find(|w| {
+                    w.covers(key, inc.start, inc.end)
+                        || contributor_keys
+                            .iter()
+                            .any(|k| w.covers(k, inc.start, inc.end))
+                })
+                .map(|w| w.reason.clone());
+            inc
+        })
+        .collect()
+}
+
+/// One series' detector kept between passes of a live job: it consumes only the points newer
+/// than the last one it saw, so a pass costs the new points, not a re-scored window.
+///
+/// Points at or before the newest consumed one arrive late (out of order) and are not scored: a
+/// streaming detector cannot go back. They are counted ([`Consumed::late`]) and stay in the store.
+/// Rows before `emit_after` are learned without being reported (a restart re-warms the detector
+/// over the history it had already reported, then reports only what is new).
+#[derive(Debug)]
+pub struct SeriesMonitor {
+    key: SeriesKey,
+    detector: StreamingDetector,
+    grouper: Grouper,
+    rows: usize,
+    last_ts: Option<i64>,
+    /// Rows learned before anything is reported (the baseline is still forming).
+    quiet: usize,
+    /// The timestamp of the first row reported on (row `quiet`).
+    warm_ts: Option<i64>,
+}
+
+/// What one [`SeriesMonitor::consume`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Consumed {
+    /// `(timestamp, score)` of every new row after `emit_after` (the reported score, as
+    /// [`detect`] sees it).
+    pub scores: Vec<(i64, f64)>,
+    /// Rows learned (reported or not).
+    pub rows: usize,
+    /// Points at or before the newest already consumed: not scored.
+    pub late: usize,
+}
+
+impl SeriesMonitor {
+    /// A fresh detector for `key`.
+    pub fn new(key: SeriesKey, cfg: &DetectConfig) -> Self {
+        Self {
+            key,
+            detector: StreamingDetector::new(cfg.params.clone()),
+            grouper: Grouper::new(cfg.threshold, cfg.merge_gap),
+            rows: 0,
+            last_ts: None,
+            quiet: 0,
+            warm_ts: None,
+        }
+    }
+
+    /// Reports nothing (scores, incidents) on the first `rows` rows.
+    pub fn quiet_for(mut self, rows: usize) -> Self {
+        self.quiet = rows;
+        self
+    }
+
+    /// The series.
+    pub fn key(&self) -> &SeriesKey {
+        &self.key
+    }
+
+    /// The newest timestamp consumed.
+    pub fn last_ts(&self) -> Option<i64> {
+        self.last_ts
+    }
+
+    /// Rows consumed so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The last row's score before suppression (the series' current anomaly score).
+    pub fn likelihood(&self) -> f64 {
+        self.detector.likelihood()
+    }
+
+    /// Consumes time-ordered `(timestamp, value)` points; those at or before the newest already
+    /// consumed are late and skipped. Scores are reported for rows after `emit_after`; incidents
+    /// are grouped over every row, as [`detect`] groups them (the threshold is `threshold`).
+    pub fn consume(&mut self, points: &[(i64, f64)], threshold: f64, emit_after: i64) -> Consumed {
+        let mut out = Consumed::default();
+        self.grouper.threshold = threshold;
+        for &(t, x) in points {
+            if self.last_ts.is_some_and(|l| t <= l) {
+                out.late += 1;
+                continue;
+            }
+            let d = &mut self.detector;
+            let score = d.update(x);
+            let key = &self.key;
+            self.grouper.push(self.rows, t, score, d.likelihood(), || {
+                let dev = d.deviation();
+                Peak {
+                    metric_name: key.name.clone(),
+                    value: x,
+                    baseline: dev.baseline_median,
+                    contributors: vec![Contributor::new(key, &dev)],
+                    detectors: d.members().collect(),
+                }
+            });
+            if self.rows == self.quiet {
+                self.warm_ts = Some(t);
+            }
+            if self.rows >= self.quiet && t > emit_after {
+                out.scores.push((t, score));
+            }
+            self.rows += 1;
+            self.last_ts = Some(t);
+            out.rows += 1;
+        }
+        out
+    }
+
+    /// Incidents closed since the last call, and the open one as it stands (reported again,
+    /// with its end moved on, until it closes; the incident log merges re-reports).
+    pub fn incidents(&mut self, cfg: &DetectConfig) -> Vec<Incident> {
+        let found = self
+            .grouper
+            .drain(&self.key, &cfg.severity, &cfg.suppressions);
+        match self.warm_ts {
+            Some(warm) => found.into_iter().filter(|i| i.start >= warm).collect(),
+            None => Vec::new(),
+        }
     }
 }
 
@@ -604,6 +752,64 @@ mod tests {
         assert_eq!(i.kind, IncidentType::LatencySpike);
         assert_eq!(i.severity, Severity::Critical, "a new extreme");
         assert!(!i.actions.is_empty());
+    }
+
+    #[test]
+    fn a_monitor_fed_in_pieces_reports_what_one_pass_over_the_whole_reports() {
+        let mut v = novaml_testing::generators::seasonal(9, 3_000, 288, 0.5);
+        for x in &mut v[2_000..2_006] {
+            *x += 30.0;
+        }
+        for x in &mut v[2_700..2_760] {
+            *x -= 25.0;
+        }
+        let ts: Vec<i64> = (0..3_000).map(|i| i * 300_000).collect();
+        let params = StreamingParams::default().check().expect("valid");
+        let key = SeriesKey::new("vm_cpu_usage_percent").expect("valid");
+        let cfg = DetectConfig::new(params);
+        let (whole, last) = detect_series(&key, &ts, &v, &cfg);
+        assert!(whole.len() >= 2, "{whole:#?}");
+        let mut m = SeriesMonitor::new(key.clone(), &cfg);
+        let pts: Vec<(i64, f64)> = ts.iter().copied().zip(v.iter().copied()).collect();
+        let mut incidents: Vec<Incident> = Vec::new();
+        let mut scores = Vec::new();
+        // Uneven pieces, each overlapping the last: the overlap is late and skipped.
+        let mut at = 0;
+        for (i, len) in [7usize, 300, 1, 999, 50, 1_200, 443]
+            .iter()
+            .cycle()
+            .enumerate()
+        {
+            if at >= pts.len() {
+                break;
+            }
+            let from = at.saturating_sub(if i % 2 == 1 { 5 } else { 0 });
+            let to = (at + len).min(pts.len());
+            let c = m.consume(&pts[from..to], cfg.threshold, 1_000 * 300_000);
+            assert_eq!(c.late, at - from, "the overlap is late");
+            scores.extend(c.scores);
+            for inc in m.incidents(&cfg) {
+                // A re-report of the open incident replaces the earlier one (as the log merges).
+                match incidents.iter_mut().find(|j| j.start == inc.start) {
+                    Some(j) => *j = inc,
+                    None => incidents.push(inc),
+                }
+            }
+            at = to;
+        }
+        assert_eq!(m.rows(), 3_000);
+        assert_eq!(m.likelihood(), last);
+        assert_eq!(scores.len(), 1_999, "scores after emit_after only");
+        assert_eq!(scores[0].0, 1_001 * 300_000);
+        let key_of = |i: &Incident| (i.start, i.end, i.kind, i.severity, i.peak_at);
+        assert_eq!(
+            incidents.iter().map(key_of).collect::<Vec<_>>(),
+            whole.iter().map(key_of).collect::<Vec<_>>()
+        );
+        let again = StreamingDetector::score_series(cfg.params.clone(), &v);
+        for (t, s) in &scores {
+            assert_eq!(*s, again[(*t / 300_000) as usize], "row {t}");
+        }
     }
 
     #[test]

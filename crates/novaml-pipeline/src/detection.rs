@@ -2,24 +2,37 @@
 //! it shares with the one-shot `novaml detect` (recording incidents in the incident log,
 //! delivering alerts for the new ones, the thresholds operator feedback calls for).
 //!
-//! Every `interval`, each stored series' recent history is scored, `novaml_anomaly_score` is set
-//! to its latest row's score, new incidents go to the incident log (re-detections merge) and,
-//! when receivers are configured, out as alerts. Each pass re-scores a trailing window instead of
-//! keeping detector state between passes: the store is the state, so a restart, a late point or
-//! a retention cut cannot desynchronise a detector from the data, and a pass over ~100 series ×
-//! 3,000 rows takes a few hundred ms.
+//! Every `interval`, each series' detector ([`SeriesMonitor`], kept between passes) consumes
+//! the points that arrived since the last pass, and only those: `novaml_anomaly_score` on
+//! `/metrics` is set to its latest row's score, new incidents go to the incident log
+//! (re-detections merge) and, when receivers are configured, out as alerts. With a remote store
+//! every new row's score is written back to the TSDB as `novaml_anomaly_score{metric=…, …}` at
+//! the row's timestamp, for Grafana and vmalert.
+//!
+//! **Checkpoints.** After a pass has reported (scores written back, incidents recorded), each
+//! series' newest scored timestamp is saved in the state file. After a restart the detectors
+//! are rebuilt from the store's history (the latest `max_rows` within `lookback`), learning the
+//! rows at or before their checkpoint silently and reporting only the later ones: nothing within
+//! the lookback is skipped, nothing is reported twice. (A crash between the write-back and the
+//! checkpoint re-sends those scores at the same timestamps, where the TSDB keeps one; the
+//! incident log merges a re-recorded incident.) Points down for longer than `lookback` are not
+//! scored.
+//!
+//! **Late points.** A point at or before its series' newest consumed point is not scored (a
+//! streaming detector cannot go back); it stays in the store. A series first seen mid-run is
+//! warmed up on what arrives from then on.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use novaml_anomaly::alert::{WebhookEvent, to_alertmanager};
 use novaml_anomaly::feedback::Summary;
-use novaml_anomaly::incident::{DetectConfig, Incident, detect_series};
+use novaml_anomaly::incident::{DetectConfig, Incident, SeriesMonitor};
 use novaml_anomaly::metrics::AnomalyMetrics;
 use novaml_core::time::now_ms;
-use novaml_core::{MetricStore, Selector, TimeRange};
-use novaml_store::MetricsAt;
+use novaml_core::{Batch, MetricStore, Point, Selector, Series, SeriesKey, TimeRange};
 use novaml_store::incidents::{IncidentLog, NewIncident, Recorded};
+use novaml_store::{AnyStore, MetricsAt};
 use tracing::{info, warn};
 
 use crate::PipelineError;
@@ -84,6 +97,20 @@ pub async fn deliver(
     notifier.deliver(&am, &ev).await
 }
 
+/// The written-back scores of one series: `novaml_anomaly_score` with its labels and the label
+/// `metric` (a label of that name is exported as `exported_metric`, as on `/metrics`).
+fn score_series(key: &SeriesKey, scores: &[(i64, f64)]) -> Series {
+    let mut k = SeriesKey {
+        name: SCORE_METRIC.into(),
+        labels: key.labels.clone(),
+    };
+    if let Some(v) = k.labels.remove("metric") {
+        k.labels.insert("exported_metric".into(), v);
+    }
+    k.labels.insert("metric".into(), key.name.clone());
+    Series::new(k, scores.iter().map(|&(t, v)| Point::new(t, v)).collect())
+}
+
 /// The live detection job.
 pub(crate) struct Detection {
     /// Where the metrics are read.
@@ -103,6 +130,19 @@ pub(crate) struct Detection {
     pub(crate) config: DetectConfig,
     /// Where the API serves incidents (for alert links).
     pub(crate) base_url: String,
+    /// The detectors, kept between passes, and the checkpoints they resumed from.
+    pub(crate) monitors: Mutex<Monitors>,
+}
+
+/// The name scores are written back under (and never scored themselves).
+pub const SCORE_METRIC: &str = "novaml_anomaly_score";
+
+/// Detectors between passes.
+#[derive(Debug, Default)]
+pub(crate) struct Monitors {
+    by_series: std::collections::HashMap<SeriesKey, SeriesMonitor>,
+    /// Loaded at the first pass: where each series' reporting stopped before this process.
+    resumed: Option<std::collections::HashMap<String, i64>>,
 }
 
 /// What one pass found.
@@ -120,11 +160,29 @@ impl Detection {
             .map_err(|_| PipelineError::Task("incident log lock poisoned".into()))
     }
 
-    /// One pass over the store (blocking: SQLite and the detectors).
+    /// One pass over the store (blocking: SQLite and the detectors): the points since the last
+    /// pass, scored, reported, checkpointed.
     pub(crate) fn pass(&self) -> Result<Pass, PipelineError> {
-        let store = self.store.open()?;
+        let mut store = self.store.open()?;
         let now = now_ms();
-        let range = TimeRange::new(now - self.lookback.as_millis() as i64, now + 60_000)?;
+        let mut monitors = self
+            .monitors
+            .lock()
+            .map_err(|_| PipelineError::Task("detector lock poisoned".into()))?;
+        let monitors = &mut *monitors;
+        if monitors.resumed.is_none() {
+            monitors.resumed = Some(self.lock()?.checkpoints()?);
+        }
+        let lookback_start = now - self.lookback.as_millis() as i64;
+        // Only what is newer than every detector's last point, once all are running.
+        let start = monitors
+            .by_series
+            .values()
+            .filter_map(SeriesMonitor::last_ts)
+            .min()
+            .filter(|_| !monitors.by_series.is_empty())
+            .map_or(lookback_start, |t| (t + 1).max(lookback_start));
+        let range = TimeRange::new(start, now + 60_000)?;
         let all = store.query(&Selector::all(), range, None)?;
         let thresholds = feedback(&*self.lock()?)?.thresholds;
         let mut out = Pass {
@@ -133,30 +191,76 @@ impl Detection {
             recorded: Vec::new(),
         };
         let mut found = Vec::new();
+        let mut scores = Vec::new();
+        let mut checkpoints = Vec::new();
         for s in all {
             // By default our own series: the simulator's ground truth and self-metrics.
             if !self.shard.owns(&s.key)
+                || s.key.name == SCORE_METRIC
                 || self
                     .exclude
                     .iter()
                     .any(|p| s.key.name.starts_with(p.as_str()))
-                || s.points.len() <= WARMUP_ROWS
             {
                 continue;
             }
-            let points = &s.points[s.points.len().saturating_sub(self.max_rows)..];
-            let ts: Vec<i64> = points.iter().map(|p| p.ts).collect();
-            let vs: Vec<f64> = points.iter().map(|p| p.value).collect();
+            let series = s.key.to_string();
+            let resumed = monitors
+                .resumed
+                .as_ref()
+                .and_then(|r| r.get(&series).copied())
+                .unwrap_or(i64::MIN);
+            let fresh = !monitors.by_series.contains_key(&s.key);
+            let m = monitors.by_series.entry(s.key.clone()).or_insert_with(|| {
+                SeriesMonitor::new(s.key.clone(), &self.config).quiet_for(WARMUP_ROWS)
+            });
+            // A new detector learns from the latest `max_rows` only.
+            let from = if fresh {
+                s.points.len().saturating_sub(self.max_rows)
+            } else {
+                0
+            };
+            // The read starts at the oldest detector's last point: the others skip what they saw.
+            let seen = m.last_ts().unwrap_or(i64::MIN);
+            let points: Vec<(i64, f64)> = s.points[from..]
+                .iter()
+                .filter(|p| p.ts > seen)
+                .map(|p| (p.ts, p.value))
+                .collect();
             let mut cfg = self.config.clone();
-            cfg.threshold = cfg.threshold.max(thresholds.for_series(&s.key.to_string()));
-            let (incidents, last) = detect_series(&s.key, &ts, &vs, &cfg);
-            self.metrics.set_score(&s.key.name, &s.key.labels, last);
+            cfg.threshold = cfg.threshold.max(thresholds.for_series(&series));
+            let c = m.consume(&points, cfg.threshold, resumed);
+            if c.rows == 0 {
+                continue;
+            }
+            self.metrics
+                .set_score(&s.key.name, &s.key.labels, m.likelihood());
             out.series += 1;
-            out.rows += points.len();
-            let warm = ts[WARMUP_ROWS];
-            found.extend(incidents.into_iter().filter(|i| i.start >= warm));
+            out.rows += c.rows;
+            if !c.scores.is_empty() {
+                scores.push(score_series(&s.key, &c.scores));
+            }
+            found.extend(m.incidents(&cfg).into_iter().filter(|i| i.end > resumed));
+            if let Some(t) = m.last_ts() {
+                checkpoints.push((series, t));
+            }
+        }
+        // Report, then checkpoint: a failure before the checkpoint reports again, never skips.
+        if let AnyStore::Remote(remote) = &mut store
+            && !scores.is_empty()
+        {
+            remote.write(&Batch {
+                source: "novaml_detection".into(),
+                series: scores,
+                cursor: None,
+            })?;
         }
         let recorded = record(&mut *self.lock()?, &found, now)?;
+        self.lock()?.save_checkpoints(&checkpoints)?;
+        // Detectors of series gone for longer than the lookback are dropped.
+        monitors
+            .by_series
+            .retain(|_, m| m.last_ts().is_some_and(|t| t >= lookback_start));
         for (inc, r) in found.into_iter().zip(recorded) {
             if matches!(r, Recorded::New(_)) {
                 self.metrics.count_incident(&inc);

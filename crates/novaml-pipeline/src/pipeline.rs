@@ -349,6 +349,7 @@ impl Pipeline {
                 exclude: settings.exclude,
                 config: settings.config,
                 base_url: base_url.clone(),
+                monitors: Default::default(),
             });
             spawn(
                 Every {

@@ -31,6 +31,10 @@ CREATE TABLE IF NOT EXISTS incident (
 );
 CREATE INDEX IF NOT EXISTS incident_series ON incident (series, kind, start_ts);
 CREATE INDEX IF NOT EXISTS incident_start ON incident (start_ts);
+CREATE TABLE IF NOT EXISTS detector_checkpoint (
+    series TEXT PRIMARY KEY,
+    scored_until INTEGER NOT NULL
+);
 ";
 
 /// An incident to record.
@@ -253,6 +257,43 @@ impl IncidentLog {
         Ok(out)
     }
 
+    /// Live detection's checkpoints: per series (Prometheus notation), the newest timestamp
+    /// whose score and incidents were reported.
+    pub fn checkpoints(&self) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT series, scored_until FROM detector_checkpoint")
+            .map_err(StoreError::sqlite("reading checkpoints"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(StoreError::sqlite("reading checkpoints"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(StoreError::sqlite("reading checkpoints"))
+    }
+
+    /// Saves checkpoints, all or none; a checkpoint never moves back.
+    pub fn save_checkpoints(&mut self, at: &[(String, i64)]) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(StoreError::sqlite("starting a transaction"))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO detector_checkpoint (series, scored_until) VALUES (?1, ?2)
+                     ON CONFLICT (series) DO UPDATE
+                     SET scored_until = max(scored_until, excluded.scored_until)",
+                )
+                .map_err(StoreError::sqlite("saving checkpoints"))?;
+            for (series, ts) in at {
+                stmt.execute(params![series, ts])
+                    .map_err(StoreError::sqlite("saving checkpoints"))?;
+            }
+        }
+        tx.commit()
+            .map_err(StoreError::sqlite("committing checkpoints"))
+    }
+
     /// One incident.
     pub fn get(&self, id: i64) -> Result<Option<IncidentRecord>, StoreError> {
         self.conn
@@ -420,6 +461,18 @@ mod tests {
         ));
         assert_eq!(log.count().expect("ok"), 3);
         assert_eq!(log.labelled().expect("ok").len(), 1);
+    }
+
+    #[test]
+    fn checkpoints_save_together_and_never_move_back() {
+        let mut log = IncidentLog::in_memory().expect("opens");
+        assert!(log.checkpoints().expect("ok").is_empty());
+        log.save_checkpoints(&[("a".into(), 10), ("b".into(), 20)])
+            .expect("ok");
+        log.save_checkpoints(&[("a".into(), 30), ("b".into(), 5)])
+            .expect("ok");
+        let got = log.checkpoints().expect("ok");
+        assert_eq!((got["a"], got["b"], got.len()), (30, 20, 2));
     }
 
     #[test]

@@ -381,3 +381,153 @@ fn three_shards_score_every_series_exactly_once() {
         assert!(p.wait_exit(Duration::from_secs(30)).success());
     }
 }
+
+/// Incremental detection with checkpoints: scores are written back to VictoriaMetrics at the
+/// rows' own timestamps; after `kill -9` and more data, a restarted worker scores exactly the
+/// rows it had not (no gap), and opens no incident a second time.
+#[test]
+fn a_killed_worker_resumes_from_its_checkpoint_without_gaps_or_repeated_incidents() {
+    use novaml_core::{Batch, MetricStore, Point, Selector, Series, SeriesKey, TimeRange};
+    let vm = novaml_testing::services::Service::victoria_metrics();
+    let mut store = novaml_store::RemoteStore::connect(novaml_store::RemoteConfig::new(vm.url()))
+        .expect("connect");
+    let step = 60_000;
+    let end = novaml_core::time::now_ms() / step * step;
+    let n_series = 4;
+    let value = |i: usize, m: i64| {
+        let daily = ((m as f64 / 1_440.0) + i as f64 / 7.0) * std::f64::consts::TAU;
+        // A fixed pseudo-random wiggle, and a spike on every series 200 minutes before the end
+        // of the first part.
+        let wiggle = ((m * 7_919 + i as i64 * 104_729) % 1_000) as f64 / 1_000.0;
+        let spike = if (1_240..1_246).contains(&m) {
+            60.0
+        } else {
+            0.0
+        };
+        40.0 + 15.0 * daily.sin() + 2.0 * wiggle + spike
+    };
+    let key = |i: usize| {
+        SeriesKey::new("vm_net_rx_mbps")
+            .and_then(|k| k.with_label("vm", format!("vm-{i}")))
+            .expect("key")
+    };
+    // Minutes 0..1440 end 60 minutes before now; minutes 1440..1470 come while the worker is down.
+    let first = end - 1_500 * step;
+    let write = |store: &mut novaml_store::RemoteStore, minutes: std::ops::Range<i64>| {
+        let series = (0..n_series)
+            .map(|i| {
+                let points = minutes
+                    .clone()
+                    .map(|m| Point::new(first + m * step, value(i, m)))
+                    .collect();
+                Series::new(key(i), points)
+            })
+            .collect();
+        store
+            .write(&Batch {
+                source: "test".into(),
+                series,
+                cursor: None,
+            })
+            .expect("write");
+        store.flush().expect("flush");
+    };
+    write(&mut store, 0..1_440);
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("novaml.toml"),
+        format!(
+            "[store]\nkind = \"remote\"\nurl = \"{}\"\npath = \"data/novaml.db\"\n\n[detect]\nenabled = true\ninterval = \"1s\"\n",
+            vm.url()
+        ),
+    )
+    .expect("config");
+    let log = dir.path().join("serve.log");
+    let start = |log: &std::path::Path| {
+        let listen = format!("127.0.0.1:{}", free_port());
+        spawn_novaml(
+            &["serve", "--config", "novaml.toml", "--listen", &listen],
+            dir.path(),
+            log,
+        )
+    };
+    // Every series' written-back score timestamps.
+    let scored = |store: &novaml_store::RemoteStore| -> Vec<Vec<i64>> {
+        let _ = store.flush();
+        let sel: Selector = "novaml_anomaly_score".parse().expect("selector");
+        let mut found = store
+            .query(&sel, TimeRange::all(), None)
+            .unwrap_or_default();
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        found.iter().map(Series::timestamps).collect()
+    };
+    let upto = |minute: i64| {
+        let want = first + (minute - 1) * step;
+        move |s: &[Vec<i64>]| s.len() == n_series && s.iter().all(|t| t.last() == Some(&want))
+    };
+    let mut worker = start(&log);
+    let dump = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("scores up to the last row", Duration::from_secs(60), || {
+        upto(1_440)(&scored(&store))
+    });
+    let db = dir.path().join("data/novaml.db");
+    let incidents = || {
+        novaml_store::incidents::IncidentLog::open(&db)
+            .and_then(|l| l.count())
+            .expect("incident log")
+    };
+    wait_for("the spikes' incidents", Duration::from_secs(30), || {
+        incidents() >= n_series
+    });
+    let before = incidents();
+    worker.signal("KILL");
+    worker.wait_exit(Duration::from_secs(10));
+    // Rows VictoriaMetrics took by remote write: the restarted worker must send only the new
+    // rows' scores (a detector re-warmed without its checkpoint would resend ~1,200 per series).
+    let ingested = || {
+        http_get(vm.port, "/metrics")
+            .and_then(|(_, b)| {
+                b.lines()
+                    .find(|l| l.starts_with("vm_rows_inserted_total{type=\"promremotewrite\"}"))
+                    .and_then(|l| l.split_whitespace().last())
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+            .expect("VictoriaMetrics counts its rows")
+    };
+    let rows_before = ingested();
+    write(&mut store, 1_440..1_470);
+    let mut worker = start(&log);
+    wait_for(
+        "scores of the rows that came while it was down",
+        Duration::from_secs(60),
+        || upto(1_470)(&scored(&store)),
+    );
+    // Every row after the warm-up has its score, once: the timestamps are the rows'.
+    for (i, ts) in scored(&store).iter().enumerate() {
+        let first_scored = ts[0];
+        let want: Vec<i64> = (0..1_470)
+            .map(|m| first + m * step)
+            .filter(|&t| t >= first_scored)
+            .collect();
+        assert_eq!(ts, &want, "series {i}: a gap or a stray score\n{}", dump());
+        assert_eq!(
+            first_scored,
+            first + 250 * step,
+            "scored after the 250-row warm-up"
+        );
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(incidents(), before, "no incident opened again\n{}", dump());
+    assert_eq!(
+        ingested() - rows_before,
+        2 * 30 * n_series as u64,
+        "the new rows and their scores, nothing resent\n{}",
+        dump()
+    );
+    worker.signal("TERM");
+    assert!(
+        worker.wait_exit(Duration::from_secs(30)).success(),
+        "{}",
+        dump()
+    );
+}
