@@ -147,6 +147,51 @@ impl Service {
     }
 }
 
+impl Service {
+    /// An Alertmanager (Debian's `prometheus-alertmanager`) routing everything to a receiver
+    /// that sends nothing; its API lists what it received.
+    pub fn alertmanager() -> Self {
+        Self::start(
+            "prometheus-alertmanager",
+            |port, data| {
+                let config = format!("{data}/am.yml");
+                std::fs::write(
+                    &config,
+                    "route:\n  receiver: none\nreceivers:\n  - name: none\n",
+                )
+                .expect("am.yml written");
+                vec![
+                    format!("--config.file={config}"),
+                    format!("--storage.path={data}/am"),
+                    format!("--web.listen-address=127.0.0.1:{port}"),
+                    "--cluster.listen-address=".into(),
+                ]
+            },
+            "/-/ready",
+        )
+    }
+
+    /// A `vmalert` evaluating `rules` every second over `datasource`, notifying `notifier`.
+    pub fn vmalert(rules: &std::path::Path, datasource: &str, notifier: &str) -> Self {
+        let rules = rules.display().to_string();
+        let (datasource, notifier) = (datasource.to_owned(), notifier.to_owned());
+        Self::start(
+            "vmalert",
+            move |port, _| {
+                vec![
+                    format!("-rule={rules}"),
+                    format!("-datasource.url={datasource}"),
+                    format!("-notifier.url={notifier}"),
+                    "-evaluationInterval=1s".into(),
+                    format!("-httpListenAddr=127.0.0.1:{port}"),
+                    "-loggerLevel=ERROR".into(),
+                ]
+            },
+            "/health",
+        )
+    }
+}
+
 fn tail(log: &str) -> &str {
     let start = log.len().saturating_sub(2_000);
     let start = (start..log.len())

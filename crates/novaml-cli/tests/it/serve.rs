@@ -531,3 +531,100 @@ fn a_killed_worker_resumes_from_its_checkpoint_without_gaps_or_repeated_incident
         dump()
     );
 }
+
+/// The shipped vmalert rules (dashboards/grafana/vmalert.yml) on the scores a worker writes back:
+/// a real vmalert over VictoriaMetrics fires for the series with a recent spike, for it only,
+/// and a real Alertmanager receives the alert with the series' labels.
+#[test]
+fn vmalert_fires_on_written_back_scores_and_alertmanager_receives_it() {
+    use novaml_core::{Batch, MetricStore, Point, Series, SeriesKey};
+    let vm = novaml_testing::services::Service::victoria_metrics();
+    let am = novaml_testing::services::Service::alertmanager();
+    let mut store = novaml_store::RemoteStore::connect(novaml_store::RemoteConfig::new(vm.url()))
+        .expect("connect");
+    let step = 60_000;
+    let end = novaml_core::time::now_ms() / step * step;
+    // A day and a half of a minute-step daily cycle, up to now; vm-0 spikes 8 to 4 minutes ago.
+    let rows = 2_160i64;
+    let series = (0..3)
+        .map(|i| {
+            let key = SeriesKey::new("vm_disk_io_mbps")
+                .and_then(|k| k.with_label("vm", format!("vm-{i}")))
+                .expect("key");
+            let points = (0..rows)
+                .map(|m| {
+                    let t = end - (rows - 1 - m) * step;
+                    let daily = (m as f64 / 1_440.0 + i as f64 / 5.0) * std::f64::consts::TAU;
+                    let wiggle = ((m * 7_919 + i as i64 * 104_729) % 1_000) as f64 / 1_000.0;
+                    let spike = if i == 0 && (rows - 9..rows - 4).contains(&m) {
+                        80.0
+                    } else {
+                        0.0
+                    };
+                    Point::new(t, 30.0 + 10.0 * daily.sin() + wiggle + spike)
+                })
+                .collect();
+            Series::new(key, points)
+        })
+        .collect();
+    store
+        .write(&Batch {
+            source: "test".into(),
+            series,
+            cursor: None,
+        })
+        .expect("write");
+    store.flush().expect("flush");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("novaml.toml"),
+        format!(
+            "[store]\nkind = \"remote\"\nurl = \"{}\"\npath = \"data/novaml.db\"\n\n[detect]\nenabled = true\ninterval = \"1s\"\n",
+            vm.url()
+        ),
+    )
+    .expect("config");
+    let log = dir.path().join("serve.log");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut worker = spawn_novaml(
+        &["serve", "--config", "novaml.toml", "--listen", &listen],
+        dir.path(),
+        &log,
+    );
+    let rules = novaml_testing::repo_root().join("dashboards/grafana/vmalert.yml");
+    let vmalert = novaml_testing::services::Service::vmalert(&rules, &vm.url(), &am.url());
+    let dump = || std::fs::read_to_string(&log).unwrap_or_default();
+    // vmalert's own view, then what reached Alertmanager.
+    let alerts = |port: u16, path: &str| -> String {
+        http_get(port, path).map(|(_, b)| b).unwrap_or_default()
+    };
+    wait_for("the alert in Alertmanager", Duration::from_secs(90), || {
+        let _ = store.flush();
+        alerts(am.port, "/api/v2/alerts").contains("NovamlSeriesAnomalous")
+    });
+    // A few more evaluations: an alert for another series would have come by now.
+    std::thread::sleep(Duration::from_secs(3));
+    let received: serde_json::Value =
+        serde_json::from_str(&alerts(am.port, "/api/v2/alerts")).expect("json");
+    let anomalous: Vec<(String, String)> = received
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|a| a["labels"]["alertname"] == "NovamlSeriesAnomalous")
+        .map(|a| {
+            (
+                a["labels"]["vm"].as_str().unwrap_or("").to_owned(),
+                a["labels"]["metric"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        anomalous,
+        vec![("vm-0".to_owned(), "vm_disk_io_mbps".to_owned())],
+        "only the spiked series, with its labels\nvmalert: {}\n{}",
+        alerts(vmalert.port, "/api/v1/alerts"),
+        dump()
+    );
+    worker.signal("TERM");
+    assert!(worker.wait_exit(Duration::from_secs(30)).success());
+}
