@@ -3,6 +3,7 @@
 
 mod cli;
 mod demo;
+mod deploy;
 mod env;
 mod grafana;
 mod predict;
