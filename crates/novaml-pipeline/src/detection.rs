@@ -19,8 +19,9 @@
 //! scored.
 //!
 //! **Late points.** A point at or before its series' newest consumed point is not scored (a
-//! streaming detector cannot go back); it stays in the store. A series first seen mid-run is
-//! warmed up on what arrives from then on.
+//! streaming detector cannot go back); it stays in the store. A series that appears
+//! mid-run (in the store's list of series) is read from the lookback's start once, so its
+//! history warms its detector.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -143,6 +144,9 @@ pub(crate) struct Monitors {
     by_series: std::collections::HashMap<SeriesKey, SeriesMonitor>,
     /// Loaded at the first pass: where each series' reporting stopped before this process.
     resumed: Option<std::collections::HashMap<String, i64>>,
+    /// Series listed by the store with no points in the lookback: not read again until a new
+    /// point of theirs turns up in a pass.
+    idle: std::collections::HashSet<SeriesKey>,
 }
 
 /// What one pass found.
@@ -183,7 +187,48 @@ impl Detection {
             .filter(|_| !monitors.by_series.is_empty())
             .map_or(lookback_start, |t| (t + 1).max(lookback_start));
         let range = TimeRange::new(start, now + 60_000)?;
-        let all = store.query(&Selector::all(), range, None)?;
+        // By default our own series are left out: the simulator's ground truth and self-metrics.
+        let wanted = |key: &SeriesKey| {
+            self.shard.owns(key)
+                && key.name != SCORE_METRIC
+                && !self
+                    .exclude
+                    .iter()
+                    .any(|p| key.name.starts_with(p.as_str()))
+        };
+        let mut all = store.query(&Selector::all(), range, None)?;
+        all.retain(|s| wanted(&s.key));
+        // A series the store has and no detector yet (a new VM, a source that started late or
+        // backfilled) is read from the lookback's start, as at the first pass: its history
+        // warms its detector.
+        if start > lookback_start {
+            let history = TimeRange::new(lookback_start, now + 60_000)?;
+            let at: std::collections::HashMap<SeriesKey, usize> = all
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.key.clone(), i))
+                .collect();
+            for key in store.keys(history)? {
+                if !wanted(&key)
+                    || monitors.by_series.contains_key(&key)
+                    || (monitors.idle.contains(&key) && !at.contains_key(&key))
+                {
+                    continue;
+                }
+                match store.query_key(&key, history, None)? {
+                    Some(full) => {
+                        monitors.idle.remove(&key);
+                        match at.get(&key) {
+                            Some(&i) => all[i] = full,
+                            None => all.push(full),
+                        }
+                    }
+                    None => {
+                        monitors.idle.insert(key);
+                    }
+                }
+            }
+        }
         let thresholds = feedback(&*self.lock()?)?.thresholds;
         let mut out = Pass {
             series: 0,
@@ -194,16 +239,6 @@ impl Detection {
         let mut scores = Vec::new();
         let mut checkpoints = Vec::new();
         for s in all {
-            // By default our own series: the simulator's ground truth and self-metrics.
-            if !self.shard.owns(&s.key)
-                || s.key.name == SCORE_METRIC
-                || self
-                    .exclude
-                    .iter()
-                    .any(|p| s.key.name.starts_with(p.as_str()))
-            {
-                continue;
-            }
             let series = s.key.to_string();
             let resumed = monitors
                 .resumed

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use novaml_core::{Batch, MetricStore, Selector, Series, StepSpec, TimeRange, Timestamp};
+use novaml_core::{
+    Batch, MetricStore, Selector, Series, SeriesKey, StepSpec, TimeRange, Timestamp,
+};
 
 use crate::{RemoteConfig, RemoteStore, SqliteStore, StoreError};
 
@@ -59,6 +61,14 @@ impl AnyStore {
                     .map_err(|e| StoreError::InvalidInput(e.to_string()))?;
                 Ok(s.series(&Selector::all(), range)?.len() as u64)
             }
+        }
+    }
+
+    /// The keys of the series in the store (a remote one: those with a sample in `range`).
+    pub fn keys(&self, range: TimeRange) -> Result<Vec<SeriesKey>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.keys(),
+            Self::Remote(s) => s.series(&Selector::all(), range),
         }
     }
 

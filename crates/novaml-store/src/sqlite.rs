@@ -616,6 +616,18 @@ impl SqliteStore {
         Ok(out)
     }
 
+    /// Every series' key (with or without points), in the order they were created.
+    pub fn keys(&self) -> Result<Vec<SeriesKey>, StoreError> {
+        self.refresh_cache()?;
+        Ok(self
+            .cache
+            .borrow()
+            .keys
+            .iter()
+            .map(|(_, k)| k.clone())
+            .collect())
+    }
+
     /// Number of series in the store.
     pub fn series_count(&self) -> Result<u64, StoreError> {
         self.refresh_cache()?;

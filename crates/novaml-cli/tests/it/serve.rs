@@ -628,3 +628,93 @@ fn vmalert_fires_on_written_back_scores_and_alertmanager_receives_it() {
     worker.signal("TERM");
     assert!(worker.wait_exit(Duration::from_secs(30)).success());
 }
+
+/// A series that appears while the worker runs, with history behind it (a new source, a
+/// backfill), is read from the lookback's start: its history warms its detector, and an
+/// incident in that history is found.
+#[test]
+fn a_series_that_appears_mid_run_is_read_with_its_history() {
+    use novaml_core::{Batch, MetricStore, Point, Series, SeriesKey};
+    let vm = novaml_testing::services::Service::victoria_metrics();
+    let mut store = novaml_store::RemoteStore::connect(novaml_store::RemoteConfig::new(vm.url()))
+        .expect("connect");
+    let step = 60_000;
+    let end = novaml_core::time::now_ms() / step * step;
+    let series = |name: &str, spike: bool| {
+        let key = SeriesKey::new(name).expect("key");
+        let points = (0..1_440i64)
+            .map(|m| {
+                let daily = (m as f64 / 1_440.0) * std::f64::consts::TAU;
+                let wiggle = ((m * 7_919) % 1_000) as f64 / 1_000.0;
+                let bump = if spike && (900..906).contains(&m) {
+                    70.0
+                } else {
+                    0.0
+                };
+                Point::new(
+                    end - (1_439 - m) * step,
+                    20.0 + 5.0 * daily.sin() + wiggle + bump,
+                )
+            })
+            .collect();
+        Series::new(key, points)
+    };
+    let mut write = |s: Series| {
+        store
+            .write(&Batch {
+                source: "test".into(),
+                series: vec![s],
+                cursor: None,
+            })
+            .expect("write");
+        store.flush().expect("flush");
+    };
+    write(series("vm_first", false));
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("novaml.toml"),
+        format!(
+            "[store]\nkind = \"remote\"\nurl = \"{}\"\npath = \"data/novaml.db\"\n\n[detect]\nenabled = true\ninterval = \"1s\"\n",
+            vm.url()
+        ),
+    )
+    .expect("config");
+    let log = dir.path().join("serve.log");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut worker = spawn_novaml(
+        &["serve", "--config", "novaml.toml", "--listen", &listen],
+        dir.path(),
+        &log,
+    );
+    let dump = || std::fs::read_to_string(&log).unwrap_or_default();
+    let passes = || {
+        http_get(port, "/metrics")
+            .and_then(|(_, b)| {
+                b.lines()
+                    .find(|l| l.starts_with("novaml_anomaly_detection_runs_total"))
+                    .and_then(|l| l.split_whitespace().last())
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+            .unwrap_or(0.0)
+    };
+    wait_for(
+        "two passes over the first series",
+        Duration::from_secs(30),
+        || passes() >= 2.0,
+    );
+    // The second series arrives with a day of history (no point newer than the first series'
+    // last) and a spike nine hours ago: found in the store's list of series, read whole.
+    write(series("vm_second", true));
+    wait_for(
+        "the incident in its history",
+        Duration::from_secs(30),
+        || http_get(port, "/api/incidents?limit=10").is_some_and(|(_, b)| b.contains("vm_second")),
+    );
+    worker.signal("TERM");
+    assert!(
+        worker.wait_exit(Duration::from_secs(30)).success(),
+        "{}",
+        dump()
+    );
+}
