@@ -309,30 +309,8 @@ fn three_shards_score_every_series_exactly_once() {
     for k in 0..3 {
         let wdir = dir.path().join(format!("w{k}"));
         std::fs::create_dir_all(&wdir).expect("dir");
-        std::fs::write(
-            wdir.join("novaml.toml"),
-            format!(
-                "[store]\nkind = \"remote\"\nurl = \"{}\"\npath = \"data/novaml.db\"\n\n[detect]\nenabled = true\ninterval = \"2s\"\n",
-                vm.url()
-            ),
-        )
-        .expect("config");
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
         let shard = format!("{k}/3");
-        let proc = spawn_novaml(
-            &[
-                "serve",
-                "--config",
-                "novaml.toml",
-                "--listen",
-                &listen,
-                "--shard",
-                &shard,
-            ],
-            &wdir,
-            &wdir.join("serve.log"),
-        );
+        let (proc, port) = detection_worker(&wdir, &vm.url(), "2s", &["--shard", &shard]);
         workers.push((proc, port, wdir));
     }
     // The series each worker scored, from the `vm` label of its score gauges.
@@ -434,23 +412,8 @@ fn a_killed_worker_resumes_from_its_checkpoint_without_gaps_or_repeated_incident
     };
     write(&mut store, 0..1_440);
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("novaml.toml"),
-        format!(
-            "[store]\nkind = \"remote\"\nurl = \"{}\"\npath = \"data/novaml.db\"\n\n[detect]\nenabled = true\ninterval = \"1s\"\n",
-            vm.url()
-        ),
-    )
-    .expect("config");
     let log = dir.path().join("serve.log");
-    let start = |log: &std::path::Path| {
-        let listen = format!("127.0.0.1:{}", free_port());
-        spawn_novaml(
-            &["serve", "--config", "novaml.toml", "--listen", &listen],
-            dir.path(),
-            log,
-        )
-    };
+    let start = |_: &std::path::Path| detection_worker(dir.path(), &vm.url(), "1s", &[]).0;
     // Every series' written-back score timestamps.
     let scored = |store: &novaml_store::RemoteStore| -> Vec<Vec<i64>> {
         let _ = store.flush();
@@ -576,21 +539,8 @@ fn vmalert_fires_on_written_back_scores_and_alertmanager_receives_it() {
         .expect("write");
     store.flush().expect("flush");
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("novaml.toml"),
-        format!(
-            "[store]\nkind = \"remote\"\nurl = \"{}\"\npath = \"data/novaml.db\"\n\n[detect]\nenabled = true\ninterval = \"1s\"\n",
-            vm.url()
-        ),
-    )
-    .expect("config");
     let log = dir.path().join("serve.log");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut worker = spawn_novaml(
-        &["serve", "--config", "novaml.toml", "--listen", &listen],
-        dir.path(),
-        &log,
-    );
+    let (mut worker, _) = detection_worker(dir.path(), &vm.url(), "1s", &[]);
     let rules = novaml_testing::repo_root().join("dashboards/grafana/vmalert.yml");
     let vmalert = novaml_testing::services::Service::vmalert(&rules, &vm.url(), &am.url());
     let dump = || std::fs::read_to_string(&log).unwrap_or_default();
@@ -671,22 +621,8 @@ fn a_series_that_appears_mid_run_is_read_with_its_history() {
     };
     write(series("vm_first", false));
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("novaml.toml"),
-        format!(
-            "[store]\nkind = \"remote\"\nurl = \"{}\"\npath = \"data/novaml.db\"\n\n[detect]\nenabled = true\ninterval = \"1s\"\n",
-            vm.url()
-        ),
-    )
-    .expect("config");
     let log = dir.path().join("serve.log");
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut worker = spawn_novaml(
-        &["serve", "--config", "novaml.toml", "--listen", &listen],
-        dir.path(),
-        &log,
-    );
+    let (mut worker, port) = detection_worker(dir.path(), &vm.url(), "1s", &[]);
     let dump = || std::fs::read_to_string(&log).unwrap_or_default();
     let passes = || {
         http_get(port, "/metrics")
@@ -717,4 +653,27 @@ fn a_series_that_appears_mid_run_is_read_with_its_history() {
         "{}",
         dump()
     );
+}
+
+/// A detection worker over the VictoriaMetrics at `vm_url` with its state in `dir`: writes its
+/// configuration (detection every `every`, no sources), starts `novaml serve` with `extra` flags
+/// on a free port, logging to `dir/serve.log`; the process and its port.
+fn detection_worker(
+    dir: &std::path::Path,
+    vm_url: &str,
+    every: &str,
+    extra: &[&str],
+) -> (Proc, u16) {
+    std::fs::write(
+        dir.join("novaml.toml"),
+        format!(
+            "[store]\nkind = \"remote\"\nurl = \"{vm_url}\"\npath = \"data/novaml.db\"\n\n[detect]\nenabled = true\ninterval = \"{every}\"\n"
+        ),
+    )
+    .expect("config");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec!["serve", "--config", "novaml.toml", "--listen", &listen];
+    args.extend_from_slice(extra);
+    (spawn_novaml(&args, dir, &dir.join("serve.log")), port)
 }
