@@ -418,6 +418,18 @@ pub(crate) struct Peak {
     pub(crate) detectors: Vec<MemberScore>,
 }
 
+/// The peak record of row `x` of `key`, as detector `d` saw it.
+fn peak_of(key: &SeriesKey, d: &StreamingDetector, x: f64) -> Peak {
+    let dev = d.deviation();
+    Peak {
+        metric_name: key.name.clone(),
+        value: x,
+        baseline: dev.baseline_median,
+        contributors: vec![Contributor::new(key, &dev)],
+        detectors: d.members().collect(),
+    }
+}
+
 /// Groups scored rows into incidents: opens on a reported score ≥ the threshold, stays open
 /// while the unsuppressed likelihood stays ≥ half the threshold (hysteresis), absorbs a new
 /// opening within `merge_gap` rows of its end.
@@ -657,16 +669,8 @@ impl SeriesMonitor {
             let d = &mut self.detector;
             let score = d.update(x);
             let key = &self.key;
-            self.grouper.push(self.rows, t, score, d.likelihood(), || {
-                let dev = d.deviation();
-                Peak {
-                    metric_name: key.name.clone(),
-                    value: x,
-                    baseline: dev.baseline_median,
-                    contributors: vec![Contributor::new(key, &dev)],
-                    detectors: d.members().collect(),
-                }
-            });
+            self.grouper
+                .push(self.rows, t, score, d.likelihood(), || peak_of(key, d, x));
             if self.rows == self.quiet {
                 self.warm_ts = Some(t);
             }
@@ -715,16 +719,7 @@ pub fn detect_series(
     let mut g = Grouper::new(cfg.threshold, cfg.merge_gap);
     for (i, (&t, &x)) in timestamps.iter().zip(values).enumerate() {
         let score = d.update(x);
-        g.push(i, t, score, d.likelihood(), || {
-            let dev = d.deviation();
-            Peak {
-                metric_name: key.name.clone(),
-                value: x,
-                baseline: dev.baseline_median,
-                contributors: vec![Contributor::new(key, &dev)],
-                detectors: d.members().collect(),
-            }
-        });
+        g.push(i, t, score, d.likelihood(), || peak_of(key, &d, x));
     }
     let last = d.likelihood();
     (g.finish(key, &cfg.severity, &cfg.suppressions, &[]), last)

@@ -14,6 +14,7 @@ mod store;
 
 pub mod fs;
 pub mod linalg;
+pub mod prom_api;
 pub mod stats;
 pub mod time;
 

@@ -42,6 +42,7 @@ use novaml_core::{
 use serde::Deserialize;
 
 use crate::StoreError;
+use novaml_core::prom_api::{ApiAnswer, MatrixData};
 
 /// The metric name of the source cursors kept in the TSDB.
 pub const CURSOR_METRIC: &str = "novaml_source_cursor";
@@ -111,29 +112,6 @@ struct ExportLine {
     metric: BTreeMap<String, String>,
     values: Vec<serde_json::Value>,
     timestamps: Vec<i64>,
-}
-
-/// A Prometheus API answer.
-#[derive(Deserialize)]
-struct ApiAnswer<T> {
-    status: String,
-    // Missing `Option` fields are `None` without `#[serde(default)]` (which would bound T).
-    data: Option<T>,
-    error: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct MatrixData {
-    #[serde(rename = "resultType")]
-    result_type: String,
-    result: Vec<MatrixSeries>,
-}
-
-#[derive(Deserialize)]
-struct MatrixSeries {
-    metric: BTreeMap<String, String>,
-    #[serde(default)]
-    values: Vec<(f64, String)>,
 }
 
 /// A selector in PromQL: values quoted as Go string literals, and a `__name__` matcher added

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use novaml_core::prom_api::{ApiAnswer, MatrixData};
 use novaml_core::{
     BoxFuture, CollectContext, Collected, Point, Series, SeriesKey, Source, SourceError, Timestamp,
 };
@@ -140,28 +141,8 @@ pub struct PrometheusApi {
     cursor: Option<Timestamp>,
 }
 
-#[derive(Deserialize)]
-struct Response {
-    status: String,
-    #[serde(default)]
-    data: Option<Data>,
-    #[serde(default)]
-    error: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Data {
-    #[serde(rename = "resultType")]
-    result_type: String,
-    result: Vec<MatrixSeries>,
-}
-
-#[derive(Deserialize)]
-struct MatrixSeries {
-    metric: BTreeMap<String, String>,
-    #[serde(default)]
-    values: Vec<(f64, String)>,
-}
+/// The answer of a range query (the type the remote store reads too).
+type Response = ApiAnswer<MatrixData>;
 
 impl PrometheusApi {
     /// A source; validates the configuration (field names as in the config file).
