@@ -18,6 +18,8 @@ pub struct AnomalyMetrics {
     score: Family<Labels, Gauge<f64, AtomicU64>>,
     incidents: Family<Labels, Counter>,
     detection_runs: Counter,
+    shard_lag: Family<Labels, Gauge<f64, AtomicU64>>,
+    shard_held: Family<Labels, Gauge>,
 }
 
 impl AnomalyMetrics {
@@ -39,7 +41,26 @@ impl AnomalyMetrics {
             "Detection passes over the store",
             m.detection_runs.clone(),
         );
+        registry.register(
+            "novaml_anomaly_shard_lag_seconds",
+            "Seconds from the newest point a shard's detection scored to now, for every shard of the fleet as the shared state records it (grows while the shard's worker is down)",
+            m.shard_lag.clone(),
+        );
+        registry.register(
+            "novaml_anomaly_shard_held",
+            "1 while a running worker holds the shard's lease, else 0",
+            m.shard_held.clone(),
+        );
         m
+    }
+
+    /// Sets a shard's lease and lag (`None`: it has scored nothing yet).
+    pub fn set_shard(&self, shard: &str, held: bool, lag_seconds: Option<f64>) {
+        let l: Labels = vec![("shard".into(), shard.into())];
+        self.shard_held.get_or_create(&l).set(i64::from(held));
+        if let Some(lag) = lag_seconds {
+            self.shard_lag.get_or_create(&l).set(lag);
+        }
     }
 
     /// Sets the score of a series: its metric name and labels (a label named `metric` is

@@ -10,7 +10,7 @@ use novaml_anomaly::incident::{DetectConfig, SeverityRule, SeverityRules, Suppre
 use novaml_anomaly::streaming::{DEFAULT_THRESHOLD, StreamingParams};
 use novaml_collect::{Configured, SourcesSection};
 use novaml_core::time::config_duration;
-use novaml_store::{Flavor, MetricsAt, RemoteConfig};
+use novaml_store::{Flavor, MetricsAt, RemoteConfig, StateAt};
 use serde::Deserialize;
 
 use crate::PipelineError;
@@ -22,6 +22,8 @@ use crate::notify::Webhook;
 pub struct Config {
     /// `[store]`
     pub store: StoreConfig,
+    /// `[state]`
+    pub state: StateConfig,
     /// `[collect]`
     pub collect: CollectConfig,
     /// `[server]`
@@ -203,6 +205,17 @@ pub struct StoreConfig {
     pub flavor: Flavor,
 }
 
+/// `[state]`: where incidents, feedback, delivery state, detection checkpoints and shard
+/// leases are kept.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// A PostgreSQL database shared by every worker of a fleet, e.g.
+    /// `postgres://novaml@db.internal/novaml` (plain TCP; a password may come from the
+    /// environment as `NOVAML__STATE__POSTGRES`). Empty: the SQLite file in `store.path`.
+    pub postgres: String,
+}
+
 /// `[store] kind`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -345,9 +358,28 @@ impl Config {
         }
     }
 
+    /// Where the state is kept, as `[state]` says.
+    pub fn state_at(&self) -> Result<StateAt, PipelineError> {
+        let url = self.state.postgres.trim();
+        if url.is_empty() {
+            return Ok(StateAt::Embedded(self.store.path.clone()));
+        }
+        let ok = url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.contains("host=");
+        if !ok {
+            return Err(PipelineError::config(
+                "state.postgres",
+                "needs a PostgreSQL URL, e.g. postgres://novaml@db.internal/novaml",
+            ));
+        }
+        Ok(StateAt::Postgres(url.to_owned()))
+    }
+
     /// Checks what serde cannot: durations, addresses, names, uniqueness.
     pub fn check(&self) -> Result<(), PipelineError> {
         self.metrics_at()?;
+        self.state_at()?;
         if !self.store.retention.is_empty() {
             config_duration("store.retention", &self.store.retention)?;
         }

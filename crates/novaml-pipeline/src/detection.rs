@@ -10,7 +10,10 @@
 //! the row's timestamp, for Grafana and vmalert.
 //!
 //! **Checkpoints.** After a pass has reported (scores written back, incidents recorded), each
-//! series' newest scored timestamp is saved in the state file. After a restart the detectors
+//! series' newest scored timestamp is saved in the state store (the SQLite file, or the
+//! fleet's PostgreSQL). A report that fails (the TSDB or PostgreSQL unreachable) is kept and
+//! sent again before the next pass consumes anything: while it fails, the detectors wait and
+//! the shard's lag grows; when the store returns nothing was lost. After a restart the detectors
 //! are rebuilt from the store's history (the latest `max_rows` within `lookback`), learning the
 //! rows at or before their checkpoint silently and reporting only the later ones: nothing within
 //! the lookback is skipped, nothing is reported twice. (A crash between the write-back and the
@@ -32,8 +35,8 @@ use novaml_anomaly::incident::{DetectConfig, Incident, SeriesMonitor};
 use novaml_anomaly::metrics::AnomalyMetrics;
 use novaml_core::time::now_ms;
 use novaml_core::{Batch, MetricStore, Point, Selector, Series, SeriesKey, TimeRange};
-use novaml_store::incidents::{IncidentLog, NewIncident, Recorded};
-use novaml_store::{AnyStore, MetricsAt};
+use novaml_store::incidents::{NewIncident, Recorded};
+use novaml_store::{AnyStore, MetricsAt, ShardState, SharedState, StateStore};
 use tracing::{info, warn};
 
 use crate::PipelineError;
@@ -62,13 +65,13 @@ pub fn new_incident(inc: &Incident) -> Result<NewIncident, PipelineError> {
 
 /// The feedback summary of an incident log: precision from the labels, and the per-series
 /// thresholds they call for.
-pub fn feedback(log: &IncidentLog) -> Result<Summary, PipelineError> {
+pub fn feedback(log: &mut dyn StateStore) -> Result<Summary, PipelineError> {
     Ok(Summary::from_rows(log.labelled()?, log.count()?))
 }
 
 /// Records `incidents` at time `now`: one result per incident, new or merged into an earlier one.
 pub fn record(
-    log: &mut IncidentLog,
+    log: &mut dyn StateStore,
     incidents: &[Incident],
     now: i64,
 ) -> Result<Vec<Recorded>, PipelineError> {
@@ -118,7 +121,9 @@ pub(crate) struct Detection {
     pub(crate) store: MetricsAt,
     /// The series this worker owns.
     pub(crate) shard: novaml_core::Shard,
-    pub(crate) log: Arc<Mutex<IncidentLog>>,
+    pub(crate) log: SharedState,
+    /// Every shard's lease and progress as of the last pass (for the status page).
+    pub(crate) shards: Arc<std::sync::RwLock<Vec<ShardState>>>,
     pub(crate) metrics: AnomalyMetrics,
     pub(crate) notifier: Option<Notifier>,
     /// How far back each pass reads.
@@ -147,6 +152,16 @@ pub(crate) struct Monitors {
     /// Series listed by the store with no points in the lookback: not read again until a new
     /// point of theirs turns up in a pass.
     idle: std::collections::HashSet<SeriesKey>,
+    /// A pass's results that could not be reported yet.
+    unreported: Option<Report>,
+}
+
+/// What a pass sends out: scores to the TSDB, incidents to the log, then checkpoints.
+#[derive(Debug, Default)]
+struct Report {
+    scores: Vec<Series>,
+    found: Vec<Incident>,
+    checkpoints: Vec<(String, i64)>,
 }
 
 /// What one pass found.
@@ -158,7 +173,7 @@ pub(crate) struct Pass {
 }
 
 impl Detection {
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, IncidentLog>, PipelineError> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Box<dyn StateStore>>, PipelineError> {
         self.log
             .lock()
             .map_err(|_| PipelineError::Task("incident log lock poisoned".into()))
@@ -176,6 +191,22 @@ impl Detection {
         let monitors = &mut *monitors;
         if monitors.resumed.is_none() {
             monitors.resumed = Some(self.lock()?.checkpoints()?);
+        }
+        let mut out = Pass {
+            series: 0,
+            rows: 0,
+            recorded: Vec::new(),
+        };
+        // What an earlier pass could not report goes first; until it does, nothing new is
+        // consumed.
+        if let Some(report) = monitors.unreported.take() {
+            match self.send(&mut store, &report, now) {
+                Ok(recorded) => out.recorded = recorded,
+                Err(e) => {
+                    monitors.unreported = Some(report);
+                    return Err(e);
+                }
+            }
         }
         let lookback_start = now - self.lookback.as_millis() as i64;
         // Only what is newer than every detector's last point, once all are running.
@@ -229,15 +260,8 @@ impl Detection {
                 }
             }
         }
-        let thresholds = feedback(&*self.lock()?)?.thresholds;
-        let mut out = Pass {
-            series: 0,
-            rows: 0,
-            recorded: Vec::new(),
-        };
-        let mut found = Vec::new();
-        let mut scores = Vec::new();
-        let mut checkpoints = Vec::new();
+        let thresholds = feedback(self.lock()?.as_mut())?.thresholds;
+        let mut report = Report::default();
         for s in all {
             let series = s.key.to_string();
             let resumed = monitors
@@ -273,37 +297,83 @@ impl Detection {
             out.series += 1;
             out.rows += c.rows;
             if !c.scores.is_empty() {
-                scores.push(score_series(&s.key, &c.scores));
+                report.scores.push(score_series(&s.key, &c.scores));
             }
-            found.extend(m.incidents(&cfg).into_iter().filter(|i| i.end > resumed));
+            report
+                .found
+                .extend(m.incidents(&cfg).into_iter().filter(|i| i.end > resumed));
             if let Some(t) = m.last_ts() {
-                checkpoints.push((series, t));
+                report.checkpoints.push((series, t));
             }
         }
-        // Report, then checkpoint: a failure before the checkpoint reports again, never skips.
-        if let AnyStore::Remote(remote) = &mut store
-            && !scores.is_empty()
-        {
-            remote.write(&Batch {
-                source: "novaml_detection".into(),
-                series: scores,
-                cursor: None,
-            })?;
-        }
-        let recorded = record(&mut *self.lock()?, &found, now)?;
-        self.lock()?.save_checkpoints(&checkpoints)?;
         // Detectors of series gone for longer than the lookback are dropped.
         monitors
             .by_series
             .retain(|_, m| m.last_ts().is_some_and(|t| t >= lookback_start));
-        for (inc, r) in found.into_iter().zip(recorded) {
-            if matches!(r, Recorded::New(_)) {
-                self.metrics.count_incident(&inc);
+        let scored_until = report.checkpoints.iter().map(|&(_, t)| t).max();
+        match self.send(&mut store, &report, now) {
+            Ok(recorded) => out.recorded.extend(recorded),
+            Err(e) => {
+                monitors.unreported = Some(report);
+                return Err(e);
             }
-            out.recorded.push((inc, r));
         }
         self.metrics.count_run();
+        // The pass is reported: its alerts go out even when the lease table cannot be written.
+        if let Err(e) = self.progress(scored_until, now) {
+            warn!(error = %e, "Cannot record this shard's progress.");
+        }
         Ok(out)
+    }
+
+    /// Sends a pass's report: scores written back, incidents recorded, then checkpoints (a
+    /// failure before the checkpoint reports again, never skips; a re-sent score lands on the
+    /// same timestamp and a re-recorded incident merges).
+    fn send(
+        &self,
+        store: &mut AnyStore,
+        report: &Report,
+        now: i64,
+    ) -> Result<Vec<(Incident, Recorded)>, PipelineError> {
+        if let AnyStore::Remote(remote) = store
+            && !report.scores.is_empty()
+        {
+            remote.write(&Batch {
+                source: "novaml_detection".into(),
+                series: report.scores.clone(),
+                cursor: None,
+            })?;
+        }
+        let mut log = self.lock()?;
+        let recorded = record(log.as_mut(), &report.found, now)?;
+        log.save_checkpoints(&report.checkpoints)?;
+        drop(log);
+        let mut out = Vec::with_capacity(recorded.len());
+        for (inc, r) in report.found.iter().zip(recorded) {
+            if matches!(r, Recorded::New(_)) {
+                self.metrics.count_incident(inc);
+            }
+            out.push((inc.clone(), r));
+        }
+        Ok(out)
+    }
+
+    /// Records this shard's progress and refreshes every shard's lag on /metrics and the
+    /// status page.
+    fn progress(&self, scored_until: Option<i64>, now: i64) -> Result<(), PipelineError> {
+        let shards = {
+            let mut log = self.lock()?;
+            log.report_shard(scored_until, now)?;
+            log.shards()?
+        };
+        for s in &shards {
+            let lag = s.scored_until.map(|t| ((now - t) as f64 / 1000.0).max(0.0));
+            self.metrics.set_shard(&s.shard.to_string(), s.held, lag);
+        }
+        if let Ok(mut view) = self.shards.write() {
+            *view = shards;
+        }
+        Ok(())
     }
 
     /// Logs a pass and delivers alerts for its new, unsuppressed incidents that are still open;
@@ -332,13 +402,22 @@ impl Detection {
             return;
         }
         let results = deliver(n, &send, &self.base_url, now).await;
-        if results.iter().all(Result::is_ok)
-            && let Ok(mut log) = self.log.lock()
-        {
-            for id in send.iter().filter_map(|(_, id)| *id) {
-                if let Err(e) = log.mark_notified(id) {
-                    warn!(error = %e, "Cannot mark an incident notified.");
-                }
+        if results.iter().all(Result::is_ok) {
+            // The state's clients block (PostgreSQL's on a runtime of its own): off this task.
+            let ids: Vec<i64> = send.iter().filter_map(|(_, id)| *id).collect();
+            let log = self.log.clone();
+            let marked = tokio::task::spawn_blocking(move || {
+                let mut log = log
+                    .lock()
+                    .map_err(|_| "incident log lock poisoned".to_owned())?;
+                ids.iter()
+                    .try_for_each(|&id| log.mark_notified(id).map_err(|e| e.to_string()))
+            })
+            .await;
+            match marked {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(error = %e, "Cannot mark incidents notified."),
+                Err(e) => warn!(error = %e, "Cannot mark incidents notified."),
             }
         }
     }

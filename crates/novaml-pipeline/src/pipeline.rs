@@ -18,8 +18,7 @@ use novaml_core::time::now_ms;
 use novaml_forecast::capacity::{Policy, Resource};
 use novaml_forecast::metrics::CapacityMetrics;
 use novaml_server::AppState;
-use novaml_store::incidents::IncidentLog;
-use novaml_store::{AnyStore, MetricsAt, SqliteStore};
+use novaml_store::{AnyStore, MetricsAt, SharedState, SqliteStore, StateAt};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -43,6 +42,9 @@ pub struct Pipeline {
     pub store_path: PathBuf,
     /// Where the metrics are: the SQLite file above, or a remote TSDB.
     pub metrics: MetricsAt,
+    /// Where the state is (incidents, feedback, checkpoints, shard leases): the SQLite file
+    /// above, or a PostgreSQL database shared by the fleet's workers.
+    pub state: StateAt,
     /// The series this worker owns (detection, training, per-host planning); shard 0 also
     /// runs the fleet-wide jobs (the cluster's capacity).
     pub shard: Shard,
@@ -115,6 +117,16 @@ pub struct PlanningSettings {
     pub resource: Resource,
 }
 
+/// This worker, as shard leases name it: `host:pid`.
+fn holder() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
 /// Creates the data directory, then opens the metric store (connecting to a remote one: a
 /// clear error naming its URL when it does not answer).
 fn open_store(path: &Path, metrics: &MetricsAt) -> Result<AnyStore, PipelineError> {
@@ -132,6 +144,7 @@ impl Pipeline {
         Ok(Self {
             store_path: cfg.store.path.clone(),
             metrics: cfg.metrics_at()?,
+            state: cfg.state_at()?,
             shard: Shard::ALL,
             sources: cfg.resolve_sources()?,
             buffer: cfg.collect.buffer,
@@ -169,10 +182,25 @@ impl Pipeline {
         let metrics = CollectMetrics::register(&mut registry);
         let anomaly_metrics = AnomalyMetrics::register(&mut registry);
         let capacity_metrics = CapacityMetrics::register(&mut registry);
-        let incident_log = match &self.detection {
-            Some(_) => Some(Arc::new(Mutex::new(IncidentLog::open(&self.store_path)?))),
-            None => None,
+        // The state, and this worker's shard lease, before anything runs: a second worker
+        // started on a running shard stops here. A lone embedded collector needs neither.
+        let incident_log: Option<SharedState> = if self.detection.is_some()
+            || self.shard != Shard::ALL
+            || matches!(self.state, StateAt::Postgres(_))
+        {
+            let (at, shard) = (self.state.clone(), self.shard);
+            let state = blocking(move || {
+                let mut state = at.open()?;
+                state.claim_shard(shard, &holder(), now_ms())?;
+                Ok(state)
+            })
+            .await?;
+            info!(state = %state.describe(), shard = %self.shard, "State open, shard claimed.");
+            Some(Arc::new(Mutex::new(state)))
+        } else {
+            None
         };
+        let shard_view: Arc<RwLock<Vec<novaml_store::ShardState>>> = Arc::default();
         let hub = self
             .training
             .as_ref()
@@ -225,7 +253,10 @@ impl Pipeline {
                 let local = listener
                     .local_addr()
                     .map_err(PipelineError::io("cannot listen on", addr.to_string()))?;
-                let status = Arc::new(Status::new(self.metrics.clone(), metrics, described));
+                let mut status = Status::new(self.metrics.clone(), metrics, described);
+                status.state = incident_log.as_ref().map(|_| self.state.describe());
+                status.shards = shard_view.clone();
+                let status = Arc::new(status);
                 let conn_metrics = novaml_server::ConnMetrics::register(&mut registry);
                 let registry = Arc::new(registry);
                 if let Some((url, every)) = &self.remote_write {
@@ -342,6 +373,7 @@ impl Pipeline {
                 store: self.metrics.clone(),
                 shard: self.shard,
                 log,
+                shards: shard_view.clone(),
                 metrics: anomaly_metrics,
                 notifier,
                 lookback: settings.lookback,

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use novaml_collect::CollectMetrics;
 use novaml_core::time::now_ms;
-use novaml_server::{PipelineStatus, SourceStatus, StatusProvider, StatusSample};
-use novaml_store::{AnyStore, MetricsAt};
+use novaml_server::{PipelineStatus, ShardStatus, SourceStatus, StatusProvider, StatusSample};
+use novaml_store::{AnyStore, MetricsAt, ShardState};
 
 /// Samples of the counters kept for the pipeline dashboard (one per 5 s: 30 min).
 const HISTORY: usize = 360;
@@ -23,6 +23,10 @@ pub(crate) struct Status {
     reader: Mutex<Option<AnyStore>>,
     metrics: CollectMetrics,
     sources: Vec<Described>,
+    /// Where the state is, when this process keeps any.
+    pub(crate) state: Option<String>,
+    /// The fleet's shards as the last detection pass read them.
+    pub(crate) shards: std::sync::Arc<std::sync::RwLock<Vec<ShardState>>>,
 }
 
 impl Status {
@@ -34,6 +38,8 @@ impl Status {
             reader: Mutex::new(None),
             metrics,
             sources,
+            state: None,
+            shards: Default::default(),
         }
     }
 
@@ -113,6 +119,26 @@ impl StatusProvider for Status {
             buffer_utilization: self.metrics.buffer_utilization(),
             sources,
             history,
+            state: self.state.clone(),
+            shards: self
+                .shards
+                .read()
+                .map(|v| {
+                    v.iter()
+                        .map(|s| {
+                            let secs = |ms: i64| ms as f64 / 1000.0;
+                            ShardStatus {
+                                shard: s.shard.to_string(),
+                                holder: s.holder.clone(),
+                                held: s.held,
+                                heartbeat: secs(s.heartbeat),
+                                scored_until: s.scored_until.map(secs),
+                                lag_seconds: s.scored_until.map(|t| (now - secs(t)).max(0.0)),
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 }

@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex};
 use axum::http::StatusCode;
 use common::{NoStatus, call, incident};
 use novaml_server::AppState;
+use novaml_store::StateStore;
 use novaml_store::incidents::{IncidentLog, NewIncident};
 use prometheus_client::registry::Registry;
 
 fn state_with(log: IncidentLog, token: Option<&str>) -> AppState {
     let mut s = AppState::new(Arc::new(Registry::default()), Arc::new(NoStatus));
-    s.incidents = Some(Arc::new(Mutex::new(log)));
+    s.incidents = Some(Arc::new(Mutex::new(Box::new(log))));
     s.token = token.map(str::to_owned);
     s
 }

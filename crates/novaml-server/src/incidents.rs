@@ -7,14 +7,13 @@
 //! - `GET /api/incidents/stats`: precision and false-alarm share from the labels, per type, and
 //!   the thresholds the labels call for.
 
-use std::sync::{Arc, Mutex};
-
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use novaml_anomaly::feedback::{Label, Summary};
-use novaml_store::incidents::{IncidentFilter, IncidentLog, IncidentRecord};
+use novaml_store::incidents::{IncidentFilter, IncidentRecord};
+use novaml_store::{SharedState, StateStore};
 use serde::Deserialize;
 
 use crate::error::{blocking, object_body};
@@ -31,9 +30,9 @@ pub(crate) fn router() -> Router<AppState> {
 
 async fn with_log<T: Send + 'static>(
     state: &AppState,
-    f: impl FnOnce(&mut IncidentLog) -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(&mut dyn StateStore) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let log: Arc<Mutex<IncidentLog>> = state
+    let log: SharedState = state
         .incidents
         .clone()
         .ok_or_else(|| ApiError::NotFound("incident detection is not enabled".into()))?;
@@ -41,7 +40,7 @@ async fn with_log<T: Send + 'static>(
         let mut guard = log
             .lock()
             .map_err(|_| ApiError::internal("incident log lock poisoned"))?;
-        f(&mut guard)
+        f(guard.as_mut())
     })
     .await
 }

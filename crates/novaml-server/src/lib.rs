@@ -26,7 +26,7 @@ pub mod services;
 mod status;
 mod tuning;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use prometheus_client::registry::Registry;
@@ -34,7 +34,7 @@ use prometheus_client::registry::Registry;
 pub use conn::{ConnLimits, ConnMetrics};
 pub use error::ApiError;
 pub use series::{StoreReader, points_json};
-pub use status::{PipelineStatus, SourceStatus, StatusProvider, StatusSample};
+pub use status::{PipelineStatus, ShardStatus, SourceStatus, StatusProvider, StatusSample};
 
 /// Largest request body accepted, bytes.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -47,7 +47,7 @@ pub struct AppState {
     /// Produces the current pipeline status on demand.
     pub status: Arc<dyn StatusProvider>,
     /// The incident log, when detection runs (the incident endpoints answer 404 otherwise).
-    pub incidents: Option<Arc<Mutex<novaml_store::incidents::IncidentLog>>>,
+    pub incidents: Option<novaml_store::SharedState>,
     /// Bearer token required by mutating endpoints (none: they are open, for local use only).
     pub token: Option<String>,
     /// Capacity plans, when planning runs.

@@ -31,6 +31,23 @@ pub struct SourceStatus {
     pub simulated: bool,
 }
 
+/// One shard of a sharded fleet, as the shared state records it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShardStatus {
+    /// `K/N`.
+    pub shard: String,
+    /// The worker that claimed it last (`host:pid`).
+    pub holder: String,
+    /// Whether a running worker holds it now.
+    pub held: bool,
+    /// Unix time of its worker's last pass.
+    pub heartbeat: f64,
+    /// Unix time of the newest point its detection scored.
+    pub scored_until: Option<f64>,
+    /// Seconds from then to now: grows while the shard's worker is down.
+    pub lag_seconds: Option<f64>,
+}
+
 /// The pipeline at a glance.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PipelineStatus {
@@ -50,6 +67,10 @@ pub struct PipelineStatus {
     pub sources: Vec<SourceStatus>,
     /// Recent samples of the counters, oldest first (for rates over time).
     pub history: Vec<StatusSample>,
+    /// Where the state is (incidents, checkpoints, leases), when this process keeps any.
+    pub state: Option<String>,
+    /// The fleet's shards, as of the last detection pass (empty before it, or without one).
+    pub shards: Vec<ShardStatus>,
 }
 
 /// The pipeline's counters at one moment.
@@ -152,6 +173,8 @@ mod tests {
                 simulated: true,
             }],
             history: Vec::new(),
+            state: None,
+            shards: Vec::new(),
         }
     }
 

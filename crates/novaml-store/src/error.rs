@@ -89,6 +89,40 @@ pub enum StoreError {
         /// What does not parse.
         detail: String,
     },
+    /// A PostgreSQL state database could not be reached, or a statement failed.
+    #[error("PostgreSQL {url} while {context}: {source}")]
+    Postgres {
+        /// The URL (without its password).
+        url: String,
+        /// What the store was doing.
+        context: &'static str,
+        /// The client's error.
+        source: postgres::Error,
+    },
+    /// Another running worker holds this shard's lease.
+    #[error(
+        "shard {shard} is held by {holder}, which is running; two workers on one shard would \
+         score its series twice (start this one with another --shard, or stop the other)"
+    )]
+    ShardTaken {
+        /// The shard asked for.
+        shard: novaml_core::Shard,
+        /// Who holds it (`host:pid`).
+        holder: String,
+    },
+    /// Running workers split the series into another number of shards.
+    #[error(
+        "shard {shard} does not fit the running workers: {holder} runs shard {theirs}; every \
+         worker of a fleet must use the same shard count"
+    )]
+    ShardCountMismatch {
+        /// The shard asked for.
+        shard: novaml_core::Shard,
+        /// A running worker's shard.
+        theirs: String,
+        /// That worker.
+        holder: String,
+    },
     /// The database was written by a newer novaml with an unknown schema.
     #[error("database schema version {found} is newer than this build supports ({supported})")]
     SchemaTooNew {
@@ -105,7 +139,7 @@ impl StoreError {
     }
 
     /// Whether the error is worth retrying later (busy, locked, full disk, I/O; a remote store
-    /// unreachable, overloaded or failing).
+    /// or PostgreSQL unreachable, overloaded or failing).
     pub fn is_transient(&self) -> bool {
         use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull, SystemIoFailure};
         match self {
@@ -119,6 +153,16 @@ impl StoreError {
                 )
             }
             Self::Remote { .. } => true,
+            // Connection lost or refused (no SQLSTATE), or the server said to retry:
+            // connection exceptions (08), rollbacks (40: serialization, deadlock), resources
+            // (53), shutdowns (57P).
+            Self::Postgres { source, .. } => {
+                source.is_closed()
+                    || source.code().is_none_or(|c| {
+                        let c = c.code();
+                        ["08", "40", "53", "57P"].iter().any(|p| c.starts_with(p))
+                    })
+            }
             Self::RemoteRefused { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }

@@ -1,17 +1,36 @@
-//! The incident log: detected incidents, operator feedback and delivery state, in the same
-//! SQLite file as the metrics (its own tables; the metric schema is untouched).
+//! The incident log: detected incidents, operator feedback, delivery state, detector
+//! checkpoints and shard leases; [`IncidentLog`] keeps them in the same SQLite file as the
+//! metrics (its own tables; the metric schema is untouched), the embedded implementation of
+//! [`StateStore`](crate::StateStore).
 //!
 //! The log knows incidents as rows with a JSON body; the detector's types live in
 //! `novaml-anomaly`, which this crate does not depend on.
 
+use std::collections::HashMap;
 use std::path::Path;
 
+use novaml_core::Shard;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::StoreError;
 use crate::sqlite::connect;
+use crate::state::{ShardState, StateStore};
 
-const SCHEMA: &str = "
+/// The state tables' migrations, oldest first; version `i + 1` is `MIGRATIONS[i]`. Version 1
+/// is what files written before versioning hold (hence `IF NOT EXISTS`).
+const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1,
+    "CREATE TABLE shard_lease (
+        shard INTEGER PRIMARY KEY,
+        count INTEGER NOT NULL,
+        holder TEXT NOT NULL,
+        claimed_at INTEGER NOT NULL,
+        heartbeat INTEGER NOT NULL,
+        scored_until INTEGER
+    );",
+];
+
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS incident (
     id INTEGER PRIMARY KEY,
     series TEXT NOT NULL,
@@ -133,9 +152,11 @@ impl Recorded {
 #[derive(Debug)]
 pub struct IncidentLog {
     conn: Connection,
+    /// The shard this process claimed.
+    claimed: Option<Shard>,
 }
 
-const COLUMNS: &str = "id, series, kind, severity, start_ts, end_ts, peak_score, suppressed, \
+pub(crate) const COLUMNS: &str = "id, series, kind, severity, start_ts, end_ts, peak_score, suppressed, \
                        body, recorded_at, label, note, labelled_at, acknowledged, notified";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(IncidentRecord, String)> {
@@ -161,7 +182,9 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(IncidentRecord, String)>
     ))
 }
 
-fn with_body((mut rec, body): (IncidentRecord, String)) -> Result<IncidentRecord, StoreError> {
+pub(crate) fn with_body(
+    (mut rec, body): (IncidentRecord, String),
+) -> Result<IncidentRecord, StoreError> {
     rec.body = serde_json::from_str(&body)
         .map_err(|source| StoreError::CorruptIncident { id: rec.id, source })?;
     Ok(rec)
@@ -178,17 +201,61 @@ impl IncidentLog {
         Self::init(connect(None)?)
     }
 
-    fn init(conn: Connection) -> Result<Self, StoreError> {
-        conn.execute_batch(SCHEMA)
-            .map_err(StoreError::sqlite("creating the incident tables"))?;
-        Ok(Self { conn })
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn,
+            claimed: None,
+        })
+    }
+}
+
+/// Brings the state tables to the newest version, in one transaction; refuses a file written by
+/// a newer build.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(StoreError::sqlite("starting the state migration"))?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS state_schema (
+            version INTEGER PRIMARY KEY,
+            applied_at INTEGER NOT NULL
+        );",
+    )
+    .map_err(StoreError::sqlite("creating the state schema table"))?;
+    let found: i64 = tx
+        .query_row(
+            "SELECT coalesce(max(version), 0) FROM state_schema",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(StoreError::sqlite("reading the state schema version"))?;
+    let supported = MIGRATIONS.len() as i64;
+    if found > supported {
+        return Err(StoreError::SchemaTooNew { found, supported });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(sql)
+            .map_err(StoreError::sqlite("migrating the state tables"))?;
+        tx.execute(
+            "INSERT INTO state_schema (version, applied_at) VALUES (?1, ?2)",
+            params![i as i64 + 1, novaml_core::time::now_ms()],
+        )
+        .map_err(StoreError::sqlite("migrating the state tables"))?;
+    }
+    tx.commit()
+        .map_err(StoreError::sqlite("committing the state migration"))
+}
+
+impl StateStore for IncidentLog {
+    fn describe(&self) -> String {
+        match self.conn.path() {
+            Some(p) if !p.is_empty() => format!("SQLite {p}"),
+            _ => "SQLite (in memory)".into(),
+        }
     }
 
-    /// Records an incident at time `now` (ms). One of the same series and type that overlaps it
-    /// or lies within `dedup_ms` of it is the same incident seen again (a re-run, or the same
-    /// trouble flapping): it is extended, and takes the new peak, severity and body when the new
-    /// peak is higher. Labels and delivery state are kept.
-    pub fn record(
+    fn record(
         &mut self,
         inc: &NewIncident,
         dedup_ms: i64,
@@ -257,9 +324,7 @@ impl IncidentLog {
         Ok(out)
     }
 
-    /// Live detection's checkpoints: per series (Prometheus notation), the newest timestamp
-    /// whose score and incidents were reported.
-    pub fn checkpoints(&self) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+    fn checkpoints(&mut self) -> Result<HashMap<String, i64>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT series, scored_until FROM detector_checkpoint")
@@ -271,8 +336,7 @@ impl IncidentLog {
             .map_err(StoreError::sqlite("reading checkpoints"))
     }
 
-    /// Saves checkpoints, all or none; a checkpoint never moves back.
-    pub fn save_checkpoints(&mut self, at: &[(String, i64)]) -> Result<(), StoreError> {
+    fn save_checkpoints(&mut self, at: &[(String, i64)]) -> Result<(), StoreError> {
         let tx = self
             .conn
             .transaction()
@@ -294,8 +358,7 @@ impl IncidentLog {
             .map_err(StoreError::sqlite("committing checkpoints"))
     }
 
-    /// One incident.
-    pub fn get(&self, id: i64) -> Result<Option<IncidentRecord>, StoreError> {
+    fn get(&mut self, id: i64) -> Result<Option<IncidentRecord>, StoreError> {
         self.conn
             .query_row(
                 &format!("SELECT {COLUMNS} FROM incident WHERE id = ?1"),
@@ -308,8 +371,7 @@ impl IncidentLog {
             .transpose()
     }
 
-    /// Incidents matching `f`, newest first.
-    pub fn list(&self, f: &IncidentFilter) -> Result<Vec<IncidentRecord>, StoreError> {
+    fn list(&mut self, f: &IncidentFilter) -> Result<Vec<IncidentRecord>, StoreError> {
         let mut sql = format!("SELECT {COLUMNS} FROM incident WHERE 1 = 1");
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         let mut cond = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
@@ -348,20 +410,14 @@ impl IncidentLog {
             .collect()
     }
 
-    /// Labels an incident `tp` or `fp` (replacing an earlier label) at time `now`; `false` when
-    /// no incident has that id.
-    pub fn label(
+    fn label(
         &mut self,
         id: i64,
         label: &str,
         note: Option<&str>,
         now: i64,
     ) -> Result<bool, StoreError> {
-        if label != "tp" && label != "fp" {
-            return Err(StoreError::InvalidInput(format!(
-                "label must be tp or fp, not {label:?}"
-            )));
-        }
+        crate::state::check_label(label)?;
         let n = self
             .conn
             .execute(
@@ -372,8 +428,7 @@ impl IncidentLog {
         Ok(n == 1)
     }
 
-    /// Marks an incident acknowledged; `false` when no incident has that id.
-    pub fn acknowledge(&mut self, id: i64) -> Result<bool, StoreError> {
+    fn acknowledge(&mut self, id: i64) -> Result<bool, StoreError> {
         let n = self
             .conn
             .execute("UPDATE incident SET acknowledged = 1 WHERE id = ?1", [id])
@@ -381,16 +436,14 @@ impl IncidentLog {
         Ok(n == 1)
     }
 
-    /// Marks that an alert was delivered for an incident.
-    pub fn mark_notified(&mut self, id: i64) -> Result<(), StoreError> {
+    fn mark_notified(&mut self, id: i64) -> Result<(), StoreError> {
         self.conn
             .execute("UPDATE incident SET notified = 1 WHERE id = ?1", [id])
             .map_err(StoreError::sqlite("marking an incident notified"))?;
         Ok(())
     }
 
-    /// Every labelled incident as `(series, kind, peak_score, label)`.
-    pub fn labelled(&self) -> Result<Vec<(String, String, f64, String)>, StoreError> {
+    fn labelled(&mut self) -> Result<Vec<(String, String, f64, String)>, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT series, kind, peak_score, label FROM incident WHERE label IS NOT NULL")
@@ -402,110 +455,87 @@ impl IncidentLog {
             .map_err(StoreError::sqlite("reading labels"))
     }
 
-    /// Incidents recorded.
-    pub fn count(&self) -> Result<usize, StoreError> {
+    fn count(&mut self) -> Result<usize, StoreError> {
         self.conn
             .query_row("SELECT count(*) FROM incident", [], |r| r.get::<_, i64>(0))
             .map(|n| n as usize)
             .map_err(StoreError::sqlite("counting incidents"))
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn inc(series: &str, start: i64, end: i64, peak: f64) -> NewIncident {
-        NewIncident {
-            series: series.into(),
-            kind: "latency_spike".into(),
-            severity: "high".into(),
-            start,
-            end,
-            peak_score: peak,
-            suppressed: false,
-            body: serde_json::json!({ "peak_score": peak }),
-        }
+    /// One process holds a data directory (its lock file), so the embedded state's lease is
+    /// this process's: the claim records the shard for the status pages.
+    fn claim_shard(&mut self, shard: Shard, holder: &str, now: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO shard_lease (shard, count, holder, claimed_at, heartbeat)
+                 VALUES (?1, ?2, ?3, ?4, ?4)
+                 ON CONFLICT (shard) DO UPDATE SET count = excluded.count,
+                 holder = excluded.holder, claimed_at = excluded.claimed_at,
+                 heartbeat = excluded.heartbeat",
+                params![shard.index(), shard.count(), holder, now],
+            )
+            .map_err(StoreError::sqlite("claiming a shard"))?;
+        self.conn
+            .execute("DELETE FROM shard_lease WHERE count <> ?1", [shard.count()])
+            .map_err(StoreError::sqlite("claiming a shard"))?;
+        self.claimed = Some(shard);
+        Ok(())
     }
 
-    #[test]
-    fn record_dedups_and_keeps_feedback() {
-        let mut log = IncidentLog::in_memory().expect("opens");
-        let a = log
-            .record(&inc("s", 1_000, 2_000, 0.6), 500, 10)
-            .expect("ok");
-        assert!(matches!(a, Recorded::New(_)));
-        assert!(log.label(a.id(), "fp", Some("deploy"), 20).expect("ok"));
-        // Seen again, overlapping, with a higher peak: merged, label kept, peak updated.
-        let b = log
-            .record(&inc("s", 1_500, 3_000, 0.8), 500, 30)
-            .expect("ok");
-        assert_eq!(b, Recorded::Merged(a.id()));
-        let r = log.get(a.id()).expect("ok").expect("exists");
-        assert_eq!((r.start, r.end, r.peak_score), (1_000, 3_000, 0.8));
-        assert_eq!(r.label.as_deref(), Some("fp"));
-        assert_eq!(r.note.as_deref(), Some("deploy"));
-        assert_eq!(r.body["peak_score"], 0.8);
-        // Within the de-duplication window: merged; beyond it, or another series: new.
-        assert!(matches!(
-            log.record(&inc("s", 3_400, 3_600, 0.5), 500, 40),
-            Ok(Recorded::Merged(_))
-        ));
-        assert!(matches!(
-            log.record(&inc("s", 10_000, 11_000, 0.5), 500, 40),
-            Ok(Recorded::New(_))
-        ));
-        assert!(matches!(
-            log.record(&inc("t", 1_000, 2_000, 0.5), 500, 40),
-            Ok(Recorded::New(_))
-        ));
-        assert_eq!(log.count().expect("ok"), 3);
-        assert_eq!(log.labelled().expect("ok").len(), 1);
-    }
-
-    #[test]
-    fn checkpoints_save_together_and_never_move_back() {
-        let mut log = IncidentLog::in_memory().expect("opens");
-        assert!(log.checkpoints().expect("ok").is_empty());
-        log.save_checkpoints(&[("a".into(), 10), ("b".into(), 20)])
-            .expect("ok");
-        log.save_checkpoints(&[("a".into(), 30), ("b".into(), 5)])
-            .expect("ok");
-        let got = log.checkpoints().expect("ok");
-        assert_eq!((got["a"], got["b"], got.len()), (30, 20, 2));
-    }
-
-    #[test]
-    fn list_filters_and_bad_labels_are_errors() {
-        let mut log = IncidentLog::in_memory().expect("opens");
-        for i in 0..5 {
-            log.record(&inc("s", i * 10_000, i * 10_000 + 10, 0.6), 0, 0)
-                .expect("ok");
-        }
-        let all = log.list(&IncidentFilter::default()).expect("ok");
-        assert_eq!(all.len(), 5);
-        assert!(all[0].start > all[4].start, "newest first");
-        log.label(all[0].id, "tp", None, 1).expect("ok");
-        let f = |label: &str| IncidentFilter {
-            label: Some(label.into()),
-            ..IncidentFilter::default()
+    fn report_shard(&mut self, scored_until: Option<i64>, now: i64) -> Result<(), StoreError> {
+        let Some(shard) = self.claimed else {
+            return Err(StoreError::InvalidInput(
+                "report_shard before claim_shard".into(),
+            ));
         };
-        assert_eq!(log.list(&f("tp")).expect("ok").len(), 1);
-        assert_eq!(log.list(&f("none")).expect("ok").len(), 4);
-        let since = IncidentFilter {
-            since: Some(30_000),
-            limit: Some(1),
-            ..IncidentFilter::default()
-        };
-        assert_eq!(log.list(&since).expect("ok").len(), 1);
-        assert!(log.label(all[0].id, "maybe", None, 1).is_err());
-        assert!(!log.label(999, "tp", None, 1).expect("ok"));
-        assert!(log.acknowledge(all[1].id).expect("ok"));
-        assert!(
-            log.get(all[1].id)
-                .expect("ok")
-                .expect("exists")
-                .acknowledged
-        );
+        self.conn
+            .execute(
+                "UPDATE shard_lease SET heartbeat = ?2,
+                 scored_until = max(coalesce(scored_until, ?3), coalesce(?3, scored_until))
+                 WHERE shard = ?1",
+                params![shard.index(), now, scored_until],
+            )
+            .map_err(StoreError::sqlite("reporting a shard's progress"))?;
+        Ok(())
+    }
+
+    fn shards(&mut self) -> Result<Vec<ShardState>, StoreError> {
+        let claimed = self.claimed;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT shard, count, holder, claimed_at, heartbeat, scored_until
+                 FROM shard_lease ORDER BY shard",
+            )
+            .map_err(StoreError::sqlite("reading shard leases"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    r.get::<_, u32>(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .map_err(StoreError::sqlite("reading shard leases"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (index, count, holder, claimed_at, heartbeat, scored_until) =
+                row.map_err(StoreError::sqlite("reading shard leases"))?;
+            let Ok(shard) = Shard::new(index, count) else {
+                continue;
+            };
+            out.push(ShardState {
+                shard,
+                holder,
+                held: claimed == Some(shard),
+                claimed_at,
+                heartbeat,
+                scored_until,
+            });
+        }
+        Ok(out)
     }
 }

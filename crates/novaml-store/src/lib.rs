@@ -5,18 +5,24 @@
 //!   already runs, read by its query API and written by remote write.
 //! - [`MetricsAt`] / [`AnyStore`]: either, as configured.
 //! - [`ReadCache`]: decoded points shared by the connections that answer range reads.
-//! - [`incidents::IncidentLog`]: detected incidents with operator feedback, in the same file.
+//! - [`StateStore`]: incidents, feedback, delivery, checkpoints and shard leases;
+//!   [`incidents::IncidentLog`] keeps them in the SQLite file, [`PgState`] in PostgreSQL;
+//!   [`StateAt`] is either, as configured.
 
 mod any;
 mod codec;
 mod error;
 pub mod incidents;
+mod postgres;
 mod read_cache;
 mod remote;
 mod sqlite;
+mod state;
 
 pub use any::{AnyStore, MetricsAt};
 pub use error::StoreError;
+pub use postgres::PgState;
+pub use state::{ShardState, SharedState, StateAt, StateStore};
 
 /// Heap bytes SQLite holds in this process now, over every connection (page caches, schemas,
 /// prepared statements): `sqlite3_status64(SQLITE_STATUS_MEMORY_USED)`. `None` when SQLite

@@ -1,5 +1,6 @@
-//! Real services started by tests on free loopback ports: Debian's `victoria-metrics` and
-//! `prometheus` (installed by `scripts/test.sh`), each with its own throw-away data directory,
+//! Real services started by tests on free loopback ports: Debian's `victoria-metrics`,
+//! `prometheus`, `vmalert`, `prometheus-alertmanager` and `postgresql` (installed by
+//! `scripts/test.sh`), each with its own throw-away data directory,
 //! killed when dropped.
 
 use std::io::{Read, Write};
@@ -49,10 +50,25 @@ pub struct Service {
     pub port: u16,
     /// Its data directory.
     pub dir: tempfile::TempDir,
+    /// Stopped with SIGQUIT when dropped (PostgreSQL: an immediate shutdown that also frees
+    /// its shared memory), else SIGKILL.
+    quit_on_drop: bool,
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
+        if self.quit_on_drop {
+            let _ = Command::new("kill")
+                .args(["-QUIT", &self.child.id().to_string()])
+                .status();
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -87,7 +103,12 @@ impl Service {
                 .stderr(log)
                 .spawn()
                 .unwrap_or_else(|e| panic!("{bin} does not start: {e}"));
-            let mut service = Self { child, port, dir };
+            let mut service = Self {
+                child,
+                port,
+                dir,
+                quit_on_drop: false,
+            };
             let t0 = Instant::now();
             while t0.elapsed() < Duration::from_secs(30) {
                 if http_status(port, ready) == Some(200) {
@@ -190,6 +211,141 @@ impl Service {
             "/health",
         )
     }
+}
+
+impl Service {
+    /// A throw-away PostgreSQL cluster (Debian's `postgresql`): `initdb` into the service's
+    /// directory, then `postgres` on a free loopback port, trusting local connections of the
+    /// user `novaml` (database `postgres`); no fsync, it is thrown away. As root, both run as
+    /// the `postgres` user (PostgreSQL refuses to run as root).
+    pub fn postgres() -> Self {
+        let bin = postgres_bin();
+        let as_user = |program: &std::path::Path| -> Command {
+            if is_root() {
+                let mut c = Command::new("setpriv");
+                c.args([
+                    "--reuid=postgres",
+                    "--regid=postgres",
+                    "--clear-groups",
+                    "--",
+                ])
+                .arg(program);
+                c
+            } else {
+                Command::new(program)
+            }
+        };
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let data = dir.path().join("pg");
+            if is_root() {
+                let (uid, gid) = postgres_ids();
+                std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                    .expect("the cluster directory handed to postgres");
+            }
+            let init = as_user(&bin.join("initdb"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-U", "novaml", "--auth=trust", "-E", "UTF8", "--no-sync"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+                .expect("initdb runs");
+            assert!(
+                init.status.success(),
+                "initdb failed: {}",
+                String::from_utf8_lossy(&init.stderr)
+            );
+            let port = free_port();
+            let log_path = dir.path().join("postgres.log");
+            let log = std::fs::File::create(&log_path).expect("a log file");
+            let child = as_user(&bin.join("postgres"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+                .arg("-c")
+                .arg(format!("unix_socket_directories={}", dir.path().display()))
+                .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("postgres starts");
+            let mut service = Self {
+                child,
+                port,
+                dir,
+                quit_on_drop: true,
+            };
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(30) {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                if log.contains("ready to accept connections")
+                    && TcpStream::connect(("127.0.0.1", port)).is_ok()
+                {
+                    return service;
+                }
+                if let Ok(Some(_)) = service.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            service.kill();
+            last_log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        }
+        panic!(
+            "postgres did not become ready; its log ends:\n{}",
+            tail(&last_log)
+        );
+    }
+
+    /// Its connection URL (PostgreSQL services only).
+    pub fn postgres_url(&self) -> String {
+        format!("postgres://novaml@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+/// The newest installed PostgreSQL's `bin` directory, or a failure that says how to install it.
+fn postgres_bin() -> PathBuf {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").exists().then_some((v, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, b)| b).unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL is not installed; run scripts/test.sh (it installs the Debian packages the tests use)"
+        )
+    })
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// The `postgres` user's uid and gid.
+fn postgres_ids() -> (u32, u32) {
+    let id = |flag: &str| -> u32 {
+        let out = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .expect("id runs");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a postgres user (Debian's postgresql package creates it)")
+    };
+    (id("-u"), id("-g"))
 }
 
 fn tail(log: &str) -> &str {

@@ -12,6 +12,7 @@ use novaml_anomaly::streaming::{DEFAULT_THRESHOLD, StreamingParams};
 use novaml_core::{Series, SeriesKey};
 use novaml_pipeline::detection::{deliver, feedback, record};
 use novaml_pipeline::notify::{Notifier, Webhook, WebhookFormat};
+use novaml_store::StateStore;
 use novaml_store::incidents::{IncidentLog, Recorded};
 
 /// Arguments of `novaml detect`.
@@ -130,7 +131,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         ),
         None => None,
     };
-    let thresholds = match &log {
+    let thresholds = match &mut log {
         Some(l) => Some(feedback(l)?.thresholds),
         None => None,
     };

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use novaml_anomaly::feedback::Label;
 use novaml_pipeline::detection::feedback;
-use novaml_store::incidents::{IncidentFilter, IncidentLog};
+use novaml_store::incidents::IncidentFilter;
+use novaml_store::{StateAt, StateStore};
 
 /// Arguments of `novaml incidents`.
 #[derive(Debug, clap::Args)]
@@ -14,6 +15,15 @@ pub(crate) struct Args {
     /// The incident log (the store of `novaml demo`, or a file given to `novaml detect --db`).
     #[arg(long, value_name = "FILE", default_value = "novaml-data/novaml.db")]
     db: PathBuf,
+    /// A fleet's shared state instead (`[state] postgres` of its workers): every worker's
+    /// incidents.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "NOVAML__STATE__POSTGRES",
+        conflicts_with = "db"
+    )]
+    postgres: Option<String>,
     #[command(subcommand)]
     action: Action,
 }
@@ -57,15 +67,22 @@ enum Action {
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
-    if !args.db.exists() {
-        bail!(
-            "{} does not exist; run `novaml demo` or `novaml detect --db {}` first",
-            args.db.display(),
-            args.db.display()
-        );
-    }
-    let mut log = IncidentLog::open(&args.db)
-        .with_context(|| format!("cannot open {}", args.db.display()))?;
+    let at = match args.postgres {
+        Some(url) => StateAt::Postgres(url),
+        None => {
+            if !args.db.exists() {
+                bail!(
+                    "{} does not exist; run `novaml demo` or `novaml detect --db {}` first",
+                    args.db.display(),
+                    args.db.display()
+                );
+            }
+            StateAt::Embedded(args.db.clone())
+        }
+    };
+    let mut log: Box<dyn StateStore> = at
+        .open()
+        .with_context(|| format!("cannot open {}", at.describe()))?;
     match args.action {
         Action::List { label, kind, limit } => {
             if let Some(l) = &label
@@ -92,25 +109,25 @@ pub(crate) fn run(args: Args) -> Result<()> {
         }
         Action::Show { id } => match log.get(id)? {
             Some(r) => println!("{}", serde_json::to_string_pretty(&r)?),
-            None => bail!("no incident {id} in {}", args.db.display()),
+            None => bail!("no incident {id} in {}", at.describe()),
         },
         Action::Label { id, label, note } => {
             let Some(l) = Label::parse(&label) else {
                 bail!("label must be tp or fp, not {label:?}");
             };
             if !log.label(id, l.as_str(), note.as_deref(), novaml_core::time::now_ms())? {
-                bail!("no incident {id} in {}", args.db.display());
+                bail!("no incident {id} in {}", at.describe());
             }
             eprintln!("incident {id} labelled {}", l.as_str());
         }
         Action::Ack { id } => {
             if !log.acknowledge(id)? {
-                bail!("no incident {id} in {}", args.db.display());
+                bail!("no incident {id} in {}", at.describe());
             }
             eprintln!("incident {id} acknowledged");
         }
         Action::Stats => {
-            let s = feedback(&log)?;
+            let s = feedback(log.as_mut())?;
             println!("{}", serde_json::to_string_pretty(&s)?);
         }
     }

@@ -310,7 +310,7 @@ fn three_shards_score_every_series_exactly_once() {
         let wdir = dir.path().join(format!("w{k}"));
         std::fs::create_dir_all(&wdir).expect("dir");
         let shard = format!("{k}/3");
-        let (proc, port) = detection_worker(&wdir, &vm.url(), "2s", &["--shard", &shard]);
+        let (proc, port) = detection_worker(&wdir, &vm.url(), "2s", "", &["--shard", &shard]);
         workers.push((proc, port, wdir));
     }
     // The series each worker scored, from the `vm` label of its score gauges.
@@ -413,7 +413,7 @@ fn a_killed_worker_resumes_from_its_checkpoint_without_gaps_or_repeated_incident
     write(&mut store, 0..1_440);
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("serve.log");
-    let start = |_: &std::path::Path| detection_worker(dir.path(), &vm.url(), "1s", &[]).0;
+    let start = |_: &std::path::Path| detection_worker(dir.path(), &vm.url(), "1s", "", &[]).0;
     // Every series' written-back score timestamps.
     let scored = |store: &novaml_store::RemoteStore| -> Vec<Vec<i64>> {
         let _ = store.flush();
@@ -436,7 +436,7 @@ fn a_killed_worker_resumes_from_its_checkpoint_without_gaps_or_repeated_incident
     let db = dir.path().join("data/novaml.db");
     let incidents = || {
         novaml_store::incidents::IncidentLog::open(&db)
-            .and_then(|l| l.count())
+            .and_then(|mut l| novaml_store::StateStore::count(&mut l))
             .expect("incident log")
     };
     wait_for("the spikes' incidents", Duration::from_secs(30), || {
@@ -540,7 +540,7 @@ fn vmalert_fires_on_written_back_scores_and_alertmanager_receives_it() {
     store.flush().expect("flush");
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("serve.log");
-    let (mut worker, _) = detection_worker(dir.path(), &vm.url(), "1s", &[]);
+    let (mut worker, _) = detection_worker(dir.path(), &vm.url(), "1s", "", &[]);
     let rules = novaml_testing::repo_root().join("dashboards/grafana/vmalert.yml");
     let vmalert = novaml_testing::services::Service::vmalert(&rules, &vm.url(), &am.url());
     let dump = || std::fs::read_to_string(&log).unwrap_or_default();
@@ -622,7 +622,7 @@ fn a_series_that_appears_mid_run_is_read_with_its_history() {
     write(series("vm_first", false));
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("serve.log");
-    let (mut worker, port) = detection_worker(dir.path(), &vm.url(), "1s", &[]);
+    let (mut worker, port) = detection_worker(dir.path(), &vm.url(), "1s", "", &[]);
     let dump = || std::fs::read_to_string(&log).unwrap_or_default();
     let passes = || {
         http_get(port, "/metrics")
@@ -655,19 +655,202 @@ fn a_series_that_appears_mid_run_is_read_with_its_history() {
     );
 }
 
+/// Two workers share their state in a real PostgreSQL: each scores its shard, and either one's
+/// API lists the whole fleet's incidents and every shard's lease; a third worker started on a
+/// running shard refuses; a worker killed with `kill -9` shows as a shard without a worker on
+/// the other's /metrics, takes its shard back at once when restarted, and opens no incident
+/// twice.
+#[test]
+fn a_fleet_shares_incidents_and_shard_leases_in_postgres() {
+    use novaml_core::{Batch, MetricStore, Point, Series, SeriesKey};
+    use novaml_store::StateStore;
+    let vm = novaml_testing::services::Service::victoria_metrics();
+    let pg = novaml_testing::services::Service::postgres();
+    let pg_url = pg.postgres_url();
+    let mut store = novaml_store::RemoteStore::connect(novaml_store::RemoteConfig::new(vm.url()))
+        .expect("connect");
+    let step = 60_000;
+    let end = novaml_core::time::now_ms() / step * step;
+    let n = 8;
+    let series: Vec<Series> = (0..n)
+        .map(|i| {
+            let key = SeriesKey::new("vm_disk_latency_ms")
+                .and_then(|k| k.with_label("vm", format!("vm-{i}")))
+                .expect("key");
+            // A day a minute apart: a daily cycle, a fixed wiggle, a spike 100 minutes ago.
+            let points = (0..1_440)
+                .map(|m| {
+                    let daily = (m as f64 / 1_440.0 + i as f64 / 11.0) * std::f64::consts::TAU;
+                    let wiggle = ((m * 7_919 + i * 104_729) % 1_000) as f64 / 1_000.0;
+                    let spike = if (1_340..1_346).contains(&m) {
+                        60.0
+                    } else {
+                        0.0
+                    };
+                    let t = end - (1_440 - m) * step;
+                    Point::new(t, 40.0 + 15.0 * daily.sin() + 2.0 * wiggle + spike)
+                })
+                .collect();
+            Series::new(key, points)
+        })
+        .collect();
+    store
+        .write(&Batch {
+            source: "test".into(),
+            series,
+            cursor: None,
+        })
+        .expect("write");
+    store.flush().expect("flush");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = format!("\n[state]\npostgres = \"{pg_url}\"\n");
+    let worker = |k: usize, shard: &str| {
+        let wdir = dir.path().join(format!("w{k}"));
+        std::fs::create_dir_all(&wdir).expect("dir");
+        let (p, port) = detection_worker(&wdir, &vm.url(), "1s", &state, &["--shard", shard]);
+        (p, port, wdir)
+    };
+    let (mut w0, port0, dir0) = worker(0, "0/2");
+    let (mut w1, _, dir1) = worker(1, "1/2");
+    let log_of =
+        |d: &std::path::Path| std::fs::read_to_string(d.join("serve.log")).unwrap_or_default();
+    let mut fleet = novaml_store::PgState::connect(&pg_url).expect("PostgreSQL");
+    let mut incidents = || fleet.count().expect("count");
+    wait_for(
+        "every series' spike recorded",
+        Duration::from_secs(90),
+        || incidents() >= n as usize,
+    );
+    // One worker's API: the whole fleet's incidents, and both shards held.
+    let listed = http_get(port0, "/api/incidents?limit=1000").expect("incidents");
+    let listed: serde_json::Value = serde_json::from_str(&listed.1).expect("JSON");
+    let mut vms: Vec<String> = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|i| i["series"].as_str())
+        .map(str::to_owned)
+        .collect();
+    vms.sort();
+    vms.dedup();
+    assert_eq!(
+        vms.len(),
+        n as usize,
+        "both shards' incidents: {vms:?}\n{}",
+        log_of(&dir0)
+    );
+    let held = |port: u16, shard: &str| -> Option<i64> {
+        let (_, body) = http_get(port, "/metrics")?;
+        let line = format!("novaml_anomaly_shard_held{{shard=\"{shard}\"}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    wait_for("both leases on /metrics", Duration::from_secs(30), || {
+        held(port0, "0/2") == Some(1) && held(port0, "1/2") == Some(1)
+    });
+    let status: serde_json::Value =
+        serde_json::from_str(&http_get(port0, "/api/status").expect("status").1).expect("JSON");
+    assert_eq!(
+        status["shards"].as_array().map(Vec::len),
+        Some(2),
+        "{status}"
+    );
+    assert!(
+        status["state"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("PostgreSQL"))
+    );
+
+    // A second worker on a running shard refuses, naming the holder.
+    let wdir = dir.path().join("w2");
+    std::fs::create_dir_all(&wdir).expect("dir");
+    std::fs::copy(dir1.join("novaml.toml"), wdir.join("novaml.toml")).expect("config");
+    let (ok, _, err) = crate::env::novaml(
+        &[
+            "serve",
+            "--config",
+            "novaml.toml",
+            "--shard",
+            "1/2",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &wdir,
+    );
+    assert!(!ok && err.contains("shard 1/2 is held by"), "{err}");
+
+    // kill -9: the other worker shows the shard without a worker; a restart takes it back.
+    let before = incidents();
+    w1.signal("KILL");
+    w1.wait_exit(Duration::from_secs(10));
+    wait_for(
+        "the killed worker's lease gone",
+        Duration::from_secs(30),
+        || held(port0, "1/2") == Some(0),
+    );
+    let (mut w1, _, _) = worker(1, "1/2");
+    wait_for(
+        "the restarted worker's lease",
+        Duration::from_secs(30),
+        || held(port0, "1/2") == Some(1),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        incidents(),
+        before,
+        "no incident opened twice\n{}",
+        log_of(&dir1)
+    );
+    // Every connection to PostgreSQL is cut (a restart, a proxy): the workers reconnect and
+    // take their leases back at their next pass.
+    let cut = std::process::Command::new("psql")
+        .args([&pg_url, "-qAtc"])
+        .arg(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE pid <> pg_backend_pid() AND datname = current_database()",
+        )
+        .output()
+        .expect("psql runs");
+    assert!(
+        cut.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cut.stderr)
+    );
+    let mut admin = novaml_store::PgState::connect(&pg_url).expect("PostgreSQL");
+    wait_for("both leases back", Duration::from_secs(30), || {
+        admin
+            .shards()
+            .is_ok_and(|s| s.len() == 2 && s.iter().all(|s| s.held))
+    });
+    let mut fleet = novaml_store::PgState::connect(&pg_url).expect("PostgreSQL");
+    assert_eq!(
+        fleet.count().expect("count"),
+        before,
+        "nothing recorded twice\n{}",
+        log_of(&dir0)
+    );
+    for w in [&mut w0, &mut w1] {
+        w.signal("TERM");
+        assert!(w.wait_exit(Duration::from_secs(30)).success());
+    }
+}
+
 /// A detection worker over the VictoriaMetrics at `vm_url` with its state in `dir`: writes its
-/// configuration (detection every `every`, no sources), starts `novaml serve` with `extra` flags
+/// configuration (detection every `every`, no sources, then `more_toml`), starts `novaml serve`
+/// with `extra` flags
 /// on a free port, logging to `dir/serve.log`; the process and its port.
 fn detection_worker(
     dir: &std::path::Path,
     vm_url: &str,
     every: &str,
+    more_toml: &str,
     extra: &[&str],
 ) -> (Proc, u16) {
     std::fs::write(
         dir.join("novaml.toml"),
         format!(
-            "[store]\nkind = \"remote\"\nurl = \"{vm_url}\"\npath = \"data/novaml.db\"\n\n[detect]\nenabled = true\ninterval = \"{every}\"\n"
+            "[store]\nkind = \"remote\"\nurl = \"{vm_url}\"\npath = \"data/novaml.db\"\n\n[detect]\nenabled = true\ninterval = \"{every}\"\n{more_toml}"
         ),
     )
     .expect("config");

@@ -1,9 +1,10 @@
-//! Integration tests of the SQLite store.
+//! Integration tests of the stores: SQLite, remote TSDBs, the state stores.
 
 use novaml_core::{Batch, MetricStore, Point, Selector, Series, SeriesKey, TimeRange};
 use novaml_store::SqliteStore;
 
 mod remote;
+mod state;
 
 #[test]
 fn sqlite_store_passes_metric_store_conformance() {

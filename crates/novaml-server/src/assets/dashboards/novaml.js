@@ -244,6 +244,23 @@ pages.pipeline = async function () {
     s.sources,
     "no sources"
   );
+  // A sharded fleet (or a shared state): every shard's lease and detection lag, from the state
+  // store, so a worker that is down shows here on every other worker's page.
+  const shards = s.shards || [];
+  document.getElementById("shards-panel").hidden = shards.length === 0;
+  table(
+    document.getElementById("shards"),
+    [
+      ["shard", (r) => esc(r.shard)],
+      ["worker", (r) => esc(r.holder)],
+      ["lease", (r) => (r.held ? '<span class="ok">held</span>' : '<span class="bad">no worker</span>')],
+      ["last pass", (r) => when(r.heartbeat)],
+      ["scored until", (r) => (r.scored_until ? when(r.scored_until) : "–")],
+      ["lag", (r) => '<span class="' + (r.held && r.lag_seconds != null && r.lag_seconds < 300 ? "" : "bad") + '">' + dur(r.lag_seconds) + "</span>", "num"],
+    ],
+    shards,
+    "no shards"
+  );
   const names = s.sources.map((x) => x.name);
   const rates = names.map(() => []);
   const buffer = [], errs = [];
