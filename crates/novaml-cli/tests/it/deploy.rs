@@ -19,13 +19,15 @@ fn str_of(y: &Yaml) -> &str {
     y.as_str().unwrap_or_else(|| panic!("not a string: {y:?}"))
 }
 
-/// Starts `novaml` with `args` (the configuration's TSDB replaced by a real one, the listen
+/// Starts `novaml` with `args` (the configuration's TSDB and PostgreSQL replaced by real ones, the listen
 /// address by a free loopback port) and `shard`, and waits until it answers /healthz.
 fn runs(args: &[String], config: &str, shard: &str) {
     let vm = novaml_testing::services::Service::victoria_metrics();
+    let pg = novaml_testing::services::Service::postgres();
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config
         .replace("http://victoria-metrics:8428", &vm.url())
+        .replace("postgres://novaml@postgres:5432/novaml", &pg.postgres_url())
         .replace("http://alertmanager:9093", "http://127.0.0.1:9");
     let config = regex::Regex::new(r#"path = "[^"]*""#)
         .expect("regex")
@@ -74,6 +76,10 @@ fn the_kubernetes_statefulset_runs_one_shard_per_pod_on_the_configmap() {
     };
     assert_eq!(remote.url, "http://victoria-metrics:8428");
     assert!(cfg.detect.enabled);
+    assert!(
+        matches!(cfg.state_at(), Ok(novaml_store::StateAt::Postgres(_))),
+        "the fleet shares its state in PostgreSQL"
+    );
 
     // The StatefulSet: one shard per replica, the config and data where the file says.
     let spec = &sts["spec"];
