@@ -153,6 +153,8 @@ pub struct RunReport {
     pub written: u64,
     /// Batches the writer could not write before shutdown gave up on them (normally 0).
     pub lost_batches: u64,
+    /// Batches the store refused for good ([`MetricStore::refuses`]) and that were dropped.
+    pub refused_batches: u64,
 }
 
 /// Runs sources into a store until shutdown.
@@ -245,6 +247,15 @@ impl Runner {
                         Ok(n) => {
                             metrics.add_samples(&batch.source, n as u64);
                             report.written += n as u64;
+                            break;
+                        }
+                        Err(e) if S::refuses(&e) => {
+                            // Retrying cannot help, and waiting for it would stop every source
+                            // (backpressure): the batch is dropped, loudly. Its cursor was not
+                            // saved.
+                            metrics.add_error(&batch.source, "store");
+                            error!(source = %batch.source, points = batch.len(), error = %e, "The store refuses this batch for good; it is dropped (retrying cannot help).");
+                            report.refused_batches += 1;
                             break;
                         }
                         Err(e) => {

@@ -119,6 +119,14 @@ pub trait MetricStore: Send {
     /// Writes a batch and its cursor in one transaction; returns the number of points written.
     fn write(&mut self, batch: &Batch) -> Result<usize, Self::Error>;
 
+    /// Whether `err`, from [`write`](Self::write), says the store refuses that batch for good
+    /// (a remote TSDB's 4xx: samples older than its head, a label it rejects), so writing it
+    /// again cannot succeed. Every other failure is worth retrying. Default: never.
+    fn refuses(err: &Self::Error) -> bool {
+        let _ = err;
+        false
+    }
+
     /// Series matching `selector` with their points in `range`, sorted by time, optionally
     /// aggregated by step. Series with no points in the range are left out.
     fn query(

@@ -21,10 +21,16 @@
 //! incident log merges a re-recorded incident.) Points down for longer than `lookback` are not
 //! scored.
 //!
+//! **Reads.** Each pass makes one bulk read of every series' new points, from the oldest last
+//! point among the detectors that saw a point in the last ten minutes, so the read stays small
+//! however many series the store holds. A series without a detector (new, backfilled, or every
+//! series after a restart) is read on its own from the lookback's start, one series at a time,
+//! so its history warms its detector; a detector further behind (its series was quiet, or the
+//! store was away) is read on its own from its last point. A series with nothing new is not
+//! read on its own again until the bulk read shows points of it.
+//!
 //! **Late points.** A point at or before its series' newest consumed point is not scored (a
-//! streaming detector cannot go back); it stays in the store. A series that appears
-//! mid-run (in the store's list of series) is read from the lookback's start once, so its
-//! history warms its detector.
+//! streaming detector cannot go back); it stays in the store.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -140,6 +146,21 @@ pub(crate) struct Detection {
     pub(crate) monitors: Mutex<Monitors>,
 }
 
+/// A pass's bulk read starts at the oldest last point among the detectors that saw a point
+/// within this span; the others are read one by one from their own last point.
+const BULK_SPAN_MS: i64 = 10 * 60_000;
+
+/// With no detector keeping up (the first pass), the bulk read covers this much.
+const LATE_MS: i64 = 60_000;
+
+/// What a pass reads for one series: points the bulk read brought, or a read of its own from a
+/// timestamp (made when the series' turn comes, so a first pass over many series holds one
+/// series' history at a time).
+enum Work {
+    Loaded(Series),
+    Read(SeriesKey, i64),
+}
+
 /// The name scores are written back under (and never scored themselves).
 pub const SCORE_METRIC: &str = "novaml_anomaly_score";
 
@@ -209,15 +230,20 @@ impl Detection {
             }
         }
         let lookback_start = now - self.lookback.as_millis() as i64;
-        // Only what is newer than every detector's last point, once all are running.
-        let start = monitors
+        let horizon = now + 60_000;
+        // One bulk read of every series' new points: from the oldest last point of the
+        // detectors that are keeping up (within BULK_SPAN_MS), so it stays small however many
+        // series there are. Detectors further behind (a quiet series, a worker that was down)
+        // and series without one (new, or this process just started) are read one by one
+        // below, from their last point or the lookback's start.
+        let bulk_start = monitors
             .by_series
             .values()
             .filter_map(SeriesMonitor::last_ts)
+            .filter(|&t| t >= now - BULK_SPAN_MS)
             .min()
-            .filter(|_| !monitors.by_series.is_empty())
-            .map_or(lookback_start, |t| (t + 1).max(lookback_start));
-        let range = TimeRange::new(start, now + 60_000)?;
+            .map_or(now - LATE_MS, |t| t + 1)
+            .max(lookback_start);
         // By default our own series are left out: the simulator's ground truth and self-metrics.
         let wanted = |key: &SeriesKey| {
             self.shard.owns(key)
@@ -227,42 +253,51 @@ impl Detection {
                     .iter()
                     .any(|p| key.name.starts_with(p.as_str()))
         };
-        let mut all = store.query(&Selector::all(), range, None)?;
-        all.retain(|s| wanted(&s.key));
-        // A series the store has and no detector yet (a new VM, a source that started late or
-        // backfilled) is read from the lookback's start, as at the first pass: its history
-        // warms its detector.
-        if start > lookback_start {
-            let history = TimeRange::new(lookback_start, now + 60_000)?;
-            let at: std::collections::HashMap<SeriesKey, usize> = all
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (s.key.clone(), i))
-                .collect();
-            for key in store.keys(history)? {
-                if !wanted(&key)
-                    || monitors.by_series.contains_key(&key)
-                    || (monitors.idle.contains(&key) && !at.contains_key(&key))
-                {
-                    continue;
+        let mut bulk = store.query(&Selector::all(), TimeRange::new(bulk_start, horizon)?, None)?;
+        bulk.retain(|s| wanted(&s.key));
+        let mut in_bulk: std::collections::HashMap<SeriesKey, Series> =
+            bulk.into_iter().map(|s| (s.key.clone(), s)).collect();
+        let mut work: Vec<Work> = Vec::new();
+        for key in store.keys(TimeRange::new(lookback_start, horizon)?)? {
+            if !wanted(&key) {
+                continue;
+            }
+            let from = match monitors.by_series.get(&key).map(SeriesMonitor::last_ts) {
+                // Keeping up: the bulk read has its new points.
+                Some(Some(t)) if t + 1 >= bulk_start => None,
+                // Behind the bulk read: from its last point.
+                Some(Some(t)) => Some(t + 1),
+                // No detector yet: its history warms one.
+                _ => Some(lookback_start),
+            };
+            match from {
+                // A series with nothing new at its last read is read again once the bulk read
+                // shows it has points.
+                Some(_) if monitors.idle.contains(&key) && !in_bulk.contains_key(&key) => {}
+                Some(from) => {
+                    in_bulk.remove(&key);
+                    work.push(Work::Read(key, from));
                 }
-                match store.query_key(&key, history, None)? {
-                    Some(full) => {
-                        monitors.idle.remove(&key);
-                        match at.get(&key) {
-                            Some(&i) => all[i] = full,
-                            None => all.push(full),
-                        }
-                    }
-                    None => {
-                        monitors.idle.insert(key);
-                    }
-                }
+                None => {}
             }
         }
+        // Series in the bulk read but not (yet) in the list: a list lags writes by a moment.
+        work.extend(in_bulk.into_values().map(Work::Loaded));
         let thresholds = feedback(self.lock()?.as_mut())?.thresholds;
         let mut report = Report::default();
-        for s in all {
+        for w in work {
+            let (s, read) = match w {
+                Work::Loaded(s) => (s, false),
+                Work::Read(key, from) => {
+                    match store.query_key(&key, TimeRange::new(from, horizon)?, None)? {
+                        Some(s) => (s, true),
+                        None => {
+                            monitors.idle.insert(key);
+                            continue;
+                        }
+                    }
+                }
+            };
             let series = s.key.to_string();
             let resumed = monitors
                 .resumed
@@ -290,8 +325,12 @@ impl Detection {
             cfg.threshold = cfg.threshold.max(thresholds.for_series(&series));
             let c = m.consume(&points, cfg.threshold, resumed);
             if c.rows == 0 {
+                if read {
+                    monitors.idle.insert(s.key);
+                }
                 continue;
             }
+            monitors.idle.remove(&s.key);
             self.metrics
                 .set_score(&s.key.name, &s.key.labels, m.likelihood());
             out.series += 1;

@@ -183,23 +183,22 @@ impl Pipeline {
         let anomaly_metrics = AnomalyMetrics::register(&mut registry);
         let capacity_metrics = CapacityMetrics::register(&mut registry);
         // The state, and this worker's shard lease, before anything runs: a second worker
-        // started on a running shard stops here. A lone embedded collector needs neither.
-        let incident_log: Option<SharedState> = if self.detection.is_some()
-            || self.shard != Shard::ALL
-            || matches!(self.state, StateAt::Postgres(_))
-        {
-            let (at, shard) = (self.state.clone(), self.shard);
-            let state = blocking(move || {
-                let mut state = at.open()?;
-                state.claim_shard(shard, &holder(), now_ms())?;
-                Ok(state)
-            })
-            .await?;
-            info!(state = %state.describe(), shard = %self.shard, "State open, shard claimed.");
-            Some(Arc::new(Mutex::new(state)))
-        } else {
-            None
-        };
+        // started on a running shard stops here. A process that neither detects nor owns a
+        // shard (a collector feeding a fleet's TSDB) needs neither, even with `[state]` set.
+        let incident_log: Option<SharedState> =
+            if self.detection.is_some() || self.shard != Shard::ALL {
+                let (at, shard) = (self.state.clone(), self.shard);
+                let state = blocking(move || {
+                    let mut state = at.open()?;
+                    state.claim_shard(shard, &holder(), now_ms())?;
+                    Ok(state)
+                })
+                .await?;
+                info!(state = %state.describe(), shard = %self.shard, "State open, shard claimed.");
+                Some(Arc::new(Mutex::new(state)))
+            } else {
+                None
+            };
         let shard_view: Arc<RwLock<Vec<novaml_store::ShardState>>> = Arc::default();
         let hub = self
             .training
@@ -480,6 +479,7 @@ impl Pipeline {
         info!(
             written = report.written,
             lost_batches = report.lost_batches,
+            refused_batches = report.refused_batches,
             "Stopped."
         );
         if report.lost_batches > 0 {

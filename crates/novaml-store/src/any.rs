@@ -84,6 +84,10 @@ impl AnyStore {
 impl MetricStore for AnyStore {
     type Error = StoreError;
 
+    fn refuses(err: &StoreError) -> bool {
+        <RemoteStore as MetricStore>::refuses(err)
+    }
+
     fn write(&mut self, batch: &Batch) -> Result<usize, StoreError> {
         match self {
             Self::Sqlite(s) => s.write(batch),

@@ -483,6 +483,12 @@ impl RemoteStore {
 impl MetricStore for RemoteStore {
     type Error = StoreError;
 
+    /// A 4xx other than 429: Prometheus answers 400 to samples older than its head or a
+    /// timestamp rewritten, and will answer the same to every retry.
+    fn refuses(err: &StoreError) -> bool {
+        matches!(err, StoreError::RemoteRefused { status, .. } if (400..500).contains(status) && *status != 429)
+    }
+
     fn write(&mut self, batch: &Batch) -> Result<usize, StoreError> {
         let mut requests: Vec<Vec<Series>> = vec![Vec::new()];
         let mut in_request = 0;

@@ -138,10 +138,12 @@ async fn a_hanging_server_costs_one_timeout_per_attempt_and_shutdown_is_prompt()
     assert_eq!(report.written, 0);
 }
 
-/// A real SQLite store whose first `fail` writes fail, as on a full disk.
+/// A real SQLite store whose first `fail` writes fail, as on a full disk, and whose write number
+/// `refuse` is refused for good, as a TSDB refuses samples older than its head.
 struct Flaky {
     inner: SqliteStore,
     fail: usize,
+    refuse: usize,
     writes: usize,
 }
 
@@ -149,6 +151,8 @@ struct Flaky {
 enum FlakyError {
     #[error("injected: disk full")]
     Injected,
+    #[error("injected: out of bounds")]
+    Refused,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -161,7 +165,14 @@ impl MetricStore for Flaky {
         if self.writes <= self.fail {
             return Err(FlakyError::Injected);
         }
+        if self.writes == self.refuse {
+            return Err(FlakyError::Refused);
+        }
         Ok(self.inner.write(batch)?)
+    }
+
+    fn refuses(err: &FlakyError) -> bool {
+        matches!(err, FlakyError::Refused)
     }
 
     fn query(
@@ -196,6 +207,7 @@ async fn failed_store_writes_are_retried_and_nothing_is_lost() {
     let store = Flaky {
         inner: SqliteStore::in_memory().expect("store"),
         fail: 3,
+        refuse: 0,
         writes: 0,
     };
     let (tx, rx) = watch::channel(false);
@@ -228,6 +240,42 @@ async fn failed_store_writes_are_retried_and_nothing_is_lost() {
     let mut want = want;
     want.sort_by(|a, b| a.key.cmp(&b.key));
     assert_eq!(stored, want);
+}
+
+/// A batch the store refuses for good is dropped with an error, once, and the batches after it
+/// are written: one refusal does not stop collection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_store_refuses_is_dropped_and_collection_goes_on() {
+    let sim = Simulator::new(SimConfig {
+        history: Duration::from_secs(86_400),
+        ..SimConfig::default()
+    })
+    .expect("sim");
+    let metrics = CollectMetrics::default();
+    let mut runner = Runner::new(1, metrics.clone());
+    runner.add(Box::new(sim), fast_schedule(1000));
+    let store = Flaky {
+        inner: SqliteStore::in_memory().expect("store"),
+        fail: 0,
+        refuse: 2,
+        writes: 0,
+    };
+    let (tx, rx) = watch::channel(false);
+    let handle = tokio::spawn(runner.run(store, rx));
+    let t0 = std::time::Instant::now();
+    while metrics.samples("simulator") == 0 || t0.elapsed() < Duration::from_millis(500) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tx.send(true).expect("stop");
+    let (store, report) = handle.await.expect("join").expect("run");
+    assert_eq!(report.refused_batches, 1);
+    assert_eq!(
+        metrics.errors("simulator", "store"),
+        1,
+        "tried once, not retried"
+    );
+    assert!(store.writes > 2, "the batches after it were written");
+    assert_eq!(report.lost_batches, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
