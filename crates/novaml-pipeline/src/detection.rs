@@ -170,8 +170,8 @@ pub(crate) struct Monitors {
     by_series: std::collections::HashMap<SeriesKey, SeriesMonitor>,
     /// Loaded at the first pass: where each series' reporting stopped before this process.
     resumed: Option<std::collections::HashMap<String, i64>>,
-    /// Series listed by the store with no points in the lookback: not read again until a new
-    /// point of theirs turns up in a pass.
+    /// Series whose read of their own found nothing new: not read on their own again until the
+    /// bulk read shows points of theirs.
     idle: std::collections::HashSet<SeriesKey>,
     /// A pass's results that could not be reported yet.
     unreported: Option<Report>,
@@ -445,18 +445,15 @@ impl Detection {
             // The state's clients block (PostgreSQL's on a runtime of its own): off this task.
             let ids: Vec<i64> = send.iter().filter_map(|(_, id)| *id).collect();
             let log = self.log.clone();
-            let marked = tokio::task::spawn_blocking(move || {
+            let marked = crate::periodic::blocking(move || {
                 let mut log = log
                     .lock()
-                    .map_err(|_| "incident log lock poisoned".to_owned())?;
-                ids.iter()
-                    .try_for_each(|&id| log.mark_notified(id).map_err(|e| e.to_string()))
+                    .map_err(|_| PipelineError::Task("incident log lock poisoned".into()))?;
+                ids.iter().try_for_each(|&id| Ok(log.mark_notified(id)?))
             })
             .await;
-            match marked {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => warn!(error = %e, "Cannot mark incidents notified."),
-                Err(e) => warn!(error = %e, "Cannot mark incidents notified."),
+            if let Err(e) = marked {
+                warn!(error = %e, "Cannot mark incidents notified.");
             }
         }
     }

@@ -88,30 +88,50 @@ impl Service {
 
     fn start(bin: &str, args: impl Fn(u16, &str) -> Vec<String>, ready: &str) -> Self {
         let path = need(bin);
+        Self::launch(
+            bin,
+            |port, dir| {
+                let mut c = Command::new(&path);
+                c.args(args(port, &dir.to_string_lossy()));
+                c
+            },
+            |port, _| http_status(port, ready) == Some(200),
+            false,
+        )
+    }
+
+    /// Starts `command(port, dir)` in a fresh directory on a free port (another, up to five
+    /// times, when it dies before `ready(port, log)` holds within 30 s), logging its stderr to
+    /// `dir/{name}.log`; fails with the log's end.
+    fn launch(
+        name: &str,
+        command: impl Fn(u16, &std::path::Path) -> Command,
+        ready: impl Fn(u16, &str) -> bool,
+        quit_on_drop: bool,
+    ) -> Self {
         let mut last_log = String::new();
         // A port taken between asking and binding: try another.
         for _ in 0..5 {
             let dir = tempfile::tempdir().expect("a temporary directory");
-            let data = dir.path().to_string_lossy().into_owned();
             let port = free_port();
-            let log_path = dir.path().join(format!("{bin}.log"));
+            let log_path = dir.path().join(format!("{name}.log"));
             let log = std::fs::File::create(&log_path).expect("a log file");
-            let child = Command::new(&path)
-                .args(args(port, &data))
+            let child = command(port, dir.path())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
-                .unwrap_or_else(|e| panic!("{bin} does not start: {e}"));
+                .unwrap_or_else(|e| panic!("{name} does not start: {e}"));
             let mut service = Self {
                 child,
                 port,
                 dir,
-                quit_on_drop: false,
+                quit_on_drop,
             };
             let t0 = Instant::now();
             while t0.elapsed() < Duration::from_secs(30) {
-                if http_status(port, ready) == Some(200) {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                if ready(port, &log) {
                     return service;
                 }
                 if let Ok(Some(_)) = service.child.try_wait() {
@@ -123,7 +143,7 @@ impl Service {
             last_log = std::fs::read_to_string(&log_path).unwrap_or_default();
         }
         panic!(
-            "{bin} did not become ready; its log ends:\n{}",
+            "{name} did not become ready; its log ends:\n{}",
             tail(&last_log)
         );
     }
@@ -235,69 +255,43 @@ impl Service {
                 Command::new(program)
             }
         };
-        let mut last_log = String::new();
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().expect("a temporary directory");
-            let data = dir.path().join("pg");
-            if is_root() {
-                let (uid, gid) = postgres_ids();
-                std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
-                    .expect("the cluster directory handed to postgres");
-            }
-            let init = as_user(&bin.join("initdb"))
-                .arg("-D")
-                .arg(&data)
-                .args(["-U", "novaml", "--auth=trust", "-E", "UTF8", "--no-sync"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .output()
-                .expect("initdb runs");
-            assert!(
-                init.status.success(),
-                "initdb failed: {}",
-                String::from_utf8_lossy(&init.stderr)
-            );
-            let port = free_port();
-            let log_path = dir.path().join("postgres.log");
-            let log = std::fs::File::create(&log_path).expect("a log file");
-            let child = as_user(&bin.join("postgres"))
-                .arg("-D")
-                .arg(&data)
-                .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-                .arg("-c")
-                .arg(format!("unix_socket_directories={}", dir.path().display()))
-                .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("postgres starts");
-            let mut service = Self {
-                child,
-                port,
-                dir,
-                quit_on_drop: true,
-            };
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(30) {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                if log.contains("ready to accept connections")
+        Self::launch(
+            "postgres",
+            |port, dir| {
+                let data = dir.join("pg");
+                if is_root() {
+                    let (uid, gid) = postgres_ids();
+                    std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+                        .expect("the cluster directory handed to postgres");
+                }
+                let init = as_user(&bin.join("initdb"))
+                    .arg("-D")
+                    .arg(&data)
+                    .args(["-U", "novaml", "--auth=trust", "-E", "UTF8", "--no-sync"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .output()
+                    .expect("initdb runs");
+                assert!(
+                    init.status.success(),
+                    "initdb failed: {}",
+                    String::from_utf8_lossy(&init.stderr)
+                );
+                let mut c = as_user(&bin.join("postgres"));
+                c.arg("-D")
+                    .arg(&data)
+                    .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+                    .arg("-c")
+                    .arg(format!("unix_socket_directories={}", dir.display()))
+                    .args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
+                c
+            },
+            |port, log| {
+                log.contains("ready to accept connections")
                     && TcpStream::connect(("127.0.0.1", port)).is_ok()
-                {
-                    return service;
-                }
-                if let Ok(Some(_)) = service.child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            service.kill();
-            last_log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        }
-        panic!(
-            "postgres did not become ready; its log ends:\n{}",
-            tail(&last_log)
-        );
+            },
+            true,
+        )
     }
 
     /// Its connection URL (PostgreSQL services only).
